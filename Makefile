@@ -1,0 +1,42 @@
+# Lealta — every target sets up what it needs: only Python 3.11+ and make are assumed.
+SHELL := /bin/bash
+PYTHON ?= python3
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+UV_VERSION := 0.13.8
+VENV := .venv
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+.PHONY: run test test-sqlite test-postgres bench lint format setup clean
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.synced: $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen --quiet
+	@touch $@
+
+setup: $(VENV)/.synced
+
+run: setup  ## Start Lealta on the embedded SQLite default, with the demo programme and data
+	$(VENV)/bin/lealta demo up
+	$(VENV)/bin/lealta run
+
+test: setup  ## The whole suite, on SQLite and then on PostgreSQL
+	bash scripts/test.sh
+
+bench: setup  ## Hot-path benchmarks with same-run baselines
+	$(VENV)/bin/python -m bench
+
+lint: setup
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/mypy
+
+format: setup
+	$(VENV)/bin/ruff check --fix src tests bench
+	$(VENV)/bin/ruff format src tests bench
+
+clean:
+	rm -rf $(VENV) $(TOOLS) data .pytest_cache .mypy_cache .ruff_cache

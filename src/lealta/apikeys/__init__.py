@@ -1,0 +1,1 @@
+"""API keys: scoped (``server`` writes and reads, ``read`` only reads), stored as digests."""

@@ -1,0 +1,84 @@
+"""Keys look like ``lea_<prefix>_<secret>``. The prefix finds the row; only the SHA-256 digest
+of the whole key is stored, compared in constant time. Keys carry 256 bits of randomness, so
+a fast digest is the right tool here (a slow password hash would tax every request)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from lealta.kit.errors import Forbidden, NotFound, Unauthorized
+from lealta.models import ApiKey
+
+Scope = Literal["server", "read"]
+SCOPES: tuple[Scope, ...] = ("server", "read")
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    key_id: int
+    name: str
+    scope: str
+
+    @property
+    def actor(self) -> str:
+        return f"apikey:{self.name}"
+
+    def require_write(self) -> None:
+        if self.scope != "server":
+            raise Forbidden(
+                "This API key may only read; writes need a 'server' key.",
+                code="insufficient_scope",
+            )
+
+
+def _digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def create(session: Session, *, name: str, scope: Scope, now: datetime) -> tuple[ApiKey, str]:
+    """Create a key; the plain secret is returned once and never stored."""
+    prefix = secrets.token_hex(4)
+    key = f"lea_{prefix}_{secrets.token_urlsafe(32)}"
+    row = ApiKey(name=name, prefix=prefix, secret_hash=_digest(key), scope=scope, created_at=now)
+    session.add(row)
+    session.flush()
+    return row, key
+
+
+def revoke(session: Session, prefix: str, *, now: datetime) -> ApiKey:
+    row = session.scalars(select(ApiKey).where(ApiKey.prefix == prefix)).one_or_none()
+    if row is None:
+        raise NotFound(f"No API key with prefix '{prefix}'.", code="api_key_not_found")
+    row.revoked_at = row.revoked_at or now
+    return row
+
+
+def list_keys(session: Session) -> list[ApiKey]:
+    return list(session.scalars(select(ApiKey).order_by(ApiKey.id)))
+
+
+def authenticate(session: Session, key: str | None) -> Principal:
+    """The principal for a presented key, or ``401``."""
+    if not key:
+        raise Unauthorized(
+            "Send an API key as 'Authorization: Bearer <key>' (create one with"
+            " 'lealta apikey create').",
+            code="missing_api_key",
+        )
+    parts = key.split("_", 2)
+    if len(parts) != 3 or parts[0] != "lea":
+        raise Unauthorized("The API key is malformed.", code="invalid_api_key")
+    row = session.scalars(select(ApiKey).where(ApiKey.prefix == parts[1])).one_or_none()
+    if row is None or not hmac.compare_digest(row.secret_hash, _digest(key)):
+        raise Unauthorized("The API key is not valid.", code="invalid_api_key")
+    if row.revoked_at is not None:
+        raise Unauthorized("The API key was revoked.", code="revoked_api_key")
+    return Principal(row.id, row.name, row.scope)

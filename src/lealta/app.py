@@ -1,0 +1,93 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from lealta import __version__
+from lealta.config import Settings, get_settings
+from lealta.events.api import router as events_router
+from lealta.kit.clock import Clock, SystemClock
+from lealta.kit.db import Database
+from lealta.kit.http import BodyLimitMiddleware, ObservabilityMiddleware, install_error_handlers
+from lealta.kit.logging import configure as configure_logging
+from lealta.ledger.api import router as ledger_router
+from lealta.members.api import router as members_router
+
+DESCRIPTION = """
+Lealta is the loyalty heart of a CRM: send it orders and events, read balances and history.
+
+**Authentication**: `Authorization: Bearer <api key>` (create one with `lealta apikey create`).
+`server` keys read and write; `read` keys only read.
+
+**Idempotency**: every write accepts an `Idempotency-Key` header (ledger writes require one;
+events may use their `id`). A replay returns the first response with
+`Idempotent-Replayed: true`; the same key with a different body is `409 idempotency_key_reused`.
+
+**Errors** always have the shape `{"error": {"code", "message", "details"}}` with a stable `code`.
+"""
+
+
+def create_app(
+    settings: Settings | None = None, *, db: Database | None = None, clock: Clock | None = None
+) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    database = db or Database(
+        settings.database_url, pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        if db is None:
+            database.dispose()
+
+    app = FastAPI(
+        title="Lealta",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.db = database
+    app.state.clock = clock or SystemClock()
+    install_error_handlers(app)
+    app.include_router(events_router)
+    app.include_router(members_router)
+    app.include_router(ledger_router)
+
+    @app.get("/health", tags=["ops"], summary="Liveness")
+    def health() -> dict[str, str]:
+        """The process is up (no database call)."""
+        return {"status": "ok"}
+
+    @app.get("/ready", tags=["ops"], summary="Readiness")
+    def ready() -> Response:
+        """The database answers and the schema is migrated."""
+        try:
+            with database.unit_of_work(write=False) as session:
+                session.execute(text("SELECT 1 FROM alembic_version"))
+        except Exception as exc:  # any failure means "not ready", reported as 503
+            return JSONResponse(
+                {"error": {"code": "not_ready", "message": str(exc).splitlines()[0],
+                           "details": None}},
+                status_code=503,
+            )
+        return JSONResponse({"status": "ready", "database": database.dialect})
+
+    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics")
+    def metrics() -> Response:
+        return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    # Order matters: the limit sits inside observability so refused bodies are still counted.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(ObservabilityMiddleware)
+    return app

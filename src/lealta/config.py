@@ -1,0 +1,50 @@
+"""Settings, read once from ``LEALTA_*`` environment variables (and an optional ``.env``)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every tunable of a Lealta process. See README "Configuration"."""
+
+    model_config = SettingsConfigDict(env_prefix="LEALTA_", env_file=".env", extra="ignore")
+
+    env: Literal["development", "test", "production"] = "development"
+    data_dir: Path = Path("data")
+    database_url: str = Field(
+        default="",
+        description="SQLAlchemy URL. Empty means the embedded SQLite file under data_dir.",
+    )
+    db_pool_size: int = 10
+    db_max_overflow: int = 20
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    log_level: str = "INFO"
+    log_format: Literal["json", "console"] = "json"
+    auto_enrol: bool = Field(
+        default=True, description="Create a member on the first event naming an unknown customer."
+    )
+    max_batch_events: int = 1000
+    max_body_bytes: int = 4 * 1024 * 1024
+
+    @model_validator(mode="after")
+    def _default_database(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite:///{(self.data_dir / 'lealta.db').as_posix()}"
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Body, Response
+from fastapi.responses import JSONResponse
+
+from lealta.events import service
+from lealta.events.schemas import BatchResult, EventBatchIn, EventIn, EventResult
+from lealta.kit.errors import PayloadTooLarge
+from lealta.kit.http import (
+    ERROR_RESPONSES,
+    ClockDep,
+    DbDep,
+    IdempotencyKey,
+    SettingsDep,
+    Writer,
+)
+from lealta.programme import service as programmes
+
+router = APIRouter(prefix="/v1/events", tags=["events"], responses=ERROR_RESPONSES)
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=EventResult,
+    summary="Ingest one event",
+    responses={200: {"description": "Replay of an event already processed", "model": EventResult}},
+)
+def ingest_event(
+    event: EventIn,
+    principal: Writer,
+    db: DbDep,
+    clock: ClockDep,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    """Record an order, a refund or any custom event and apply what it earns.
+
+    Idempotent by the `Idempotency-Key` header or, failing that, the event `id`: sending the
+    same event again returns the original result (status 200, header
+    `Idempotent-Replayed: true`) and changes nothing. Events are processed at their
+    `occurred_at`, so history can be sent late.
+    """
+    with db.unit_of_work() as session:
+        ctx = service.IngestContext(
+            programme=programmes.current(session), now=clock.now(), actor=principal.actor,
+            auto_enrol=settings.auto_enrol,
+        )
+        outcome = service.ingest(session, event, ctx, key=idempotency_key)
+    return _respond(outcome.body, 200 if outcome.replayed else outcome.status_code, outcome.replayed)
+
+
+@router.post("/batch", response_model=BatchResult, summary="Ingest up to 1,000 events")
+def ingest_batch(
+    principal: Writer,
+    db: DbDep,
+    clock: ClockDep,
+    settings: SettingsDep,
+    batch: EventBatchIn = Body(
+        openapi_examples={
+            "two": {
+                "summary": "An order and a review",
+                "value": {"events": [
+                    {"id": "evt_1", "type": "order.paid", "customer_id": "c1",
+                     "occurred_at": "2026-11-01T10:00:00Z",
+                     "order": {"id": "O-1", "total": "50.00", "currency": "EUR"}},
+                    {"id": "evt_2", "type": "review.posted", "customer_id": "c1",
+                     "occurred_at": "2026-11-02T10:00:00Z", "properties": {"stars": 5}},
+                ]},
+            }
+        }
+    ),
+) -> BatchResult:
+    """Process each event as `POST /v1/events` would, in `occurred_at` order, each on its own:
+    a rejected event does not stop the others. Every event needs an `id`."""
+    if len(batch.events) > settings.max_batch_events:
+        raise PayloadTooLarge(
+            f"A batch holds at most {settings.max_batch_events} events; got {len(batch.events)}.",
+            code="batch_too_large",
+            details={"max": settings.max_batch_events, "got": len(batch.events)},
+        )
+    with db.unit_of_work() as session:
+        ctx = service.IngestContext(
+            programme=programmes.current(session), now=clock.now(), actor=principal.actor,
+            auto_enrol=settings.auto_enrol,
+        )
+        return service.ingest_batch(session, batch.events, ctx)
+
+
+def _respond(body: dict[str, Any], status: int, replayed: bool) -> Response:
+    headers = {"Idempotent-Replayed": "true"} if replayed else {}
+    return JSONResponse(body, status_code=status, headers=headers)

@@ -1,0 +1,351 @@
+"""The spine: one event in, one transaction, postings out.
+
+``ingest`` claims the idempotency key, finds or enrols the member, locks the account, asks
+the rules engine what the event earns (a pure function), writes the ledger, records the event
+and a domain message in the outbox, and stores the response for replays. The CSV importer
+and the demo loader call the same function, in event-time order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from lealta.events.schemas import (
+    ORDER_PAID,
+    ORDER_REFUNDED,
+    BatchItemResult,
+    BatchResult,
+    EventIn,
+    EventResult,
+    PostingOut,
+)
+from lealta.kit.errors import Conflict, InvalidInput, LealtaError, NotFound
+from lealta.kit.idempotency import Outcome, check_key, run_once
+from lealta.kit.money import normalise_currency, to_minor
+from lealta.ledger import service as ledger
+from lealta.ledger.maths import reversal_points
+from lealta.members import service as members
+from lealta.models import Account, Event, LedgerEntry, Member, Order, OrderItem, OutboxMessage
+from lealta.programme.schema import Programme
+from lealta.rules.engine import EventFacts, MemberSnapshot, evaluate
+
+SCOPE = "event"
+FUTURE_SKEW = timedelta(minutes=5)
+
+
+@dataclass(frozen=True, slots=True)
+class IngestContext:
+    programme: Programme
+    now: datetime
+    actor: str
+    auto_enrol: bool = True
+
+
+class OrderAlreadyRecorded(Conflict):
+    code = "order_already_recorded"
+
+
+class OrderNotFound(NotFound):
+    code = "order_not_found"
+
+
+class RefundExceedsOrder(Conflict):
+    code = "refund_exceeds_order"
+
+
+def ingest(session: Session, event: EventIn, ctx: IngestContext, *, key: str | None) -> Outcome:
+    """Process one event exactly once; a replay returns the first response unchanged."""
+    key = check_key(key if key is not None else event.id)
+    payload = event.model_dump(mode="json", exclude_none=True)
+    payload.pop("id", None)
+    return run_once(
+        session,
+        scope=SCOPE,
+        key=key,
+        payload=payload,
+        now=ctx.now,
+        effect=lambda: (201, _process(session, event, ctx, key).model_dump(mode="json")),
+    )
+
+
+def ingest_batch(session: Session, raw_events: list[dict[str, Any]], ctx: IngestContext) -> BatchResult:
+    """Each event in its own savepoint, in ``occurred_at`` order; one bad event rejects only itself."""
+    parsed: list[tuple[int, EventIn | None, dict[str, Any] | None]] = []
+    for index, raw in enumerate(raw_events):
+        try:
+            parsed.append((index, EventIn.model_validate(raw), None))
+        except ValidationError as exc:
+            parsed.append((index, None, validation_error_body(exc)))
+    results: dict[int, BatchItemResult] = {}
+    valid = sorted(
+        (item for item in parsed if item[1] is not None),
+        key=lambda item: (item[1].occurred_at, item[0]),  # type: ignore[union-attr]
+    )
+    for index, _, error in parsed:
+        if error is not None:
+            results[index] = BatchItemResult(index=index, status="rejected", error=error["error"])
+    for index, event, _ in valid:
+        assert event is not None
+        try:
+            with session.begin_nested():
+                if event.id is None:
+                    raise InvalidInput(
+                        "Events in a batch need an 'id' (their idempotency key).",
+                        code="missing_idempotency_key",
+                    )
+                outcome = ingest(session, event, ctx, key=event.id)
+        except LealtaError as exc:
+            results[index] = BatchItemResult(index=index, status="rejected", error=exc.to_dict()["error"])
+            continue
+        results[index] = BatchItemResult(
+            index=index, status="replayed" if outcome.replayed else "processed", result=outcome.body
+        )
+    ordered = [results[i] for i in range(len(raw_events))]
+    return BatchResult(
+        processed=sum(r.status == "processed" for r in ordered),
+        replayed=sum(r.status == "replayed" for r in ordered),
+        rejected=sum(r.status == "rejected" for r in ordered),
+        results=ordered,
+    )
+
+
+def validation_error_body(exc: ValidationError) -> dict[str, Any]:
+    details = [
+        {"loc": list(err["loc"]), "message": err["msg"], "type": err["type"]}
+        for err in exc.errors(include_url=False, include_context=False, include_input=False)
+    ]
+    first = details[0] if details else {"loc": [], "message": "invalid"}
+    where = ".".join(str(p) for p in first["loc"]) or "body"
+    return {
+        "error": {
+            "code": "validation_error",
+            "message": f"{where}: {first['message']}",
+            "details": details,
+        }
+    }
+
+
+def _process(session: Session, event: EventIn, ctx: IngestContext, key: str) -> EventResult:
+    if event.occurred_at > ctx.now + FUTURE_SKEW:
+        raise InvalidInput(
+            "occurred_at is in the future.",
+            code="occurred_in_future",
+            details={"occurred_at": event.occurred_at.isoformat()},
+        )
+    member = members.get_or_enrol(
+        session,
+        event.customer_id,
+        profile=event.customer,
+        channel=(event.order.channel if event.order and event.order.channel else "event"),
+        at=event.occurred_at,
+        now=ctx.now,
+        auto_enrol=ctx.auto_enrol,
+    )
+    account = ledger.lock_account(session, member.id)
+    if event.type == ORDER_PAID:
+        entries = _order_paid(session, event, ctx, member, account, key)
+    elif event.type == ORDER_REFUNDED:
+        entries = _order_refunded(session, event, ctx, member, account, key)
+    else:
+        entries = _custom(session, event, ctx, member, account, key)
+    session.add(
+        Event(
+            idempotency_key=key,
+            event_type=event.type,
+            member_id=member.id,
+            payload=event.model_dump(mode="json", exclude_none=True),
+            occurred_at=event.occurred_at,
+            received_at=ctx.now,
+        )
+    )
+    delta = sum(e.points for e in entries)
+    session.add(
+        OutboxMessage(
+            topic=event.type,
+            member_id=member.id,
+            payload={"event_id": key, "customer_id": member.external_id, "points_delta": delta},
+            created_at=ctx.now,
+        )
+    )
+    session.flush()
+    return EventResult(
+        event_id=key,
+        type=event.type,
+        customer_id=member.external_id,
+        occurred_at=event.occurred_at,
+        postings=[
+            PostingOut(
+                entry_id=e.id,
+                entry_type=e.entry_type,
+                points=e.points,
+                rule_id=e.rule_id,
+                reason=e.reason,
+                shortfall=e.shortfall,
+            )
+            for e in entries
+        ],
+        points_delta=delta,
+        balance=members.balance_of(member.external_id, account, ctx.programme.currency).model_dump(
+            mode="json"
+        ),
+    )
+
+
+def _snapshot(member: Member, account: Account) -> MemberSnapshot:
+    return MemberSnapshot(
+        member_id=member.id,
+        external_id=member.external_id,
+        attributes=dict(member.attributes or {}),
+        tags=tuple(member.tags or ()),
+        qualifying_spend_minor=account.qualifying_spend_minor,
+    )
+
+
+def _check_currency(programme: Programme, currency: str) -> str:
+    code = normalise_currency(currency)
+    if code != programme.currency:
+        raise InvalidInput(
+            f"The programme runs in {programme.currency}; this amount is in {code}.",
+            code="currency_mismatch",
+            details={"expected": programme.currency, "got": code},
+        )
+    return code
+
+
+def _order_paid(
+    session: Session, event: EventIn, ctx: IngestContext, member: Member, account: Account, key: str
+) -> list[LedgerEntry]:
+    assert event.order is not None
+    order_in = event.order
+    currency = _check_currency(ctx.programme, order_in.currency)
+    total_minor = to_minor(order_in.total, currency, field="order.total")
+    order = Order(
+        member_id=member.id,
+        external_id=order_in.id,
+        total_minor=total_minor,
+        refunded_minor=0,
+        currency=currency,
+        channel=order_in.channel,
+        store=order_in.store,
+        status="paid",
+        points_earned=0,
+        points_reversed=0,
+        occurred_at=event.occurred_at,
+        recorded_at=ctx.now,
+    )
+    try:
+        with session.begin_nested():
+            session.add(order)
+            session.flush()
+    except IntegrityError:
+        raise OrderAlreadyRecorded(
+            f"Order '{order_in.id}' was already recorded by another event.",
+            details={"order_id": order_in.id},
+        ) from None
+    for i, item in enumerate(order_in.items):
+        session.add(
+            OrderItem(
+                order_id=order.id,
+                sku=item.sku,
+                category=item.category,
+                quantity=item.quantity,
+                unit_price_minor=to_minor(item.unit_price, currency, field=f"order.items.{i}.unit_price"),
+            )
+        )
+    facts = EventFacts(
+        event_type=event.type,
+        occurred_at=event.occurred_at,
+        properties=event.properties,
+        order_total_minor=total_minor,
+        currency=currency,
+    )
+    postings = evaluate(ctx.programme, _snapshot(member, account), facts)
+    source = ledger.Source("order", order_in.id, ctx.actor, order.id)
+    entries = [
+        ledger.credit(
+            session, account, entry_type="earn", points=p.points, reason=p.reason, source=source,
+            occurred_at=event.occurred_at, now=ctx.now, rule_id=p.rule_id,
+            details={"event_id": key},
+        )
+        for p in postings
+    ]
+    order.points_earned = sum(e.points for e in entries)
+    account.qualifying_spend_minor += total_minor
+    account.orders_count += 1
+    if account.last_order_at is None or event.occurred_at > account.last_order_at:
+        account.last_order_at = event.occurred_at
+    return entries
+
+
+def _order_refunded(
+    session: Session, event: EventIn, ctx: IngestContext, member: Member, account: Account, key: str
+) -> list[LedgerEntry]:
+    assert event.refund is not None
+    refund = event.refund
+    order = session.scalars(
+        select(Order).where(Order.external_id == refund.order_id)
+    ).one_or_none()
+    if order is None or order.member_id != member.id:
+        raise OrderNotFound(
+            f"No order '{refund.order_id}' for customer '{member.external_id}'.",
+            details={"order_id": refund.order_id},
+        )
+    if refund.currency is not None and normalise_currency(refund.currency) != order.currency:
+        raise InvalidInput(
+            f"Order '{order.external_id}' was paid in {order.currency}.",
+            code="currency_mismatch",
+            details={"expected": order.currency, "got": refund.currency},
+        )
+    left = order.total_minor - order.refunded_minor
+    amount = left if refund.amount is None else to_minor(refund.amount, order.currency, field="refund.amount")
+    if amount <= 0 or amount > left:
+        raise RefundExceedsOrder(
+            f"Order '{order.external_id}' has {left} minor units left to refund; {amount} requested.",
+            details={"order_id": order.external_id, "refundable_minor": left, "requested_minor": amount},
+        )
+    refunded_after = order.refunded_minor + amount
+    points = reversal_points(
+        earned=order.points_earned,
+        reversed_before=order.points_reversed,
+        total_minor=order.total_minor,
+        refunded_after_minor=refunded_after,
+    )
+    entries: list[LedgerEntry] = []
+    if points > 0:
+        entry = ledger.debit(
+            session, account, entry_type="reverse", points=points,
+            reason=f"Refund of order {order.external_id}",
+            source=ledger.Source("order", order.external_id, ctx.actor, order.id),
+            occurred_at=event.occurred_at, now=ctx.now, allow_shortfall=True,
+            prefer_order_id=order.id, details={"event_id": key, "refund_minor": amount},
+        )
+        entries.append(entry)
+        # The order's debt is settled whether the points were still there or not; what could
+        # not be taken back is on the entry (and the account) as shortfall.
+        order.points_reversed += points
+    order.refunded_minor = refunded_after
+    order.status = "refunded" if refunded_after == order.total_minor else "partially_refunded"
+    account.qualifying_spend_minor -= amount
+    return entries
+
+
+def _custom(
+    session: Session, event: EventIn, ctx: IngestContext, member: Member, account: Account, key: str
+) -> list[LedgerEntry]:
+    facts = EventFacts(event_type=event.type, occurred_at=event.occurred_at, properties=event.properties)
+    postings = evaluate(ctx.programme, _snapshot(member, account), facts)
+    source = ledger.Source("event", key, ctx.actor)
+    return [
+        ledger.credit(
+            session, account, entry_type="earn", points=p.points, reason=p.reason, source=source,
+            occurred_at=event.occurred_at, now=ctx.now, rule_id=p.rule_id,
+        )
+        for p in postings
+    ]

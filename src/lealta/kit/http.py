@@ -1,0 +1,251 @@
+"""HTTP plumbing: error mapping, request limits, metrics, access logs, common dependencies."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from prometheus_client import Counter, Histogram
+from pydantic import BaseModel
+from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from lealta.apikeys import service as apikeys
+from lealta.apikeys.service import Principal
+from lealta.config import Settings
+from lealta.kit.clock import Clock
+from lealta.kit.db import Database
+from lealta.kit.errors import LealtaError
+from lealta.kit.logging import get_logger
+
+log = get_logger("lealta.http")
+
+REQUESTS = Counter(
+    "lealta_http_requests_total", "HTTP requests", ["method", "route", "status"]
+)
+LATENCY = Histogram(
+    "lealta_http_request_seconds",
+    "HTTP request latency",
+    ["method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    details: Any = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"description": desc, "model": ErrorResponse}
+    for code, desc in {
+        400: "Malformed request (bad JSON, missing key)",
+        401: "Missing or invalid API key",
+        403: "API key lacks the scope",
+        404: "Unknown member, order or route",
+        409: "Business conflict (insufficient points, already recorded, key reused)",
+        413: "Body or batch too large",
+        422: "Payload failed validation",
+    }.items()
+}
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details}}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(LealtaError)
+    async def _lealta(_: Request, exc: LealtaError) -> JSONResponse:
+        return JSONResponse(exc.to_dict(), status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = list(exc.errors())
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return JSONResponse(
+                error_body("malformed_json", "The request body is not valid JSON."),
+                status_code=400,
+            )
+        details = [
+            {
+                "loc": [str(p) for p in e.get("loc", ())],
+                "message": e.get("msg", ""),
+                "type": e.get("type", ""),
+            }
+            for e in errors
+        ]
+        first = details[0] if details else {"loc": [], "message": "invalid"}
+        where = ".".join(first["loc"]) or "body"
+        return JSONResponse(
+            error_body("validation_error", f"{where}: {first['message']}", details),
+            status_code=422,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+        return JSONResponse(
+            error_body(codes.get(exc.status_code, "http_error"), str(exc.detail)),
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(OperationalError)
+    async def _db_busy(_: Request, exc: OperationalError) -> JSONResponse:
+        log.warning("database_unavailable", error=str(exc.orig))
+        return JSONResponse(
+            error_body("database_unavailable", "The database is busy or unreachable; retry."),
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled_error")
+        return JSONResponse(
+            error_body("internal_error", "Something went wrong on our side."), status_code=500
+        )
+
+
+class BodyLimitMiddleware:
+    """Refuse bodies over ``max_bytes`` with 413 before the app reads them whole."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            await _send_json(send, 413, error_body(
+                "payload_too_large", f"Request bodies are limited to {self.max_bytes} bytes."
+            ))
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise LealtaError(
+                        f"Request bodies are limited to {self.max_bytes} bytes.",
+                        code="payload_too_large",
+                    )
+            return message
+
+        await self.app(scope, limited, send)
+
+
+class ObservabilityMiddleware:
+    """Request id, JSON access log line and Prometheus metrics for every request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        headers = dict(scope.get("headers") or [])
+        request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or uuid.uuid4().hex
+        status = 500
+
+        async def wrapped(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, wrapped)
+        finally:
+            elapsed = time.perf_counter() - start
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            method = scope.get("method", "")
+            REQUESTS.labels(method, route, str(status)).inc()
+            LATENCY.labels(method, route).observe(elapsed)
+            if route not in ("/health", "/metrics"):
+                log.info(
+                    "request", method=method, path=scope.get("path"), route=route,
+                    status=status, ms=round(elapsed * 1000, 2), request_id=request_id,
+                )
+
+
+async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
+    import orjson
+
+    raw = orjson.dumps(body)
+    await send({
+        "type": "http.response.start",
+        "status": status,
+        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())],
+    })
+    await send({"type": "http.response.body", "body": raw})
+
+
+# --- dependencies -----------------------------------------------------------------------
+
+
+def get_db(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+def get_clock(request: Request) -> Clock:
+    clock: Clock = request.app.state.clock
+    return clock
+
+
+def get_settings_dep(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_principal(
+    db: Annotated[Database, Depends(get_db)],
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+    x_api_key: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Principal:
+    key = x_api_key
+    if authorization and authorization.lower().startswith("bearer "):
+        key = authorization[7:].strip()
+    with db.unit_of_work(write=False) as session:
+        return apikeys.authenticate(session, key)
+
+
+def get_writer(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+    principal.require_write()
+    return principal
+
+
+DbDep = Annotated[Database, Depends(get_db)]
+ClockDep = Annotated[Clock, Depends(get_clock)]
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+Reader = Annotated[Principal, Depends(get_principal)]
+Writer = Annotated[Principal, Depends(get_writer)]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="Unique per logical write; a replay returns the first response.",
+        max_length=200,
+    ),
+]

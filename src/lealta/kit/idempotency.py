@@ -1,0 +1,106 @@
+"""Idempotent writes, Stripe-style: the key is claimed in the same transaction as the effect.
+
+The claim is an INSERT on a unique ``(scope, key)``. A concurrent duplicate blocks on the
+unique index until the first transaction ends; if that one committed, the duplicate's insert
+fails, its savepoint rolls back, and it returns the stored response instead of acting again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from lealta.kit.errors import Conflict, InvalidInput
+from lealta.models import IdempotencyRecord
+
+MAX_KEY_LENGTH = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    status_code: int
+    body: dict[str, Any]
+    replayed: bool
+
+
+def request_hash(payload: Any) -> str:
+    return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def check_key(key: str | None) -> str:
+    if key is None or not key.strip():
+        raise InvalidInput(
+            "This write needs an idempotency key: send an 'Idempotency-Key' header"
+            " (or an event 'id').",
+            code="missing_idempotency_key",
+        )
+    key = key.strip()
+    if len(key) > MAX_KEY_LENGTH:
+        raise InvalidInput(
+            f"Idempotency keys are at most {MAX_KEY_LENGTH} characters.",
+            code="invalid_idempotency_key",
+        )
+    return key
+
+
+def run_once(
+    session: Session,
+    *,
+    scope: str,
+    key: str,
+    payload: Any,
+    now: datetime,
+    effect: Callable[[], tuple[int, dict[str, Any]]],
+) -> Outcome:
+    """Run ``effect`` once per ``(scope, key)``; later calls get the first call's response.
+
+    Reusing a key with a different payload is a ``409 idempotency_key_reused``. If ``effect``
+    raises, the claim is rolled back with everything else, so the key may be retried.
+    """
+    digest = request_hash(payload)
+    existing = _find(session, scope, key)
+    if existing is None:
+        record = IdempotencyRecord(
+            scope=scope, key=key, request_hash=digest, status_code=0, response={},
+            created_at=now,
+        )
+        try:
+            with session.begin_nested():
+                session.add(record)
+                session.flush()
+        except IntegrityError:
+            existing = _find(session, scope, key)
+            if existing is None:  # pragma: no cover - the winner rolled back; let caller retry
+                raise Conflict(
+                    "A concurrent request with the same idempotency key failed; retry.",
+                    code="idempotency_retry",
+                ) from None
+        else:
+            status_code, body = effect()
+            record.status_code = status_code
+            record.response = body
+            session.flush()
+            return Outcome(status_code, body, replayed=False)
+    if existing.request_hash != digest:
+        raise Conflict(
+            "This idempotency key was already used with a different request.",
+            code="idempotency_key_reused",
+            details={"key": key},
+        )
+    return Outcome(existing.status_code, existing.response, replayed=True)
+
+
+def _find(session: Session, scope: str, key: str) -> IdempotencyRecord | None:
+    return session.scalars(
+        select(IdempotencyRecord).where(
+            IdempotencyRecord.scope == scope, IdempotencyRecord.key == key
+        )
+    ).one_or_none()

@@ -1,0 +1,59 @@
+"""Money is ``Decimal`` at the edges and integer minor units in storage.
+
+Integer minor units keep sums exact on every database (SQLite has no true decimal type).
+Currency codes and their precision come from Babel's CLDR data.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from functools import lru_cache
+
+from babel.numbers import get_currency_precision, list_currencies
+
+from lealta.kit.errors import InvalidInput
+
+
+@lru_cache
+def _currencies() -> frozenset[str]:
+    return frozenset(list_currencies())
+
+
+def normalise_currency(code: str) -> str:
+    """Upper-case and check an ISO 4217 code, or raise ``invalid_currency``."""
+    upper = code.strip().upper()
+    if len(upper) != 3 or upper not in _currencies():
+        raise InvalidInput(
+            f"'{code}' is not an ISO 4217 currency code.",
+            code="invalid_currency",
+            details={"currency": code},
+        )
+    return upper
+
+
+@lru_cache
+def exponent(currency: str) -> int:
+    return int(get_currency_precision(currency))
+
+
+def to_minor(amount: Decimal, currency: str, *, field: str = "amount") -> int:
+    """Convert ``amount`` to integer minor units, refusing sub-unit precision and negatives."""
+    exp = exponent(currency)
+    scaled = amount.scaleb(exp)
+    if scaled != scaled.to_integral_value():
+        raise InvalidInput(
+            f"{field} has more decimals than {currency} allows ({exp}).",
+            code="invalid_amount",
+            details={"field": field, "value": str(amount)},
+        )
+    if amount < 0:
+        raise InvalidInput(
+            f"{field} must not be negative.",
+            code="negative_amount",
+            details={"field": field, "value": str(amount)},
+        )
+    return int(scaled)
+
+
+def from_minor(minor: int, currency: str) -> Decimal:
+    return Decimal(minor).scaleb(-exponent(currency))

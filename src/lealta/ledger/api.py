@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
+
+from lealta.kit.http import ERROR_RESPONSES, ClockDep, DbDep, IdempotencyKey, Reader, Writer
+from lealta.kit.idempotency import check_key, run_once
+from lealta.ledger import operations, service
+from lealta.ledger.schemas import AdjustmentIn, EntryPage, SpendIn, WriteResult
+from lealta.members import service as members
+from lealta.programme import service as programmes
+
+router = APIRouter(prefix="/v1/members", tags=["points"], responses=ERROR_RESPONSES)
+
+
+@router.get("/{external_id}/ledger", response_model=EntryPage, summary="Ledger history")
+def ledger_history(
+    external_id: str, principal: Reader, db: DbDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> EntryPage:
+    """Entries newest first (by event time); pass `next_cursor` back as `cursor`."""
+    with db.unit_of_work(write=False) as session:
+        member = members.get(session, external_id)
+        rows, next_cursor = service.history(session, member.id, limit=limit, cursor=cursor)
+        return EntryPage(items=[operations.entry_out(r) for r in rows], next_cursor=next_cursor)
+
+
+@router.post(
+    "/{external_id}/adjustments", status_code=201, response_model=WriteResult,
+    summary="Adjust points by hand",
+)
+def adjust_points(
+    external_id: str, data: AdjustmentIn, principal: Writer, db: DbDep, clock: ClockDep,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Credit (positive) or debit (negative) with a mandatory reason; audited. Requires an
+    `Idempotency-Key`. A debit larger than the balance is refused (`insufficient_points`)."""
+    key = check_key(idempotency_key)
+    with db.unit_of_work() as session:
+        currency = programmes.current(session).currency
+        now = clock.now()
+        outcome = run_once(
+            session, scope=f"adjust:{external_id}", key=key,
+            payload=data.model_dump(mode="json"), now=now,
+            effect=lambda: (201, operations.adjust(
+                session, external_id, data, actor=principal.actor, now=now, currency=currency
+            ).model_dump(mode="json")),
+        )
+    return _respond(outcome.body, outcome.status_code, outcome.replayed)
+
+
+@router.post(
+    "/{external_id}/spend", status_code=201, response_model=WriteResult,
+    summary="Spend points (pay with points)",
+)
+def spend_points(
+    external_id: str, data: SpendIn, principal: Writer, db: DbDep, clock: ClockDep,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Debit points at checkout. Concurrent spends can never overspend: each one locks the
+    member's account, and a spend the balance cannot cover fails with `409 insufficient_points`.
+    Requires an `Idempotency-Key`."""
+    key = check_key(idempotency_key)
+    with db.unit_of_work() as session:
+        currency = programmes.current(session).currency
+        now = clock.now()
+        outcome = run_once(
+            session, scope=f"spend:{external_id}", key=key,
+            payload=data.model_dump(mode="json"), now=now,
+            effect=lambda: (201, operations.spend(
+                session, external_id, data, actor=principal.actor, now=now, currency=currency
+            ).model_dump(mode="json")),
+        )
+    return _respond(outcome.body, outcome.status_code, outcome.replayed)
+
+
+def _respond(body: dict[str, Any], status: int, replayed: bool) -> JSONResponse:
+    if replayed:
+        return JSONResponse(body, status_code=200, headers={"Idempotent-Replayed": "true"})
+    return JSONResponse(body, status_code=status)

@@ -1,0 +1,1 @@
+"""Members: the CRM core (profile, attributes, tags, consent)."""

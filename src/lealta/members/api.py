@@ -1,0 +1,140 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel
+from sqlalchemy import select
+
+from lealta.kit.http import ERROR_RESPONSES, ClockDep, DbDep, IdempotencyKey, Reader, Writer
+from lealta.kit.money import from_minor
+from lealta.members import service
+from lealta.members.schemas import BalanceOut, ConsentIn, MemberCreate, MemberOut, MemberUpdate
+from lealta.models import Order, OrderItem
+from lealta.programme import service as programmes
+
+router = APIRouter(prefix="/v1/members", tags=["members"], responses=ERROR_RESPONSES)
+
+
+@router.post("", status_code=201, response_model=MemberOut, summary="Enrol a member")
+def create_member(
+    data: MemberCreate, principal: Writer, db: DbDep, clock: ClockDep,
+    idempotency_key: IdempotencyKey = None,
+) -> MemberOut:
+    """Enrol explicitly. `409 member_exists` if the external id is taken."""
+    with db.unit_of_work() as session:
+        member = service.create(session, data, now=clock.now())
+        return service.to_out(session, member)
+
+
+@router.get("/{external_id}", response_model=MemberOut, summary="Get a member")
+def get_member(external_id: str, principal: Reader, db: DbDep) -> MemberOut:
+    with db.unit_of_work(write=False) as session:
+        return service.to_out(session, service.get(session, external_id))
+
+
+@router.patch("/{external_id}", response_model=MemberOut, summary="Update a member")
+def update_member(
+    external_id: str, data: MemberUpdate, principal: Writer, db: DbDep, clock: ClockDep,
+    idempotency_key: IdempotencyKey = None,
+) -> MemberOut:
+    """Set the fields sent; attributes are merged (send `null` to remove one)."""
+    with db.unit_of_work() as session:
+        member = service.update(session, service.get(session, external_id), data, now=clock.now())
+        return service.to_out(session, member)
+
+
+@router.post("/{external_id}/consents", response_model=MemberOut, summary="Record consent")
+def record_consent(
+    external_id: str, data: ConsentIn, principal: Writer, db: DbDep, clock: ClockDep,
+    idempotency_key: IdempotencyKey = None,
+) -> MemberOut:
+    """Append a consent decision (what, when, source); the latest per purpose is in force."""
+    with db.unit_of_work() as session:
+        member = service.get(session, external_id)
+        service.record_consent(session, member, data, now=clock.now())
+        return service.to_out(session, member)
+
+
+@router.get("/{external_id}/balance", response_model=BalanceOut, summary="Points balance")
+def get_balance(external_id: str, principal: Reader, db: DbDep) -> BalanceOut:
+    with db.unit_of_work(write=False) as session:
+        member = service.get(session, external_id)
+        return service.balance(session, member, programmes.current(session).currency)
+
+
+class OrderItemOut(BaseModel):
+    sku: str
+    category: str | None
+    quantity: int
+    unit_price: str
+
+
+class OrderOut(BaseModel):
+    order_id: str
+    total: str
+    refunded: str
+    currency: str
+    channel: str | None
+    store: str | None
+    status: str
+    points_earned: int
+    points_reversed: int
+    occurred_at: str
+    items: list[OrderItemOut]
+
+
+class OrderPage(BaseModel):
+    items: list[OrderOut]
+    next_cursor: str | None
+
+
+@router.get("/{external_id}/orders", response_model=OrderPage, summary="Order history")
+def list_orders(
+    external_id: str, principal: Reader, db: DbDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> OrderPage:
+    """Newest first; pass `next_cursor` back as `cursor` for the next page."""
+    from lealta.ledger.service import decode_cursor, encode_cursor
+
+    with db.unit_of_work(write=False) as session:
+        member = service.get(session, external_id)
+        stmt = select(Order).where(Order.member_id == member.id)
+        if cursor:
+            at, order_id = decode_cursor(cursor)
+            stmt = stmt.where(
+                (Order.occurred_at < at) | ((Order.occurred_at == at) & (Order.id < order_id))
+            )
+        orders = list(
+            session.scalars(stmt.order_by(Order.occurred_at.desc(), Order.id.desc()).limit(limit + 1))
+        )
+        next_cursor = None
+        if len(orders) > limit:
+            orders = orders[:limit]
+            next_cursor = encode_cursor(orders[-1].occurred_at, orders[-1].id)
+        items: dict[int, list[OrderItemOut]] = {o.id: [] for o in orders}
+        if orders:
+            for item in session.scalars(
+                select(OrderItem).where(OrderItem.order_id.in_(items)).order_by(OrderItem.id)
+            ):
+                items[item.order_id].append(
+                    OrderItemOut(
+                        sku=item.sku, category=item.category, quantity=item.quantity,
+                        unit_price=str(from_minor(item.unit_price_minor, orders[0].currency)),
+                    )
+                )
+        return OrderPage(
+            items=[
+                OrderOut(
+                    order_id=o.external_id,
+                    total=str(from_minor(o.total_minor, o.currency)),
+                    refunded=str(from_minor(o.refunded_minor, o.currency)),
+                    currency=o.currency, channel=o.channel, store=o.store, status=o.status,
+                    points_earned=o.points_earned, points_reversed=o.points_reversed,
+                    occurred_at=o.occurred_at.isoformat(), items=items[o.id],
+                )
+                for o in orders
+            ],
+            next_cursor=next_cursor,
+        )

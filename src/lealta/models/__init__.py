@@ -1,0 +1,31 @@
+"""All tables, a module each; importing this package registers them on ``Base.metadata``."""
+
+from lealta.models.account import Account
+from lealta.models.api_key import ApiKey
+from lealta.models.audit import AuditLog
+from lealta.models.event import Event
+from lealta.models.idempotency import IdempotencyRecord
+from lealta.models.ledger_entry import ENTRY_TYPES, LedgerEntry
+from lealta.models.member import Consent, Member
+from lealta.models.order import Order, OrderItem
+from lealta.models.outbox import OutboxMessage
+from lealta.models.point_lot import LotAllocation, PointLot
+from lealta.models.programme_version import ProgrammeVersion
+
+__all__ = [
+    "ENTRY_TYPES",
+    "Account",
+    "ApiKey",
+    "AuditLog",
+    "Consent",
+    "Event",
+    "IdempotencyRecord",
+    "LedgerEntry",
+    "LotAllocation",
+    "Member",
+    "Order",
+    "OrderItem",
+    "OutboxMessage",
+    "PointLot",
+    "ProgrammeVersion",
+]

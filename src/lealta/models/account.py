@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey
+from sqlalchemy.orm import Mapped, mapped_column
+
+from lealta.kit.db import Base
+
+
+class Account(Base):
+    """A member's cached balances, updated under a row lock in the ledger's transaction.
+
+    Every figure here is derivable from ``ledger_entries``; ``lealta ledger verify`` checks it.
+    """
+
+    __tablename__ = "accounts"
+    __table_args__ = (
+        CheckConstraint("points_available >= 0", name="ck_accounts_available_nonneg"),
+        CheckConstraint("points_pending >= 0", name="ck_accounts_pending_nonneg"),
+    )
+
+    member_id: Mapped[int] = mapped_column(
+        ForeignKey("members.id", ondelete="CASCADE"), primary_key=True
+    )
+    points_available: Mapped[int] = mapped_column(BigInteger, default=0)
+    points_pending: Mapped[int] = mapped_column(BigInteger, default=0)
+    lifetime_earned: Mapped[int] = mapped_column(BigInteger, default=0)
+    lifetime_spent: Mapped[int] = mapped_column(BigInteger, default=0)
+    points_expired: Mapped[int] = mapped_column(BigInteger, default=0)
+    points_shortfall: Mapped[int] = mapped_column(BigInteger, default=0)
+    qualifying_spend_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    orders_count: Mapped[int] = mapped_column(default=0)
+    last_order_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime]

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import Date, ForeignKey, Index, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from lealta.kit.db import Base, JSONType
+from lealta.models._types import BigId
+
+
+class Member(Base):
+    """A shop customer enrolled in the programme, keyed by the shop's own id."""
+
+    __tablename__ = "members"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    external_id: Mapped[str] = mapped_column(String(128), unique=True)
+    email: Mapped[str | None] = mapped_column(String(320), index=True)
+    phone: Mapped[str | None] = mapped_column(String(32))
+    name: Mapped[str | None] = mapped_column(String(200))
+    birthday: Mapped[date | None] = mapped_column(Date)
+    language: Mapped[str] = mapped_column(String(8), default="es")
+    timezone: Mapped[str] = mapped_column(String(64), default="Europe/Madrid")
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    tags: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    enrolled_at: Mapped[datetime]
+    enrolment_channel: Mapped[str] = mapped_column(String(32), default="api")
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class Consent(Base):
+    """Append-only consent log: the latest row per purpose is the member's current choice."""
+
+    __tablename__ = "consents"
+    __table_args__ = (Index("ix_consents_member_purpose", "member_id", "purpose", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"))
+    purpose: Mapped[str] = mapped_column(String(32))
+    granted: Mapped[bool]
+    source: Mapped[str] = mapped_column(String(64))
+    recorded_at: Mapped[datetime]

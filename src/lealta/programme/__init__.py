@@ -1,0 +1,1 @@
+"""The programme document: what members earn and how points behave."""

@@ -1,0 +1,1 @@
+"""Earning rules: a pure function from (programme, member snapshot, event) to postings."""

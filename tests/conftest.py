@@ -1,0 +1,99 @@
+"""Test fixtures: a real database (SQLite file or PostgreSQL), migrated once by Alembic.
+
+``LEALTA_TEST_DATABASE_URL`` picks the database (``make test`` runs the suite once on each);
+unset means a throwaway SQLite file. Each test starts from empty tables.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+
+from lealta.app import create_app
+from lealta.apikeys import service as apikeys
+from lealta.config import Settings
+from lealta.kit.clock import FixedClock
+from lealta.kit.db import Base, Database
+from lealta.kit.migrate import upgrade
+
+T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
+
+
+def _url(tmp_root: Path) -> str:
+    return os.environ.get("LEALTA_TEST_DATABASE_URL") or f"sqlite:///{tmp_root / 'test.db'}"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """PostgreSQL-only tests (real concurrent connections) are left out of the SQLite pass."""
+    if os.environ.get("LEALTA_TEST_DATABASE_URL", "").startswith("postgresql"):
+        return
+    keep, drop = [], []
+    for item in items:
+        (drop if item.get_closest_marker("postgres_only") else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = _url(tmp_path_factory.mktemp("db"))
+    upgrade(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def _session_db(database_url: str) -> Iterator[Database]:
+    database = Database(database_url, pool_size=60, max_overflow=10)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def db(_session_db: Database) -> Database:
+    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+    with _session_db.engine.begin() as conn:
+        if _session_db.dialect == "postgresql":
+            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        else:
+            for name in tables:
+                conn.execute(text(f"DELETE FROM {name}"))
+    return _session_db
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock(T0)
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return Settings(database_url=database_url, env="test", log_level="WARNING")
+
+
+@pytest.fixture
+def server_key(db: Database, clock: FixedClock) -> str:
+    with db.unit_of_work() as session:
+        _, key = apikeys.create(session, name="test-server", scope="server", now=clock.now())
+    return key
+
+
+@pytest.fixture
+def read_key(db: Database, clock: FixedClock) -> str:
+    with db.unit_of_work() as session:
+        _, key = apikeys.create(session, name="test-read", scope="read", now=clock.now())
+    return key
+
+
+@pytest.fixture
+def client(db: Database, clock: FixedClock, settings: Settings, server_key: str) -> Iterator[TestClient]:
+    app = create_app(settings, db=db, clock=clock)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        c.headers["Authorization"] = f"Bearer {server_key}"
+        yield c
