@@ -110,8 +110,8 @@ class Database:
             yield session
             if write:
                 session.commit()
-            else:
-                session.rollback()
+            # A reading unit of work just closes: the connection's transaction ends, and the
+            # objects read stay loaded (detached) for the caller.
         except BaseException:
             session.rollback()
             raise

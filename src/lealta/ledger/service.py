@@ -253,11 +253,12 @@ def verify(session: Session) -> tuple[int, list[Discrepancy]]:
             ).group_by(LedgerEntry.member_id)
         )
     }
-    lots = dict(
-        session.execute(
+    lots = {
+        member_id: remaining
+        for member_id, remaining in session.execute(
             select(PointLot.member_id, func.sum(PointLot.remaining)).group_by(PointLot.member_id)
-        ).tuples()
-    )
+        )
+    }
     problems: list[Discrepancy] = []
     checked = 0
     for account in session.scalars(select(Account).order_by(Account.member_id)):

@@ -1,0 +1,184 @@
+"""Hammer the ledger with real concurrent connections (threads, one session each).
+
+On PostgreSQL these race for row locks and unique indexes; on SQLite they queue on the
+database write lock. Either way: no overspend, no double effect, ledger consistent.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from lealta.events import service as events
+from lealta.events.schemas import EventIn
+from lealta.kit.clock import FixedClock
+from lealta.kit.db import Database
+from lealta.kit.errors import LealtaError
+from lealta.kit.idempotency import run_once
+from lealta.ledger import operations
+from lealta.ledger import service as ledger
+from lealta.ledger.schemas import SpendIn
+from lealta.models import Account, LedgerEntry, Member
+from lealta.programme.schema import DEFAULT_PROGRAMME
+from tests.conftest import T0
+from tests.factories import order_paid
+
+WORKERS = 50
+
+
+def _ctx(clock: FixedClock) -> events.IngestContext:
+    return events.IngestContext(programme=DEFAULT_PROGRAMME, now=clock.now(), actor="test")
+
+
+def _ingest(db: Database, clock: FixedClock, payload: dict[str, Any]) -> events.Outcome:
+    with db.unit_of_work() as session:
+        return events.ingest(session, EventIn.model_validate(payload), _ctx(clock), key=None)
+
+
+def _race(n: int, fn: Callable[[int], Any]) -> list[Any]:
+    """Run ``fn(i)`` for i in range(n) in n threads released together; return results/errors."""
+    barrier = threading.Barrier(n)
+
+    def call(i: int) -> Any:
+        barrier.wait()
+        try:
+            return fn(i)
+        except LealtaError as exc:
+            return exc
+
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        return list(pool.map(call, range(n)))
+
+
+def _account(db: Database, external_id: str) -> Account:
+    with db.unit_of_work(write=False) as session:
+        member = session.scalars(select(Member).where(Member.external_id == external_id)).one()
+        account = session.get(Account, member.id)
+        assert account is not None
+        return account
+
+
+def _assert_consistent(db: Database) -> None:
+    with db.unit_of_work(write=False) as session:
+        checked, problems = ledger.verify(session)
+    assert checked > 0
+    assert problems == []
+
+
+def test_fifty_parallel_spends_against_ten_covered_exactly_ten_succeed(
+    db: Database, clock: FixedClock
+) -> None:
+    _ingest(db, clock, order_paid("e-fund", "ana", "O-fund", "1000.00", T0 - timedelta(days=1)))
+    assert _account(db, "ana").points_available == 1000
+
+    def spend(i: int) -> Any:
+        with db.unit_of_work() as session:
+            return operations.spend(
+                session, "ana", SpendIn(points=100, reason=f"spend {i}"),
+                actor="test", now=clock.now(), currency="EUR",
+            )
+
+    results = _race(WORKERS, spend)
+    ok = [r for r in results if not isinstance(r, LealtaError)]
+    refused = [r for r in results if isinstance(r, LealtaError)]
+    assert len(ok) == 10
+    assert len(refused) == WORKERS - 10
+    assert {r.code for r in refused} == {"insufficient_points"}
+    assert _account(db, "ana").points_available == 0
+    assert sorted(r.balance["available"] for r in ok) == list(range(0, 1000, 100))
+    with db.unit_of_work(write=False) as session:
+        lowest = session.scalar(select(func.min(LedgerEntry.balance_after)))
+    assert lowest is not None and lowest >= 0
+    _assert_consistent(db)
+
+
+def test_parallel_spends_with_one_idempotency_key_debit_once(
+    db: Database, clock: FixedClock
+) -> None:
+    _ingest(db, clock, order_paid("e-fund", "bea", "O-fund", "500.00", T0 - timedelta(days=1)))
+
+    def spend(_: int) -> Any:
+        with db.unit_of_work() as session:
+            return run_once(
+                session, scope="spend:bea", key="checkout-77", payload={"points": 120},
+                now=clock.now(),
+                effect=lambda: (201, operations.spend(
+                    session, "bea", SpendIn(points=120), actor="t", now=clock.now(),
+                    currency="EUR").model_dump(mode="json")),
+            )
+
+    results = _race(20, spend)
+    assert all(not isinstance(r, LealtaError) for r in results), results
+    assert sum(not r.replayed for r in results) == 1
+    assert len({r.body["entry"]["id"] for r in results}) == 1
+    assert _account(db, "bea").points_available == 380
+    _assert_consistent(db)
+
+
+def test_one_event_delivered_by_many_connections_at_once_earns_once(
+    db: Database, clock: FixedClock
+) -> None:
+    payload = order_paid("evt-dup", "carla", "O-dup", "250.00", T0 - timedelta(hours=1))
+    results = _race(30, lambda _: _ingest(db, clock, payload))
+    assert all(not isinstance(r, LealtaError) for r in results), results
+    assert sum(not r.replayed for r in results) == 1
+    assert _account(db, "carla").points_available == 250
+    with db.unit_of_work(write=False) as session:
+        assert session.scalar(select(func.count()).select_from(Member)) == 1
+        assert session.scalar(select(func.count()).select_from(LedgerEntry)) == 1
+
+
+def test_first_events_of_a_new_customer_racing_enrol_one_member(
+    db: Database, clock: FixedClock
+) -> None:
+    def earn(i: int) -> Any:
+        return _ingest(db, clock, order_paid(f"e{i}", "dani", f"O{i}", "10.00", T0))
+
+    results = _race(25, earn)
+    assert all(not isinstance(r, LealtaError) for r in results), results
+    with db.unit_of_work(write=False) as session:
+        assert session.scalar(select(func.count()).select_from(Member)) == 1
+    assert _account(db, "dani").points_available == 250
+    _assert_consistent(db)
+
+
+def test_same_order_under_different_event_ids_is_recorded_once(
+    db: Database, clock: FixedClock
+) -> None:
+    results = _race(
+        20, lambda i: _ingest(db, clock, order_paid(f"w{i}", "eva", "O-same", "80.00", T0))
+    )
+    accepted = [r for r in results if not isinstance(r, LealtaError)]
+    assert len(accepted) == 1
+    assert {r.code for r in results if isinstance(r, LealtaError)} == {"order_already_recorded"}
+    assert _account(db, "eva").points_available == 80
+
+
+@pytest.mark.parametrize("rounds", [3])
+def test_mixed_earns_and_spends_keep_the_ledger_consistent(
+    db: Database, clock: FixedClock, rounds: int
+) -> None:
+    customers = [f"m{i}" for i in range(5)]
+    for c in customers:
+        _ingest(db, clock, order_paid(f"seed-{c}", c, f"S-{c}", "100.00", T0 - timedelta(days=2)))
+
+    def work(i: int) -> Any:
+        c = customers[i % len(customers)]
+        if i % 2:
+            return _ingest(db, clock, order_paid(f"x{i}", c, f"X{i}", "7.00", T0))
+        with db.unit_of_work() as session:
+            return operations.spend(
+                session, c, SpendIn(points=30), actor="t", now=clock.now(), currency="EUR"
+            )
+
+    for r in range(rounds):
+        _race(40, lambda i, r=r: work(i + 40 * r))
+    _assert_consistent(db)
+    for c in customers:
+        assert _account(db, c).points_available >= 0
