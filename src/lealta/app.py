@@ -40,7 +40,8 @@ def create_app(
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.log_format)
     database = db or Database(
-        settings.database_url, pool_size=settings.db_pool_size,
+        settings.database_url,
+        pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
     )
 
@@ -77,8 +78,13 @@ def create_app(
                 session.execute(text("SELECT 1 FROM alembic_version"))
         except Exception as exc:  # any failure means "not ready", reported as 503
             return JSONResponse(
-                {"error": {"code": "not_ready", "message": str(exc).splitlines()[0],
-                           "details": None}},
+                {
+                    "error": {
+                        "code": "not_ready",
+                        "message": str(exc).splitlines()[0],
+                        "details": None,
+                    }
+                },
                 status_code=503,
             )
         return JSONResponse({"status": "ready", "database": database.dialect})

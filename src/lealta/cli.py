@@ -81,10 +81,12 @@ def apikey_create(
 ) -> None:
     """Create an API key. The secret is shown once; only its digest is stored."""
     if scope not in apikeys.SCOPES:
-        raise fail(LealtaError(f"Unknown scope '{scope}'; use server or read.", code="invalid_scope"))
+        raise fail(
+            LealtaError(f"Unknown scope '{scope}'; use server or read.", code="invalid_scope")
+        )
     database = _database()
     with database.unit_of_work() as session:
-        row, key = apikeys.create(session, name=name, scope=scope, now=SystemClock().now())  # type: ignore[arg-type]
+        row, key = apikeys.create(session, name=name, scope=scope, now=SystemClock().now())
     if quiet:
         print(key)
         return
@@ -101,8 +103,13 @@ def apikey_list() -> None:
         rows = apikeys.list_keys(session)
     table = Table("prefix", "name", "scope", "created", "revoked")
     for r in rows:
-        table.add_row(r.prefix, r.name, r.scope, r.created_at.isoformat(timespec="seconds"),
-                      r.revoked_at.isoformat(timespec="seconds") if r.revoked_at else "")
+        table.add_row(
+            r.prefix,
+            r.name,
+            r.scope,
+            r.created_at.isoformat(timespec="seconds"),
+            r.revoked_at.isoformat(timespec="seconds") if r.revoked_at else "",
+        )
     console.print(table)
 
 

@@ -1,9 +1,6 @@
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Body, Response
-from fastapi.responses import JSONResponse
 
 from lealta.events import service
 from lealta.events.schemas import BatchResult, EventBatchIn, EventIn, EventResult
@@ -15,6 +12,7 @@ from lealta.kit.http import (
     IdempotencyKey,
     SettingsDep,
     Writer,
+    respond,
 )
 from lealta.programme import service as programmes
 
@@ -45,11 +43,13 @@ def ingest_event(
     """
     with db.unit_of_work() as session:
         ctx = service.IngestContext(
-            programme=programmes.current(session), now=clock.now(), actor=principal.actor,
+            programme=programmes.current(session),
+            now=clock.now(),
+            actor=principal.actor,
             auto_enrol=settings.auto_enrol,
         )
         outcome = service.ingest(session, event, ctx, key=idempotency_key)
-    return _respond(outcome.body, 200 if outcome.replayed else outcome.status_code, outcome.replayed)
+    return respond(outcome)
 
 
 @router.post("/batch", response_model=BatchResult, summary="Ingest up to 1,000 events")
@@ -62,13 +62,24 @@ def ingest_batch(
         openapi_examples={
             "two": {
                 "summary": "An order and a review",
-                "value": {"events": [
-                    {"id": "evt_1", "type": "order.paid", "customer_id": "c1",
-                     "occurred_at": "2026-11-01T10:00:00Z",
-                     "order": {"id": "O-1", "total": "50.00", "currency": "EUR"}},
-                    {"id": "evt_2", "type": "review.posted", "customer_id": "c1",
-                     "occurred_at": "2026-11-02T10:00:00Z", "properties": {"stars": 5}},
-                ]},
+                "value": {
+                    "events": [
+                        {
+                            "id": "evt_1",
+                            "type": "order.paid",
+                            "customer_id": "c1",
+                            "occurred_at": "2026-11-01T10:00:00Z",
+                            "order": {"id": "O-1", "total": "50.00", "currency": "EUR"},
+                        },
+                        {
+                            "id": "evt_2",
+                            "type": "review.posted",
+                            "customer_id": "c1",
+                            "occurred_at": "2026-11-02T10:00:00Z",
+                            "properties": {"stars": 5},
+                        },
+                    ]
+                },
             }
         }
     ),
@@ -83,12 +94,9 @@ def ingest_batch(
         )
     with db.unit_of_work() as session:
         ctx = service.IngestContext(
-            programme=programmes.current(session), now=clock.now(), actor=principal.actor,
+            programme=programmes.current(session),
+            now=clock.now(),
+            actor=principal.actor,
             auto_enrol=settings.auto_enrol,
         )
         return service.ingest_batch(session, batch.events, ctx)
-
-
-def _respond(body: dict[str, Any], status: int, replayed: bool) -> Response:
-    headers = {"Idempotent-Replayed": "true"} if replayed else {}
-    return JSONResponse(body, status_code=status, headers=headers)

@@ -63,10 +63,18 @@ class EventIn(BaseModel):
                         "currency": "EUR",
                         "channel": "web",
                         "items": [
-                            {"sku": "TSHIRT-1", "category": "apparel", "quantity": 2,
-                             "unit_price": "30.25"},
-                            {"sku": "MUG-9", "category": "home", "quantity": 1,
-                             "unit_price": "60.00"},
+                            {
+                                "sku": "TSHIRT-1",
+                                "category": "apparel",
+                                "quantity": 2,
+                                "unit_price": "30.25",
+                            },
+                            {
+                                "sku": "MUG-9",
+                                "category": "home",
+                                "quantity": 1,
+                                "unit_price": "60.00",
+                            },
                         ],
                     },
                 },
@@ -88,8 +96,13 @@ class EventIn(BaseModel):
         },
     )
 
-    id: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)] | None = None
-    type: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$", max_length=64)]
+    id: (
+        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+        | None
+    ) = None
+    type: Annotated[
+        str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$", max_length=64)
+    ]
     customer_id: ExternalId
     occurred_at: AwareDatetime
     properties: dict[str, Any] = Field(default_factory=dict)

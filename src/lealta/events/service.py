@@ -75,8 +75,13 @@ def ingest(session: Session, event: EventIn, ctx: IngestContext, *, key: str | N
     )
 
 
-def ingest_batch(session: Session, raw_events: list[dict[str, Any]], ctx: IngestContext) -> BatchResult:
-    """Each event in its own savepoint, in ``occurred_at`` order; one bad event rejects only itself."""
+def ingest_batch(
+    session: Session, raw_events: list[dict[str, Any]], ctx: IngestContext
+) -> BatchResult:
+    """Each event in its own savepoint, in ``occurred_at`` order.
+
+    One bad event rejects only itself; the others are processed.
+    """
     parsed: list[tuple[int, EventIn | None, dict[str, Any] | None]] = []
     for index, raw in enumerate(raw_events):
         try:
@@ -102,7 +107,9 @@ def ingest_batch(session: Session, raw_events: list[dict[str, Any]], ctx: Ingest
                     )
                 outcome = ingest(session, event, ctx, key=event.id)
         except LealtaError as exc:
-            results[index] = BatchItemResult(index=index, status="rejected", error=exc.to_dict()["error"])
+            results[index] = BatchItemResult(
+                index=index, status="rejected", error=exc.to_dict()["error"]
+            )
             continue
         results[index] = BatchItemResult(
             index=index, status="replayed" if outcome.replayed else "processed", result=outcome.body
@@ -256,7 +263,9 @@ def _order_paid(
                 sku=item.sku,
                 category=item.category,
                 quantity=item.quantity,
-                unit_price_minor=to_minor(item.unit_price, currency, field=f"order.items.{i}.unit_price"),
+                unit_price_minor=to_minor(
+                    item.unit_price, currency, field=f"order.items.{i}.unit_price"
+                ),
             )
         )
     facts = EventFacts(
@@ -270,8 +279,15 @@ def _order_paid(
     source = ledger.Source("order", order_in.id, ctx.actor, order.id)
     entries = [
         ledger.credit(
-            session, account, entry_type="earn", points=p.points, reason=p.reason, source=source,
-            occurred_at=event.occurred_at, now=ctx.now, rule_id=p.rule_id,
+            session,
+            account,
+            entry_type="earn",
+            points=p.points,
+            reason=p.reason,
+            source=source,
+            occurred_at=event.occurred_at,
+            now=ctx.now,
+            rule_id=p.rule_id,
             details={"event_id": key},
         )
         for p in postings
@@ -289,9 +305,7 @@ def _order_refunded(
 ) -> list[LedgerEntry]:
     assert event.refund is not None
     refund = event.refund
-    order = session.scalars(
-        select(Order).where(Order.external_id == refund.order_id)
-    ).one_or_none()
+    order = session.scalars(select(Order).where(Order.external_id == refund.order_id)).one_or_none()
     if order is None or order.member_id != member.id:
         raise OrderNotFound(
             f"No order '{refund.order_id}' for customer '{member.external_id}'.",
@@ -304,11 +318,20 @@ def _order_refunded(
             details={"expected": order.currency, "got": refund.currency},
         )
     left = order.total_minor - order.refunded_minor
-    amount = left if refund.amount is None else to_minor(refund.amount, order.currency, field="refund.amount")
+    amount = (
+        left
+        if refund.amount is None
+        else to_minor(refund.amount, order.currency, field="refund.amount")
+    )
     if amount <= 0 or amount > left:
         raise RefundExceedsOrder(
-            f"Order '{order.external_id}' has {left} minor units left to refund; {amount} requested.",
-            details={"order_id": order.external_id, "refundable_minor": left, "requested_minor": amount},
+            f"Order '{order.external_id}' has {left} minor units left to refund;"
+            f" {amount} requested.",
+            details={
+                "order_id": order.external_id,
+                "refundable_minor": left,
+                "requested_minor": amount,
+            },
         )
     refunded_after = order.refunded_minor + amount
     points = reversal_points(
@@ -320,11 +343,17 @@ def _order_refunded(
     entries: list[LedgerEntry] = []
     if points > 0:
         entry = ledger.debit(
-            session, account, entry_type="reverse", points=points,
+            session,
+            account,
+            entry_type="reverse",
+            points=points,
             reason=f"Refund of order {order.external_id}",
             source=ledger.Source("order", order.external_id, ctx.actor, order.id),
-            occurred_at=event.occurred_at, now=ctx.now, allow_shortfall=True,
-            prefer_order_id=order.id, details={"event_id": key, "refund_minor": amount},
+            occurred_at=event.occurred_at,
+            now=ctx.now,
+            allow_shortfall=True,
+            prefer_order_id=order.id,
+            details={"event_id": key, "refund_minor": amount},
         )
         entries.append(entry)
         # The order's debt is settled whether the points were still there or not; what could
@@ -339,13 +368,22 @@ def _order_refunded(
 def _custom(
     session: Session, event: EventIn, ctx: IngestContext, member: Member, account: Account, key: str
 ) -> list[LedgerEntry]:
-    facts = EventFacts(event_type=event.type, occurred_at=event.occurred_at, properties=event.properties)
+    facts = EventFacts(
+        event_type=event.type, occurred_at=event.occurred_at, properties=event.properties
+    )
     postings = evaluate(ctx.programme, _snapshot(member, account), facts)
     source = ledger.Source("event", key, ctx.actor)
     return [
         ledger.credit(
-            session, account, entry_type="earn", points=p.points, reason=p.reason, source=source,
-            occurred_at=event.occurred_at, now=ctx.now, rule_id=p.rule_id,
+            session,
+            account,
+            entry_type="earn",
+            points=p.points,
+            reason=p.reason,
+            source=source,
+            occurred_at=event.occurred_at,
+            now=ctx.now,
+            rule_id=p.rule_id,
         )
         for p in postings
     ]

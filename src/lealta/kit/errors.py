@@ -16,9 +16,7 @@ class LealtaError(Exception):
     status_code: int = 400
     code: str = "bad_request"
 
-    def __init__(
-        self, message: str, *, code: str | None = None, details: Any = None
-    ) -> None:
+    def __init__(self, message: str, *, code: str | None = None, details: Any = None) -> None:
         super().__init__(message)
         self.message = message
         if code is not None:

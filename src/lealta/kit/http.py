@@ -21,19 +21,19 @@ from lealta.config import Settings
 from lealta.kit.clock import Clock
 from lealta.kit.db import Database
 from lealta.kit.errors import LealtaError
+from lealta.kit.idempotency import Outcome
 from lealta.kit.logging import get_logger
 
 log = get_logger("lealta.http")
 
-REQUESTS = Counter(
-    "lealta_http_requests_total", "HTTP requests", ["method", "route", "status"]
-)
+REQUESTS = Counter("lealta_http_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram(
     "lealta_http_request_seconds",
     "HTTP request latency",
     ["method", "route"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+
 
 class ErrorDetail(BaseModel):
     code: str
@@ -130,9 +130,13 @@ class BodyLimitMiddleware:
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            await _send_json(send, 413, error_body(
-                "payload_too_large", f"Request bodies are limited to {self.max_bytes} bytes."
-            ))
+            await _send_json(
+                send,
+                413,
+                error_body(
+                    "payload_too_large", f"Request bodies are limited to {self.max_bytes} bytes."
+                ),
+            )
             return
         seen = 0
 
@@ -184,20 +188,37 @@ class ObservabilityMiddleware:
             LATENCY.labels(method, route).observe(elapsed)
             if route not in ("/health", "/metrics"):
                 log.info(
-                    "request", method=method, path=scope.get("path"), route=route,
-                    status=status, ms=round(elapsed * 1000, 2), request_id=request_id,
+                    "request",
+                    method=method,
+                    path=scope.get("path"),
+                    route=route,
+                    status=status,
+                    ms=round(elapsed * 1000, 2),
+                    request_id=request_id,
                 )
+
+
+def respond(outcome: Outcome) -> JSONResponse:
+    """The HTTP response for an idempotent write: a replay is 200 with a marker header."""
+    if outcome.replayed:
+        return JSONResponse(outcome.body, status_code=200, headers={"Idempotent-Replayed": "true"})
+    return JSONResponse(outcome.body, status_code=outcome.status_code)
 
 
 async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
     import orjson
 
     raw = orjson.dumps(body)
-    await send({
-        "type": "http.response.start",
-        "status": status,
-        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())],
-    })
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(raw)).encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": raw})
 
 

@@ -69,7 +69,11 @@ def run_once(
     existing = _find(session, scope, key)
     if existing is None:
         record = IdempotencyRecord(
-            scope=scope, key=key, request_hash=digest, status_code=0, response={},
+            scope=scope,
+            key=key,
+            request_hash=digest,
+            status_code=0,
+            response={},
             created_at=now,
         )
         try:
@@ -96,6 +100,27 @@ def run_once(
             details={"key": key},
         )
     return Outcome(existing.status_code, existing.response, replayed=True)
+
+
+def run_maybe_once(
+    session: Session,
+    *,
+    scope: str,
+    key: str | None,
+    payload: Any,
+    now: datetime,
+    effect: Callable[[], tuple[int, dict[str, Any]]],
+) -> Outcome:
+    """:func:`run_once` when the client sent a key; otherwise just run ``effect``.
+
+    For writes that are safe to repeat or naturally keyed (member upserts), the key is optional.
+    """
+    if key is None:
+        status_code, body = effect()
+        return Outcome(status_code, body, replayed=False)
+    return run_once(
+        session, scope=scope, key=check_key(key), payload=payload, now=now, effect=effect
+    )
 
 
 def _find(session: Session, scope: str, key: str) -> IdempotencyRecord | None:

@@ -1,11 +1,19 @@
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
-from lealta.kit.http import ERROR_RESPONSES, ClockDep, DbDep, IdempotencyKey, Reader, Writer
+from lealta.kit.http import (
+    ERROR_RESPONSES,
+    ClockDep,
+    DbDep,
+    IdempotencyKey,
+    Reader,
+    Writer,
+    respond,
+)
 from lealta.kit.idempotency import check_key, run_once
 from lealta.ledger import operations, service
 from lealta.ledger.schemas import AdjustmentIn, EntryPage, SpendIn, WriteResult
@@ -17,7 +25,9 @@ router = APIRouter(prefix="/v1/members", tags=["points"], responses=ERROR_RESPON
 
 @router.get("/{external_id}/ledger", response_model=EntryPage, summary="Ledger history")
 def ledger_history(
-    external_id: str, principal: Reader, db: DbDep,
+    external_id: str,
+    principal: Reader,
+    db: DbDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> EntryPage:
@@ -29,11 +39,17 @@ def ledger_history(
 
 
 @router.post(
-    "/{external_id}/adjustments", status_code=201, response_model=WriteResult,
+    "/{external_id}/adjustments",
+    status_code=201,
+    response_model=WriteResult,
     summary="Adjust points by hand",
 )
 def adjust_points(
-    external_id: str, data: AdjustmentIn, principal: Writer, db: DbDep, clock: ClockDep,
+    external_id: str,
+    data: AdjustmentIn,
+    principal: Writer,
+    db: DbDep,
+    clock: ClockDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Credit (positive) or debit (negative) with a mandatory reason; audited. Requires an
@@ -43,21 +59,33 @@ def adjust_points(
         currency = programmes.current(session).currency
         now = clock.now()
         outcome = run_once(
-            session, scope=f"adjust:{external_id}", key=key,
-            payload=data.model_dump(mode="json"), now=now,
-            effect=lambda: (201, operations.adjust(
-                session, external_id, data, actor=principal.actor, now=now, currency=currency
-            ).model_dump(mode="json")),
+            session,
+            scope=f"adjust:{external_id}",
+            key=key,
+            payload=data.model_dump(mode="json"),
+            now=now,
+            effect=lambda: (
+                201,
+                operations.adjust(
+                    session, external_id, data, actor=principal.actor, now=now, currency=currency
+                ).model_dump(mode="json"),
+            ),
         )
-    return _respond(outcome.body, outcome.status_code, outcome.replayed)
+    return respond(outcome)
 
 
 @router.post(
-    "/{external_id}/spend", status_code=201, response_model=WriteResult,
+    "/{external_id}/spend",
+    status_code=201,
+    response_model=WriteResult,
     summary="Spend points (pay with points)",
 )
 def spend_points(
-    external_id: str, data: SpendIn, principal: Writer, db: DbDep, clock: ClockDep,
+    external_id: str,
+    data: SpendIn,
+    principal: Writer,
+    db: DbDep,
+    clock: ClockDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Debit points at checkout. Concurrent spends can never overspend: each one locks the
@@ -68,16 +96,16 @@ def spend_points(
         currency = programmes.current(session).currency
         now = clock.now()
         outcome = run_once(
-            session, scope=f"spend:{external_id}", key=key,
-            payload=data.model_dump(mode="json"), now=now,
-            effect=lambda: (201, operations.spend(
-                session, external_id, data, actor=principal.actor, now=now, currency=currency
-            ).model_dump(mode="json")),
+            session,
+            scope=f"spend:{external_id}",
+            key=key,
+            payload=data.model_dump(mode="json"),
+            now=now,
+            effect=lambda: (
+                201,
+                operations.spend(
+                    session, external_id, data, actor=principal.actor, now=now, currency=currency
+                ).model_dump(mode="json"),
+            ),
         )
-    return _respond(outcome.body, outcome.status_code, outcome.replayed)
-
-
-def _respond(body: dict[str, Any], status: int, replayed: bool) -> JSONResponse:
-    if replayed:
-        return JSONResponse(body, status_code=200, headers={"Idempotent-Replayed": "true"})
-    return JSONResponse(body, status_code=status)
+    return respond(outcome)

@@ -19,7 +19,12 @@ def entry_out(entry: LedgerEntry) -> EntryOut:
 
 
 def adjust(
-    session: Session, external_id: str, data: AdjustmentIn, *, actor: str, now: datetime,
+    session: Session,
+    external_id: str,
+    data: AdjustmentIn,
+    *,
+    actor: str,
+    now: datetime,
     currency: str,
 ) -> WriteResult:
     """Credit or debit by hand, with a reason, audited. A debit never takes the balance below 0."""
@@ -31,17 +36,34 @@ def adjust(
     source = ledger.Source("adjustment", None, actor)
     if data.points > 0:
         entry = ledger.credit(
-            session, account, entry_type="adjust", points=data.points, reason=data.reason,
-            source=source, occurred_at=occurred_at, now=now,
+            session,
+            account,
+            entry_type="adjust",
+            points=data.points,
+            reason=data.reason,
+            source=source,
+            occurred_at=occurred_at,
+            now=now,
         )
     else:
         entry = ledger.debit(
-            session, account, entry_type="adjust", points=-data.points, reason=data.reason,
-            source=source, occurred_at=occurred_at, now=now,
+            session,
+            account,
+            entry_type="adjust",
+            points=-data.points,
+            reason=data.reason,
+            source=source,
+            occurred_at=occurred_at,
+            now=now,
         )
     audit.record(
-        session, actor=actor, action="points.adjust", target_type="member",
-        target_id=external_id, reason=data.reason, now=now,
+        session,
+        actor=actor,
+        action="points.adjust",
+        target_type="member",
+        target_id=external_id,
+        reason=data.reason,
+        now=now,
         details={"points": data.points, "entry_id": entry.id},
     )
     return WriteResult(
@@ -57,8 +79,14 @@ def spend(
     member = members.get(session, external_id)
     account = ledger.lock_account(session, member.id)
     entry = ledger.debit(
-        session, account, entry_type="redeem", points=data.points, reason=data.reason,
-        source=ledger.Source("spend", data.order_id, actor), occurred_at=now, now=now,
+        session,
+        account,
+        entry_type="redeem",
+        points=data.points,
+        reason=data.reason,
+        source=ledger.Source("spend", data.order_id, actor),
+        occurred_at=now,
+        now=now,
     )
     return WriteResult(
         entry=entry_out(entry),

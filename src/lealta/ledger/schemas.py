@@ -29,7 +29,9 @@ class SpendIn(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"points": 500, "reason": "Paid with points", "order_id": "ORD-7"}]},
+        json_schema_extra={
+            "examples": [{"points": 500, "reason": "Paid with points", "order_id": "ORD-7"}]
+        },
     )
 
     points: Annotated[int, Field(ge=1, le=MAX_POINTS)]

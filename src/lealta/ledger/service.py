@@ -35,7 +35,7 @@ class Source:
 
 def lock_account(session: Session, member_id: int) -> Account:
     """Load the member's account row under a write lock (``FOR UPDATE`` on PostgreSQL)."""
-    account = session.scalars(
+    account: Account | None = session.scalars(
         lock_for_update(select(Account).where(Account.member_id == member_id))
     ).one_or_none()
     if account is None:
@@ -64,9 +64,7 @@ def credit(
     if entry_type in ("earn", "adjust"):
         account.lifetime_earned += points
     account.updated_at = now
-    entry = _entry(
-        account, entry_type, points, reason, source, occurred_at, now, rule_id, details
-    )
+    entry = _entry(account, entry_type, points, reason, source, occurred_at, now, rule_id, details)
     session.add(entry)
     session.flush()
     session.add(
@@ -111,13 +109,18 @@ def debit(
             details={"available": account.points_available, "requested": points},
         )
     lots = session.execute(
-        select(PointLot.id, PointLot.remaining, PointLot.earned_at, PointLot.expires_at,
-               PointLot.order_id)
-        .where(PointLot.member_id == account.member_id, PointLot.remaining > 0)
+        select(
+            PointLot.id,
+            PointLot.remaining,
+            PointLot.earned_at,
+            PointLot.expires_at,
+            PointLot.order_id,
+        ).where(PointLot.member_id == account.member_id, PointLot.remaining > 0)
     ).all()
     prefer = [row.id for row in lots if prefer_order_id and row.order_id == prefer_order_id]
     allocations, shortfall = allocate(
-        [OpenLot(r.id, r.remaining, r.earned_at, r.expires_at) for r in lots], points,
+        [OpenLot(r.id, r.remaining, r.earned_at, r.expires_at) for r in lots],
+        points,
         prefer=prefer,
     )
     taken = points - shortfall
@@ -130,9 +133,7 @@ def debit(
     elif entry_type == "expire":
         account.points_expired += taken
     account.updated_at = now
-    entry = _entry(
-        account, entry_type, -taken, reason, source, occurred_at, now, None, details
-    )
+    entry = _entry(account, entry_type, -taken, reason, source, occurred_at, now, None, details)
     entry.shortfall = shortfall
     session.add(entry)
     session.flush()

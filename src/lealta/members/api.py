@@ -1,12 +1,21 @@
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from lealta.kit.http import ERROR_RESPONSES, ClockDep, DbDep, IdempotencyKey, Reader, Writer
+from lealta.kit.http import (
+    ERROR_RESPONSES,
+    ClockDep,
+    DbDep,
+    IdempotencyKey,
+    Reader,
+    Writer,
+    respond,
+)
+from lealta.kit.idempotency import run_maybe_once
 from lealta.kit.money import from_minor
 from lealta.members import service
 from lealta.members.schemas import BalanceOut, ConsentIn, MemberCreate, MemberOut, MemberUpdate
@@ -18,13 +27,30 @@ router = APIRouter(prefix="/v1/members", tags=["members"], responses=ERROR_RESPO
 
 @router.post("", status_code=201, response_model=MemberOut, summary="Enrol a member")
 def create_member(
-    data: MemberCreate, principal: Writer, db: DbDep, clock: ClockDep,
+    data: MemberCreate,
+    principal: Writer,
+    db: DbDep,
+    clock: ClockDep,
     idempotency_key: IdempotencyKey = None,
-) -> MemberOut:
-    """Enrol explicitly. `409 member_exists` if the external id is taken."""
+) -> Response:
+    """Enrol explicitly. `409 member_exists` if the external id is taken, unless the same
+    `Idempotency-Key` is replayed, which returns the first response."""
     with db.unit_of_work() as session:
-        member = service.create(session, data, now=clock.now())
-        return service.to_out(session, member)
+        now = clock.now()
+
+        def effect() -> tuple[int, dict[str, Any]]:
+            member = service.create(session, data, now=now)
+            return 201, service.to_out(session, member).model_dump(mode="json")
+
+        outcome = run_maybe_once(
+            session,
+            scope="member.create",
+            key=idempotency_key,
+            payload=data.model_dump(mode="json"),
+            now=now,
+            effect=effect,
+        )
+    return respond(outcome)
 
 
 @router.get("/{external_id}", response_model=MemberOut, summary="Get a member")
@@ -35,10 +61,15 @@ def get_member(external_id: str, principal: Reader, db: DbDep) -> MemberOut:
 
 @router.patch("/{external_id}", response_model=MemberOut, summary="Update a member")
 def update_member(
-    external_id: str, data: MemberUpdate, principal: Writer, db: DbDep, clock: ClockDep,
+    external_id: str,
+    data: MemberUpdate,
+    principal: Writer,
+    db: DbDep,
+    clock: ClockDep,
     idempotency_key: IdempotencyKey = None,
 ) -> MemberOut:
-    """Set the fields sent; attributes are merged (send `null` to remove one)."""
+    """Set the fields sent; attributes are merged (send `null` to remove one). Naturally
+    idempotent: repeating the same update gives the same member."""
     with db.unit_of_work() as session:
         member = service.update(session, service.get(session, external_id), data, now=clock.now())
         return service.to_out(session, member)
@@ -46,14 +77,32 @@ def update_member(
 
 @router.post("/{external_id}/consents", response_model=MemberOut, summary="Record consent")
 def record_consent(
-    external_id: str, data: ConsentIn, principal: Writer, db: DbDep, clock: ClockDep,
+    external_id: str,
+    data: ConsentIn,
+    principal: Writer,
+    db: DbDep,
+    clock: ClockDep,
     idempotency_key: IdempotencyKey = None,
-) -> MemberOut:
-    """Append a consent decision (what, when, source); the latest per purpose is in force."""
+) -> Response:
+    """Append a consent decision (what, when, source); the latest per purpose is in force.
+    With an `Idempotency-Key`, a replay records nothing more."""
     with db.unit_of_work() as session:
+        now = clock.now()
         member = service.get(session, external_id)
-        service.record_consent(session, member, data, now=clock.now())
-        return service.to_out(session, member)
+
+        def effect() -> tuple[int, dict[str, Any]]:
+            service.record_consent(session, member, data, now=now)
+            return 200, service.to_out(session, member).model_dump(mode="json")
+
+        outcome = run_maybe_once(
+            session,
+            scope=f"consent:{external_id}",
+            key=idempotency_key,
+            payload=data.model_dump(mode="json"),
+            now=now,
+            effect=effect,
+        )
+    return respond(outcome)
 
 
 @router.get("/{external_id}/balance", response_model=BalanceOut, summary="Points balance")
@@ -91,7 +140,9 @@ class OrderPage(BaseModel):
 
 @router.get("/{external_id}/orders", response_model=OrderPage, summary="Order history")
 def list_orders(
-    external_id: str, principal: Reader, db: DbDep,
+    external_id: str,
+    principal: Reader,
+    db: DbDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> OrderPage:
@@ -107,7 +158,9 @@ def list_orders(
                 (Order.occurred_at < at) | ((Order.occurred_at == at) & (Order.id < order_id))
             )
         orders = list(
-            session.scalars(stmt.order_by(Order.occurred_at.desc(), Order.id.desc()).limit(limit + 1))
+            session.scalars(
+                stmt.order_by(Order.occurred_at.desc(), Order.id.desc()).limit(limit + 1)
+            )
         )
         next_cursor = None
         if len(orders) > limit:
@@ -120,7 +173,9 @@ def list_orders(
             ):
                 items[item.order_id].append(
                     OrderItemOut(
-                        sku=item.sku, category=item.category, quantity=item.quantity,
+                        sku=item.sku,
+                        category=item.category,
+                        quantity=item.quantity,
                         unit_price=str(from_minor(item.unit_price_minor, orders[0].currency)),
                     )
                 )
@@ -130,9 +185,14 @@ def list_orders(
                     order_id=o.external_id,
                     total=str(from_minor(o.total_minor, o.currency)),
                     refunded=str(from_minor(o.refunded_minor, o.currency)),
-                    currency=o.currency, channel=o.channel, store=o.store, status=o.status,
-                    points_earned=o.points_earned, points_reversed=o.points_reversed,
-                    occurred_at=o.occurred_at.isoformat(), items=items[o.id],
+                    currency=o.currency,
+                    channel=o.channel,
+                    store=o.store,
+                    status=o.status,
+                    points_earned=o.points_earned,
+                    points_reversed=o.points_reversed,
+                    occurred_at=o.occurred_at.isoformat(),
+                    items=items[o.id],
                 )
                 for o in orders
             ],

@@ -6,9 +6,7 @@ from zoneinfo import available_timezones
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
 
-ExternalId = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)
-]
+ExternalId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
 Language = Literal["es", "en"]
 ConsentPurpose = Literal["marketing_email", "marketing_sms", "marketing_push", "data_processing"]
 AttributeValue = str | int | float | bool | None

@@ -44,7 +44,9 @@ def find(session: Session, external_id: str) -> Member | None:
     return session.scalars(select(Member).where(Member.external_id == external_id)).first()
 
 
-def create(session: Session, data: MemberCreate, *, now: datetime, enrolled_at: datetime | None = None) -> Member:
+def create(
+    session: Session, data: MemberCreate, *, now: datetime, enrolled_at: datetime | None = None
+) -> Member:
     """Enrol a new member (``409 member_exists`` if the external id is taken)."""
     member = _new_member(data.external_id, data.enrolment_channel, enrolled_at or now, now)
     _apply_fields(member, data)
@@ -204,7 +206,9 @@ def _new_account(member_id: int, now: datetime) -> Account:
 
 
 def _apply_fields(member: Member, data: MemberFields) -> None:
-    values: dict[str, Any] = data.model_dump(exclude_unset=True, include=set(MemberFields.model_fields))
+    values: dict[str, Any] = data.model_dump(
+        exclude_unset=True, include=set(MemberFields.model_fields)
+    )
     for name, value in values.items():
         if value is None and name in ("language", "timezone", "attributes", "tags"):
             continue

@@ -22,8 +22,7 @@ def current(session: Session) -> Programme:
     ).first()
     if row is None:
         return DEFAULT_PROGRAMME
-    bind = session.get_bind()
-    key = (str(bind.url), row.version)
+    key = (str(session.get_bind().engine.url), row.version)
     programme = _cache.get(key)
     if programme is None:
         programme = Programme.model_validate(row.document)

@@ -57,7 +57,10 @@ def evaluate(programme: Programme, member: MemberSnapshot, event: EventFacts) ->
         )
         if points > 0:
             postings.append(
-                Posting(points, BASE_RULE_ID, f"{programme.earning.points_per_unit} pt per "
-                        f"{programme.currency}")
+                Posting(
+                    points,
+                    BASE_RULE_ID,
+                    f"{programme.earning.points_per_unit} pt per {programme.currency}",
+                )
             )
     return postings
