@@ -12,6 +12,7 @@ from sqlalchemy import text
 
 from lealta import __version__
 from lealta.config import Settings, get_settings
+from lealta.coupons.api import router as coupons_router
 from lealta.events.api import router as events_router
 from lealta.kit.clock import Clock, SystemClock
 from lealta.kit.db import Database
@@ -19,6 +20,9 @@ from lealta.kit.http import BodyLimitMiddleware, ObservabilityMiddleware, instal
 from lealta.kit.logging import configure as configure_logging
 from lealta.ledger.api import router as ledger_router
 from lealta.members.api import router as members_router
+from lealta.programme.api import router as programme_router
+from lealta.rewards.api import router as rewards_router
+from lealta.tiers.api import router as tiers_router
 
 DESCRIPTION = """
 Lealta is the loyalty heart of a CRM: send it orders and events, read balances and history.
@@ -64,6 +68,10 @@ def create_app(
     app.include_router(events_router)
     app.include_router(members_router)
     app.include_router(ledger_router)
+    app.include_router(tiers_router)
+    app.include_router(rewards_router)
+    app.include_router(coupons_router)
+    app.include_router(programme_router)
 
     @app.get("/health", tags=["ops"], summary="Liveness")
     def health() -> dict[str, str]:

@@ -2,19 +2,34 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TransferSpeedColumn,
+)
 from rich.table import Table
 
 from lealta.apikeys import service as apikeys
-from lealta.config import get_settings
+from lealta.config import Settings, get_settings
+from lealta.demo import service as demo
+from lealta.exports import service as exports
+from lealta.imports import service as imports
+from lealta.jobs import service as jobs
 from lealta.kit.clock import SystemClock
 from lealta.kit.db import Database
 from lealta.kit.errors import LealtaError
 from lealta.kit.migrate import upgrade as migrate_upgrade
 from lealta.ledger import service as ledger
+from lealta.programme import service as programmes
+from lealta.programme.cli import app as programme_cli
 
 app = typer.Typer(help="Lealta: self-hosted, API-first customer loyalty.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -23,6 +38,15 @@ ledger_app = typer.Typer(help="Points ledger.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(ledger_app, name="ledger")
+import_app = typer.Typer(help="Import history from files.", no_args_is_help=True)
+export_app = typer.Typer(help="Export data to files.", no_args_is_help=True)
+demo_app = typer.Typer(help="The demo programme and data.", no_args_is_help=True)
+app.add_typer(import_app, name="import")
+app.add_typer(export_app, name="export")
+app.add_typer(demo_app, name="demo")
+app.add_typer(programme_cli, name="programme")
+jobs_app = typer.Typer(help="Scheduled work.", no_args_is_help=True)
+app.add_typer(jobs_app, name="jobs")
 
 console = Console()
 err = Console(stderr=True)
@@ -141,6 +165,162 @@ def ledger_verify() -> None:
     console.print(f"[green]ledger consistent[/green]: {checked} accounts checked")
 
 
+SHOWN_REJECTIONS = 50
+
+
+@import_app.command("orders")
+def import_orders(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="CSV with customer_id, order_id, occurred_at,"
+            " amount, currency (and optional type, channel,"
+            " store, email, name)."
+        ),
+    ],
+) -> None:
+    """Import orders and refunds from FILE, oldest first, through the same path as the API.
+
+    Re-importing a file is safe: rows already imported are replayed, not doubled.
+
+    Exit code 0: all rows imported; 1: some rows rejected (listed with line numbers);
+    2: the file cannot be read or its header lacks a required column.
+    """
+    settings = get_settings()
+    database = _database()
+    with database.unit_of_work(write=False) as session:
+        programme = programmes.current(session)
+    try:
+        size: int | None = file.stat().st_size
+    except OSError:
+        size = None
+    progress = Progress(
+        TextColumn("[bold]importing[/bold] {task.fields[rows]:>9,} rows"),
+        BarColumn(),
+        TransferSpeedColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+    try:
+        with progress:
+            task = progress.add_task("import", total=size, rows=0)
+            report = imports.import_orders(
+                database,
+                file,
+                programme=programme,
+                now=SystemClock().now(),
+                actor="cli:import",
+                auto_enrol=settings.auto_enrol,
+                on_progress=lambda rows, done: progress.update(task, completed=done, rows=rows),
+            )
+    except LealtaError as exc:
+        raise fail(exc) from None
+    finally:
+        database.dispose()
+    summary = Table(
+        "rows read",
+        "imported",
+        "already imported",
+        "rejected",
+        "seconds",
+        title=f"Import of {file.name}",
+    )
+    summary.add_row(
+        f"{report.rows_read:,}",
+        f"{report.imported:,}",
+        f"{report.replayed:,}",
+        f"[red]{report.rejected_count:,}[/red]" if report.rejected_count else "0",
+        f"{report.elapsed_seconds:.1f}",
+    )
+    console.print(summary)
+    if report.out_of_order:
+        err.print(
+            f"[yellow]warning[/yellow]: {report.out_of_order:,} rows go back in time; history"
+            " files should be sorted oldest first (points are spent in processing order)."
+        )
+    if report.rejected_count:
+        rejected = Table("line", "code", "reason", title="Rejected rows")
+        for row in report.rejected[:SHOWN_REJECTIONS]:
+            rejected.add_row(str(row.line), row.code, row.message)
+        console.print(rejected)
+        if report.rejected_count > SHOWN_REJECTIONS:
+            console.print(f"... and {report.rejected_count - SHOWN_REJECTIONS:,} more.")
+        raise typer.Exit(1)
+
+
+@export_app.command("members")
+def export_members(
+    file: Annotated[Path, typer.Argument(help="Where to write the CSV (replaced if present).")],
+) -> None:
+    """Write every member's tier, points and qualifying spend to FILE (CSV)."""
+    database = _database()
+    try:
+        count = exports.export_members(database, file)
+    except LealtaError as exc:
+        raise fail(exc) from None
+    finally:
+        database.dispose()
+    console.print(f"exported {count:,} members to {file}")
+
+
+@demo_app.command("up")
+def demo_up() -> None:
+    """Migrate, load the demo programme and a year of demo customers, and issue an API key.
+
+    Safe to run again: data already there is kept; each run issues a new 'demo' API key and
+    revokes the older ones.
+    """
+    settings = get_settings()
+    migrate_upgrade(settings.database_url)
+    database = _database()
+    progress = Progress(
+        TextColumn("[bold]loading demo history[/bold]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+    try:
+        with progress:
+            task = progress.add_task("demo", total=None)
+            report = demo.up(
+                database,
+                now=SystemClock().now(),
+                on_progress=lambda done, total: progress.update(task, completed=done, total=total),
+            )
+    except LealtaError as exc:
+        raise fail(exc) from None
+    finally:
+        database.dispose()
+    _print_demo(report, settings)
+
+
+def _print_demo(report: demo.DemoReport, settings: Settings) -> None:
+    if report.members_created:
+        console.print(
+            f"[green]demo loaded[/green]: {report.members_created:,} members,"
+            f" {report.events_ingested:,} events in {report.elapsed_seconds:.1f} s"
+        )
+    else:
+        console.print("[green]members already present[/green]: demo history not loaded again")
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host  # noqa: S104
+    base = f"http://{host}:{settings.port}"
+    console.print(f"  API      {base}", highlight=False)
+    console.print(f"  Docs     {base}/docs", highlight=False)
+    console.print("  API key  ", end="")
+    console.print(report.api_key, soft_wrap=True, highlight=False)
+    if report.keys_revoked:
+        console.print(f"[dim]  ({report.keys_revoked} older demo key(s) revoked)[/dim]")
+    console.print("Try:")
+    console.print(
+        f'  curl -H "Authorization: Bearer {report.api_key}" {base}/v1/members/cust-0001/balance',
+        soft_wrap=True,
+        highlight=False,
+    )
+
+
 def _redact(url: str) -> str:
     if "@" in url and "://" in url:
         scheme, rest = url.split("://", 1)
@@ -151,3 +331,26 @@ def _redact(url: str) -> str:
 
 def main() -> None:  # pragma: no cover
     app()
+
+
+@jobs_app.command("run")
+def jobs_run(
+    at: Annotated[
+        str | None, typer.Option(help="Process up to this ISO time instead of now (replays).")
+    ] = None,
+) -> None:
+    """Release pending points, expire due points and run due tier reviews. Safe to rerun."""
+    from datetime import datetime
+
+    from lealta.kit.clock import ensure_utc
+
+    try:
+        now = ensure_utc(datetime.fromisoformat(at)) if at else SystemClock().now()
+    except ValueError:
+        raise fail(LealtaError(f"'{at}' is not an ISO 8601 time.", code="invalid_time")) from None
+    database = _database()
+    report = jobs.run_due(database, now=now)
+    console.print(
+        f"members {report.members}, released {report.released} pts, expired {report.expired} pts,"
+        f" tier changes {report.tier_changes}"
+    )

@@ -43,7 +43,7 @@ def ingest_event(
     """
     with db.unit_of_work() as session:
         ctx = service.IngestContext(
-            programme=programmes.current(session),
+            programme=programmes.current(session, now=clock.now()),
             now=clock.now(),
             actor=principal.actor,
             auto_enrol=settings.auto_enrol,
@@ -94,7 +94,7 @@ def ingest_batch(
         )
     with db.unit_of_work() as session:
         ctx = service.IngestContext(
-            programme=programmes.current(session),
+            programme=programmes.current(session, now=clock.now()),
             now=clock.now(),
             actor=principal.actor,
             auto_enrol=settings.auto_enrol,

@@ -6,13 +6,22 @@ from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from lealta.kit.storable import check_storable
 from lealta.members.schemas import ExternalId, MemberFields
 
 ORDER_PAID = "order.paid"
 ORDER_REFUNDED = "order.refunded"
 
 Ref = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
-Amount = Annotated[Decimal, Field(ge=0, max_digits=18, allow_inf_nan=False)]
+# The cap keeps every amount, in minor units of any currency, inside a 64-bit integer column.
+MAX_AMOUNT = Decimal("1000000000000")
+Amount = Annotated[Decimal, Field(ge=0, le=MAX_AMOUNT, max_digits=18, allow_inf_nan=False)]
+# Checked by the service (``invalid_currency``), so any string up to a sane length gets there.
+Currency = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=16),
+    Field(description="ISO 4217 code of the programme's currency, e.g. EUR."),
+]
 
 
 class OrderItemIn(BaseModel):
@@ -29,7 +38,7 @@ class OrderIn(BaseModel):
 
     id: Ref = Field(description="The shop's order id; an order is recorded once.")
     total: Amount = Field(description="Amount paid, in the currency's units (e.g. 59.90).")
-    currency: Annotated[str, StringConstraints(min_length=3, max_length=3)]
+    currency: Currency
     items: list[OrderItemIn] = Field(default_factory=list, max_length=500)
     channel: Annotated[str, StringConstraints(max_length=32)] | None = None
     store: Annotated[str, StringConstraints(max_length=64)] | None = None
@@ -42,7 +51,7 @@ class RefundIn(BaseModel):
     amount: Amount | None = Field(
         default=None, description="Refunded amount; omitted means whatever is left of the order."
     )
-    currency: Annotated[str, StringConstraints(min_length=3, max_length=3)] | None = None
+    currency: Currency | None = None
 
 
 class EventIn(BaseModel):
@@ -111,6 +120,11 @@ class EventIn(BaseModel):
     customer: MemberFields | None = Field(
         default=None, description="Profile used if this event enrols the customer."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, data: Any) -> Any:
+        return check_storable(data)
 
     @model_validator(mode="after")
     def _payload_matches_type(self) -> EventIn:

@@ -9,12 +9,13 @@ and the demo loader call the same function, in event-time order.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
 
 from lealta.events.schemas import (
@@ -28,13 +29,24 @@ from lealta.events.schemas import (
 )
 from lealta.kit.errors import Conflict, InvalidInput, LealtaError, NotFound
 from lealta.kit.idempotency import Outcome, check_key, run_once
-from lealta.kit.money import normalise_currency, to_minor
+from lealta.kit.money import exponent, normalise_currency, to_minor
+from lealta.ledger import lifecycle
 from lealta.ledger import service as ledger
 from lealta.ledger.maths import reversal_points
 from lealta.members import service as members
 from lealta.models import Account, Event, LedgerEntry, Member, Order, OrderItem, OutboxMessage
 from lealta.programme.schema import Programme
-from lealta.rules.engine import EventFacts, MemberSnapshot, evaluate
+from lealta.rewards.thresholds import threshold_reached
+from lealta.rules.engine import (
+    EventFacts,
+    Item,
+    MemberSnapshot,
+    Posting,
+    RuleUsage,
+    compiled_for,
+    evaluate,
+)
+from lealta.tiers import service as tiers
 
 SCOPE = "event"
 FUTURE_SKEW = timedelta(minutes=5)
@@ -111,6 +123,14 @@ def ingest_batch(
                 index=index, status="rejected", error=exc.to_dict()["error"]
             )
             continue
+        except DataError:  # a value the database cannot store: this event only, not the batch
+            unstorable = InvalidInput(
+                "A value in this event cannot be stored.", code="invalid_value"
+            )
+            results[index] = BatchItemResult(
+                index=index, status="rejected", error=unstorable.to_dict()["error"]
+            )
+            continue
         results[index] = BatchItemResult(
             index=index, status="replayed" if outcome.replayed else "processed", result=outcome.body
         )
@@ -156,6 +176,10 @@ def _process(session: Session, event: EventIn, ctx: IngestContext, key: str) -> 
         auto_enrol=ctx.auto_enrol,
     )
     account = ledger.lock_account(session, member.id)
+    # Bring the account to the event's moment first: releases, expiries and tier reviews due
+    # by then happen before the event, exactly as they would have live.
+    lifecycle.catch_up(session, account, at=event.occurred_at, now=ctx.now)
+    tiers.review(session, ctx.programme, account, at=event.occurred_at, now=ctx.now)
     if event.type == ORDER_PAID:
         entries = _order_paid(session, event, ctx, member, account, key)
     elif event.type == ORDER_REFUNDED:
@@ -205,14 +229,78 @@ def _process(session: Session, event: EventIn, ctx: IngestContext, key: str) -> 
     )
 
 
-def _snapshot(member: Member, account: Account) -> MemberSnapshot:
+def _snapshot(
+    session: Session, ctx: IngestContext, member: Member, account: Account, event: EventIn
+) -> MemberSnapshot:
+    """What the rules may know of the member at the event: tier held, tags, attributes, and
+    how much each capped rule for this event type already gave."""
+    compiled = compiled_for(ctx.programme)
+    capped = [r.rule for r in compiled.rules_for(event.type) if r.rule.caps is not None]
     return MemberSnapshot(
         member_id=member.id,
         external_id=member.external_id,
+        tier=account.tier_id,
         attributes=dict(member.attributes or {}),
         tags=tuple(member.tags or ()),
         qualifying_spend_minor=account.qualifying_spend_minor,
+        orders_count=account.orders_count,
+        timezone=member.timezone,
+        language=member.language,
+        usage={r.id: _usage(session, member.id, r.id, event.occurred_at) for r in capped},
     )
+
+
+def _usage(session: Session, member_id: int, rule_id: str, at: datetime) -> RuleUsage:
+    """Points and uses of one rule for this member: the event's UTC day and month, and ever."""
+    day = at.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    month = day.replace(day=1)
+    rows = session.execute(
+        select(LedgerEntry.points, LedgerEntry.occurred_at).where(
+            LedgerEntry.member_id == member_id,
+            LedgerEntry.rule_id == rule_id,
+            LedgerEntry.entry_type == "earn",
+        )
+    ).all()
+    in_day = [r.points for r in rows if day <= r.occurred_at < day + timedelta(days=1)]
+    in_month = [r.points for r in rows if month <= r.occurred_at <= at]
+    return RuleUsage(
+        points_day=sum(in_day),
+        points_month=sum(in_month),
+        points_lifetime=sum(r.points for r in rows),
+        times_day=len(in_day),
+        times_lifetime=len(rows),
+    )
+
+
+def _credit_postings(
+    session: Session,
+    ctx: IngestContext,
+    account: Account,
+    postings: list[Posting],
+    *,
+    source: ledger.Source,
+    occurred_at: datetime,
+    key: str,
+    pending: bool,
+) -> list[LedgerEntry]:
+    programme = ctx.programme
+    return [
+        ledger.credit(
+            session,
+            account,
+            entry_type="earn",
+            points=p.points,
+            reason=p.reason,
+            source=source,
+            occurred_at=occurred_at,
+            now=ctx.now,
+            rule_id=p.rule_id,
+            expires_at=lifecycle.expiry_for(programme, occurred_at),
+            pending_until=lifecycle.pending_until(programme, occurred_at) if pending else None,
+            details={"event_id": key},
+        )
+        for p in postings
+    ]
 
 
 def _check_currency(programme: Programme, currency: str) -> str:
@@ -272,32 +360,75 @@ def _order_paid(
         event_type=event.type,
         occurred_at=event.occurred_at,
         properties=event.properties,
+        event_id=key,
+        order_id=order_in.id,
         order_total_minor=total_minor,
         currency=currency,
+        channel=order_in.channel,
+        store=order_in.store,
+        items=tuple(
+            Item(i.sku, i.category, i.quantity, to_minor(i.unit_price, currency))
+            for i in order_in.items
+        ),
     )
-    postings = evaluate(ctx.programme, _snapshot(member, account), facts)
+    postings = evaluate(ctx.programme, _snapshot(session, ctx, member, account, event), facts)
     source = ledger.Source("order", order_in.id, ctx.actor, order.id)
-    entries = [
-        ledger.credit(
-            session,
-            account,
-            entry_type="earn",
-            points=p.points,
-            reason=p.reason,
-            source=source,
-            occurred_at=event.occurred_at,
-            now=ctx.now,
-            rule_id=p.rule_id,
-            details={"event_id": key},
-        )
-        for p in postings
-    ]
+    entries = _credit_postings(
+        session,
+        ctx,
+        account,
+        postings,
+        source=source,
+        occurred_at=event.occurred_at,
+        key=key,
+        pending=True,
+    )
     order.points_earned = sum(e.points for e in entries)
+    # The order earned at the tier held when it occurred; now its spend counts.
     account.qualifying_spend_minor += total_minor
     account.orders_count += 1
     if account.last_order_at is None or event.occurred_at > account.last_order_at:
         account.last_order_at = event.occurred_at
+    tiers.upgrade_if_qualified(session, ctx.programme, account, at=event.occurred_at, now=ctx.now)
+    _spend_thresholds(session, ctx, member, account, at=event.occurred_at, order_id=order_in.id)
     return entries
+
+
+def _spend_thresholds(
+    session: Session,
+    ctx: IngestContext,
+    member: Member,
+    account: Account,
+    *,
+    at: datetime,
+    order_id: str,
+) -> None:
+    """Seed 003: each multiple of ``every`` crossed by net spend issues the rule's reward once.
+
+    A high-water mark of net spend makes a refunded and re-bought 500 € count once, not twice.
+    """
+    before = account.spend_high_water_minor
+    after = max(before, account.qualifying_spend_minor)
+    account.spend_high_water_minor = after
+    if after == before:
+        return
+    exp = exponent(ctx.programme.currency)
+    for rule in ctx.programme.thresholds:
+        if not rule.active:
+            continue
+        step = int(rule.every.scaleb(exp))
+        for multiple in range(before // step + 1, after // step + 1):
+            threshold_reached(
+                session,
+                ctx.programme,
+                member,
+                rule_id=rule.id,
+                reward_id=rule.reward,
+                crossed=Decimal(multiple * step).scaleb(-exp),
+                at=at,
+                now=ctx.now,
+                order_id=order_id,
+            )
 
 
 def _order_refunded(
@@ -323,6 +454,12 @@ def _order_refunded(
         if refund.amount is None
         else to_minor(refund.amount, order.currency, field="refund.amount")
     )
+    if refund.amount is not None and amount == 0:
+        raise InvalidInput(
+            "A refund amount must be greater than zero.",
+            code="invalid_amount",
+            details={"field": "refund.amount", "value": str(refund.amount)},
+        )
     if amount <= 0 or amount > left:
         raise RefundExceedsOrder(
             f"Order '{order.external_id}' has {left} minor units left to refund;"
@@ -369,21 +506,25 @@ def _custom(
     session: Session, event: EventIn, ctx: IngestContext, member: Member, account: Account, key: str
 ) -> list[LedgerEntry]:
     facts = EventFacts(
-        event_type=event.type, occurred_at=event.occurred_at, properties=event.properties
+        event_type=event.type,
+        occurred_at=event.occurred_at,
+        properties=event.properties,
+        event_id=key,
     )
-    postings = evaluate(ctx.programme, _snapshot(member, account), facts)
+    postings = evaluate(ctx.programme, _snapshot(session, ctx, member, account, event), facts)
     source = ledger.Source("event", key, ctx.actor)
-    return [
-        ledger.credit(
-            session,
-            account,
-            entry_type="earn",
-            points=p.points,
-            reason=p.reason,
-            source=source,
-            occurred_at=event.occurred_at,
-            now=ctx.now,
-            rule_id=p.rule_id,
+    entries = _credit_postings(
+        session,
+        ctx,
+        account,
+        postings,
+        source=source,
+        occurred_at=event.occurred_at,
+        key=key,
+        pending=False,
+    )
+    if ctx.programme.tiers is not None and ctx.programme.tiers.basis == "points" and entries:
+        tiers.upgrade_if_qualified(
+            session, ctx.programme, account, at=event.occurred_at, now=ctx.now
         )
-        for p in postings
-    ]
+    return entries

@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter, Histogram
 from pydantic import BaseModel
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -100,6 +100,16 @@ def install_error_handlers(app: FastAPI) -> None:
             headers=getattr(exc, "headers", None),
         )
 
+    @app.exception_handler(DataError)
+    async def _unstorable(_: Request, exc: DataError) -> JSONResponse:
+        # The database refused a value (out of range, too long, NUL byte): the client's input,
+        # and the unit of work has rolled back, so nothing changed.
+        log.warning("unstorable_value", error=str(exc.orig).splitlines()[0])
+        return JSONResponse(
+            error_body("invalid_value", "A value in the request cannot be stored."),
+            status_code=422,
+        )
+
     @app.exception_handler(OperationalError)
     async def _db_busy(_: Request, exc: OperationalError) -> JSONResponse:
         log.warning("database_unavailable", error=str(exc.orig))
@@ -146,9 +156,10 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise LealtaError(
-                        f"Request bodies are limited to {self.max_bytes} bytes.",
-                        code="payload_too_large",
+                    # FastAPI turns any other exception raised while reading the body into a
+                    # 400; an HTTPException passes through to the 413 handler.
+                    raise StarletteHTTPException(
+                        413, f"Request bodies are limited to {self.max_bytes} bytes."
                     )
             return message
 

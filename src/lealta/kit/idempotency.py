@@ -8,6 +8,7 @@ fails, its savepoint rolls back, and it returns the stored response instead of a
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,7 +33,12 @@ class Outcome:
 
 
 def request_hash(payload: Any) -> str:
-    return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    try:
+        raw = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:
+        # orjson refuses integers beyond 64 bits, which free-form event properties may carry.
+        raw = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return hashlib.sha256(raw).hexdigest()
 
 
 def check_key(key: str | None) -> str:

@@ -13,10 +13,15 @@ from babel.numbers import get_currency_precision, list_currencies
 
 from lealta.kit.errors import InvalidInput
 
+# ISO 4217 codes that are not money: "no currency", testing, precious metals, bond units.
+_NOT_MONEY = frozenset(
+    {"XXX", "XTS", "XAU", "XAG", "XPD", "XPT", "XBA", "XBB", "XBC", "XBD", "XDR", "XSU", "XUA"}
+)
+
 
 @lru_cache
 def _currencies() -> frozenset[str]:
-    return frozenset(list_currencies())
+    return frozenset(list_currencies()) - _NOT_MONEY
 
 
 def normalise_currency(code: str) -> str:

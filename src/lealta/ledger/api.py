@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -60,7 +61,7 @@ def adjust_points(
         now = clock.now()
         outcome = run_once(
             session,
-            scope=f"adjust:{external_id}",
+            scope=_scope("adjust", external_id),
             key=key,
             payload=data.model_dump(mode="json"),
             now=now,
@@ -97,7 +98,7 @@ def spend_points(
         now = clock.now()
         outcome = run_once(
             session,
-            scope=f"spend:{external_id}",
+            scope=_scope("spend", external_id),
             key=key,
             payload=data.model_dump(mode="json"),
             now=now,
@@ -109,3 +110,8 @@ def spend_points(
             ),
         )
     return respond(outcome)
+
+
+def _scope(kind: str, external_id: str) -> str:
+    """Keys are per member; the id is hashed because it may be longer than the scope column."""
+    return f"{kind}:{hashlib.sha256(external_id.encode()).hexdigest()[:40]}"

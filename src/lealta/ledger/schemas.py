@@ -3,7 +3,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
+
+from lealta.kit.storable import check_storable
 
 Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=500)]
 MAX_POINTS = 1_000_000_000
@@ -23,6 +32,11 @@ class AdjustmentIn(BaseModel):
     reason: Reason
     occurred_at: AwareDatetime | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, data: Any) -> Any:
+        return check_storable(data)
+
 
 class SpendIn(BaseModel):
     """Spend points directly ("pay with points" at checkout)."""
@@ -37,6 +51,11 @@ class SpendIn(BaseModel):
     points: Annotated[int, Field(ge=1, le=MAX_POINTS)]
     reason: Reason = "Points spent"
     order_id: Annotated[str, StringConstraints(max_length=128)] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, data: Any) -> Any:
+        return check_storable(data)
 
 
 class EntryOut(BaseModel):

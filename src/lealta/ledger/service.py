@@ -55,12 +55,20 @@ def credit(
     now: datetime,
     rule_id: str | None = None,
     expires_at: datetime | None = None,
+    pending_until: datetime | None = None,
     details: dict[str, Any] | None = None,
 ) -> LedgerEntry:
-    """Add ``points`` (> 0) as a new lot."""
+    """Add ``points`` (> 0) as a new lot.
+
+    With ``pending_until`` the lot is pending (not spendable) until then; ``release_pending``
+    makes it available. ``expires_at`` is when what is left of the lot expires.
+    """
     if points <= 0:
         raise ValueError("credit needs a positive amount")
-    account.points_available += points
+    if pending_until is not None:
+        account.points_pending += points
+    else:
+        account.points_available += points
     if entry_type in ("earn", "adjust"):
         account.lifetime_earned += points
     account.updated_at = now
@@ -76,6 +84,8 @@ def credit(
             remaining=points,
             earned_at=occurred_at,
             expires_at=expires_at,
+            pending=pending_until is not None,
+            available_at=pending_until,
         )
     )
     return entry
@@ -93,6 +103,7 @@ def debit(
     now: datetime,
     allow_shortfall: bool = False,
     prefer_order_id: int | None = None,
+    only_lot_ids: list[int] | None = None,
     details: dict[str, Any] | None = None,
 ) -> LedgerEntry:
     """Take ``points`` (> 0) from the member's lots, soonest-expiring first.
@@ -108,23 +119,38 @@ def debit(
             f"The member has {account.points_available} points available; {points} requested.",
             details={"available": account.points_available, "requested": points},
         )
-    lots = session.execute(
-        select(
-            PointLot.id,
-            PointLot.remaining,
-            PointLot.earned_at,
-            PointLot.expires_at,
-            PointLot.order_id,
-        ).where(PointLot.member_id == account.member_id, PointLot.remaining > 0)
-    ).all()
-    prefer = [row.id for row in lots if prefer_order_id and row.order_id == prefer_order_id]
+    stmt = select(
+        PointLot.id,
+        PointLot.remaining,
+        PointLot.earned_at,
+        PointLot.expires_at,
+        PointLot.order_id,
+        PointLot.pending,
+    ).where(PointLot.member_id == account.member_id, PointLot.remaining > 0)
+    if only_lot_ids is not None:
+        stmt = stmt.where(PointLot.id.in_(only_lot_ids))
+    lots = session.execute(stmt).all()
+    # Pending points are not spendable; a refund may take back its own order's pending lot,
+    # and expiry names its lots explicitly.
+    own_order = prefer_order_id is not None
+    usable = [
+        r
+        for r in lots
+        if not r.pending
+        or only_lot_ids is not None
+        or (own_order and r.order_id == prefer_order_id)
+    ]
+    prefer = [r.id for r in usable if own_order and r.order_id == prefer_order_id]
     allocations, shortfall = allocate(
-        [OpenLot(r.id, r.remaining, r.earned_at, r.expires_at) for r in lots],
+        [OpenLot(r.id, r.remaining, r.earned_at, r.expires_at) for r in usable],
         points,
         prefer=prefer,
     )
+    pending_ids = {r.id for r in usable if r.pending}
+    taken_pending = sum(amount for lot_id, amount in allocations if lot_id in pending_ids)
     taken = points - shortfall
-    account.points_available -= taken
+    account.points_available -= taken - taken_pending
+    account.points_pending -= taken_pending
     account.points_shortfall += shortfall
     if entry_type == "redeem":
         account.lifetime_spent += taken
@@ -147,6 +173,69 @@ def debit(
     return entry
 
 
+def restore(
+    session: Session,
+    account: Account,
+    original: LedgerEntry,
+    *,
+    reason: str,
+    source: Source,
+    occurred_at: datetime,
+    now: datetime,
+) -> LedgerEntry:
+    """Undo a ``redeem`` entry: put its points back into the very lots it consumed.
+
+    The result is a positive ``reverse`` entry; each lot gets back what the redemption took
+    (recorded as a negative allocation), keeping its original expiry date, so points restored
+    after their expiry expire at the next catch-up instead of living on.
+    """
+    if original.entry_type != "redeem" or original.member_id != account.member_id:
+        raise ValueError("only a member's own redeem entries can be restored")
+    marker = f"restores:{original.id}"
+    done = session.scalar(
+        select(LedgerEntry.id).where(
+            LedgerEntry.member_id == account.member_id,
+            LedgerEntry.entry_type == "reverse",
+            LedgerEntry.source_ref == marker,
+        )
+    )
+    if done is not None:
+        raise ValueError("this redemption was already restored")
+    taken = session.execute(
+        select(LotAllocation.lot_id, func.sum(LotAllocation.points))
+        .where(LotAllocation.entry_id == original.id)
+        .group_by(LotAllocation.lot_id)
+    ).all()
+    points = sum(int(amount) for _, amount in taken)
+    if points <= 0:
+        raise ValueError("this redemption has nothing left to restore")
+    account.points_available += points
+    account.lifetime_spent -= points
+    account.updated_at = now
+    entry = _entry(
+        account,
+        "reverse",
+        points,
+        reason,
+        Source(source.source_type, marker, source.actor, source.order_id),
+        occurred_at,
+        now,
+        None,
+        {"restores_entry_id": original.id, "ref": source.source_ref},
+    )
+    session.add(entry)
+    session.flush()
+    for lot_id, amount in taken:
+        session.execute(
+            update(PointLot)
+            .where(PointLot.id == lot_id)
+            .values(remaining=PointLot.remaining + int(amount))
+        )
+        session.add(LotAllocation(entry_id=entry.id, lot_id=lot_id, points=-int(amount)))
+    session.flush()
+    return entry
+
+
 def _entry(
     account: Account,
     entry_type: str,
@@ -162,7 +251,7 @@ def _entry(
         member_id=account.member_id,
         entry_type=entry_type,
         points=points,
-        balance_after=account.points_available,
+        balance_after=account.points_available + account.points_pending,
         shortfall=0,
         reason=reason,
         source_type=source.source_type,
@@ -188,7 +277,11 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         at, entry_id = json.loads(base64.urlsafe_b64decode(padded))
-        return datetime.fromisoformat(at), int(entry_id)
+        when, row_id = datetime.fromisoformat(at), int(entry_id)
+        # A forged cursor must not reach the database as a naive time or an out-of-range id.
+        if when.tzinfo is None or not 0 <= row_id < 2**63:
+            raise ValueError("cursor out of range")
+        return when, row_id
     except (ValueError, TypeError) as exc:
         raise InvalidInput("The cursor is not one this API issued.", code="invalid_cursor") from exc
 
@@ -228,7 +321,11 @@ class Discrepancy:
 
 
 def verify(session: Session) -> tuple[int, list[Discrepancy]]:
-    """Re-derive every account's figures from the ledger and lots; return the mismatches."""
+    """Re-derive every account's figures from the ledger and lots; return the mismatches.
+
+    Balance (available + pending) = sum of entries; available and pending each = what is left
+    in the member's spendable and pending lots; lifetime figures = sums by entry type.
+    """
     sums = {
         row.member_id: row
         for row in session.execute(
@@ -238,15 +335,22 @@ def verify(session: Session) -> tuple[int, list[Discrepancy]]:
                 func.coalesce(
                     func.sum(
                         _case_sum(
-                            (LedgerEntry.entry_type.in_(("earn", "reverse")))
+                            (LedgerEntry.entry_type == "earn")
+                            | ((LedgerEntry.entry_type == "reverse") & (LedgerEntry.points < 0))
                             | ((LedgerEntry.entry_type == "adjust") & (LedgerEntry.points > 0))
                         )
                     ),
                     0,
                 ).label("earned"),
-                func.coalesce(func.sum(_case_sum(LedgerEntry.entry_type == "redeem")), 0).label(
-                    "redeemed"
-                ),
+                func.coalesce(
+                    func.sum(
+                        _case_sum(
+                            (LedgerEntry.entry_type == "redeem")
+                            | ((LedgerEntry.entry_type == "reverse") & (LedgerEntry.points > 0))
+                        )
+                    ),
+                    0,
+                ).label("redeemed"),
                 func.coalesce(func.sum(_case_sum(LedgerEntry.entry_type == "expire")), 0).label(
                     "expired"
                 ),
@@ -254,10 +358,12 @@ def verify(session: Session) -> tuple[int, list[Discrepancy]]:
             ).group_by(LedgerEntry.member_id)
         )
     }
-    lots = {
-        member_id: remaining
-        for member_id, remaining in session.execute(
-            select(PointLot.member_id, func.sum(PointLot.remaining)).group_by(PointLot.member_id)
+    lots: dict[tuple[int, bool], int] = {
+        (member_id, bool(pending)): int(remaining or 0)
+        for member_id, pending, remaining in session.execute(
+            select(PointLot.member_id, PointLot.pending, func.sum(PointLot.remaining)).group_by(
+                PointLot.member_id, PointLot.pending
+            )
         )
     }
     problems: list[Discrepancy] = []
@@ -266,20 +372,22 @@ def verify(session: Session) -> tuple[int, list[Discrepancy]]:
         checked += 1
         row = sums.get(account.member_id)
         derived = {
-            "points_available": int(row.available) if row else 0,
+            "balance": int(row.available) if row else 0,
             "lifetime_earned": int(row.earned) if row else 0,
             "lifetime_spent": -int(row.redeemed) if row else 0,
             "points_expired": -int(row.expired) if row else 0,
             "points_shortfall": int(row.shortfall) if row else 0,
-            "lots_remaining": int(lots.get(account.member_id) or 0),
+            "available_lots": lots.get((account.member_id, False), 0),
+            "pending_lots": lots.get((account.member_id, True), 0),
         }
         cached = {
-            "points_available": account.points_available,
+            "balance": account.points_available + account.points_pending,
             "lifetime_earned": account.lifetime_earned,
             "lifetime_spent": account.lifetime_spent,
             "points_expired": account.points_expired,
             "points_shortfall": account.points_shortfall,
-            "lots_remaining": account.points_available,
+            "available_lots": account.points_available,
+            "pending_lots": account.points_pending,
         }
         for figure, value in derived.items():
             if cached[figure] != value:

@@ -106,10 +106,18 @@ def record_consent(
 
 
 @router.get("/{external_id}/balance", response_model=BalanceOut, summary="Points balance")
-def get_balance(external_id: str, principal: Reader, db: DbDep) -> BalanceOut:
+def get_balance(external_id: str, principal: Reader, db: DbDep, clock: ClockDep) -> BalanceOut:
+    """Available, pending, lifetime figures, and what expires soon (with the next date)."""
     with db.unit_of_work(write=False) as session:
         member = service.get(session, external_id)
-        return service.balance(session, member, programmes.current(session).currency)
+        programme = programmes.current(session)
+        return service.balance(
+            session,
+            member,
+            programme.currency,
+            now=clock.now(),
+            warn_days=programme.expiry.warn_days,
+        )
 
 
 class OrderItemOut(BaseModel):

@@ -4,7 +4,17 @@ from datetime import date, datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import available_timezones
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+from lealta.kit.storable import check_storable
 
 ExternalId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
 Language = Literal["es", "en"]
@@ -36,6 +46,11 @@ class MemberFields(BaseModel):
             raise ValueError(f"'{value}' is not an IANA time zone")
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, data: Any) -> Any:
+        return check_storable(data)
+
 
 def _zones() -> set[str]:
     global _ZONES
@@ -64,6 +79,11 @@ class ConsentIn(BaseModel):
     granted: bool
     source: Annotated[str, StringConstraints(min_length=1, max_length=64)] = "api"
 
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, data: Any) -> Any:
+        return check_storable(data)
+
 
 class ConsentOut(BaseModel):
     purpose: str
@@ -89,6 +109,11 @@ class MemberOut(BaseModel):
     updated_at: datetime
 
 
+class NextExpiry(BaseModel):
+    at: datetime
+    points: int
+
+
 class BalanceOut(BaseModel):
     external_id: str
     available: int = Field(description="Points the member can spend now.")
@@ -99,3 +124,10 @@ class BalanceOut(BaseModel):
     shortfall: int = Field(description="Points a refund could not take back (already spent).")
     qualifying_spend: str = Field(description="Net spend counted toward tiers, as a decimal.")
     currency: str
+    tier: str | None = Field(default=None, description="Tier id held now, if tiered.")
+    expiring_soon: int = Field(
+        default=0, description="Points that expire within the programme's warning window."
+    )
+    next_expiry: NextExpiry | None = Field(
+        default=None, description="The soonest expiry date and how many points it takes."
+    )

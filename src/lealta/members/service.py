@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -18,8 +18,9 @@ from lealta.members.schemas import (
     MemberCreate,
     MemberFields,
     MemberOut,
+    NextExpiry,
 )
-from lealta.models import Account, Consent, Member
+from lealta.models import Account, Consent, Member, PointLot
 
 
 class MemberNotFound(NotFound):
@@ -155,11 +156,37 @@ def to_out(session: Session, member: Member) -> MemberOut:
     )
 
 
-def balance(session: Session, member: Member, currency: str) -> BalanceOut:
+def balance(
+    session: Session,
+    member: Member,
+    currency: str,
+    *,
+    now: datetime | None = None,
+    warn_days: int = 30,
+) -> BalanceOut:
+    """Balance buckets; with ``now``, also what expires soon and the next expiry date."""
     account = session.get(Account, member.id)
     if account is None:  # pragma: no cover - every member is created with an account
         raise MemberNotFound("The member has no points account.")
-    return balance_of(member.external_id, account, currency)
+    out = balance_of(member.external_id, account, currency)
+    if now is None:
+        return out
+    rows = session.execute(
+        select(PointLot.expires_at, func.sum(PointLot.remaining))
+        .where(
+            PointLot.member_id == member.id,
+            PointLot.remaining > 0,
+            PointLot.expires_at.is_not(None),
+            PointLot.expires_at > now,
+        )
+        .group_by(PointLot.expires_at)
+        .order_by(PointLot.expires_at)
+    ).all()
+    horizon = now + timedelta(days=warn_days)
+    out.expiring_soon = sum(int(points) for at, points in rows if at is not None and at <= horizon)
+    if rows:
+        out.next_expiry = NextExpiry(at=rows[0][0], points=int(rows[0][1]))
+    return out
 
 
 def balance_of(external_id: str, account: Account, currency: str) -> BalanceOut:
@@ -173,6 +200,7 @@ def balance_of(external_id: str, account: Account, currency: str) -> BalanceOut:
         shortfall=account.points_shortfall,
         qualifying_spend=str(from_minor(account.qualifying_spend_minor, currency)),
         currency=currency,
+        tier=account.tier_id,
     )
 
 
@@ -200,6 +228,7 @@ def _new_account(member_id: int, now: datetime) -> Account:
         points_expired=0,
         points_shortfall=0,
         qualifying_spend_minor=0,
+        spend_high_water_minor=0,
         orders_count=0,
         updated_at=now,
     )

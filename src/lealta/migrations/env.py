@@ -12,6 +12,12 @@ target_metadata = Base.metadata
 
 
 def _run(connection: Connection) -> None:
+    if connection.dialect.name == "sqlite":
+        # Batch migrations rebuild tables (copy, drop, rename); with foreign keys enforced,
+        # dropping a referenced table fails. SQLite's documented procedure turns them off.
+        # The pragma is ignored inside a transaction, so it goes straight to the driver
+        # connection before SQLAlchemy begins one.
+        connection.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
     context.configure(
         connection=connection,
         target_metadata=target_metadata,

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+
+import lealta.kit.db  # noqa: F401  (custom column types)
 ${imports if imports else ""}
 
 revision: str = ${repr(up_revision)}

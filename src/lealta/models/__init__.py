@@ -3,6 +3,7 @@
 from lealta.models.account import Account
 from lealta.models.api_key import ApiKey
 from lealta.models.audit import AuditLog
+from lealta.models.coupon import Coupon, CouponUse
 from lealta.models.event import Event
 from lealta.models.idempotency import IdempotencyRecord
 from lealta.models.ledger_entry import ENTRY_TYPES, LedgerEntry
@@ -11,6 +12,9 @@ from lealta.models.order import Order, OrderItem
 from lealta.models.outbox import OutboxMessage
 from lealta.models.point_lot import LotAllocation, PointLot
 from lealta.models.programme_version import ProgrammeVersion
+from lealta.models.redemption import Redemption
+from lealta.models.reward_counter import RewardCounter
+from lealta.models.tier_change import TierChange
 
 __all__ = [
     "ENTRY_TYPES",
@@ -18,6 +22,8 @@ __all__ = [
     "ApiKey",
     "AuditLog",
     "Consent",
+    "Coupon",
+    "CouponUse",
     "Event",
     "IdempotencyRecord",
     "LedgerEntry",
@@ -28,4 +34,7 @@ __all__ = [
     "OutboxMessage",
     "PointLot",
     "ProgrammeVersion",
+    "Redemption",
+    "RewardCounter",
+    "TierChange",
 ]

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from lealta.kit.db import Base
@@ -30,6 +30,10 @@ class Account(Base):
     points_expired: Mapped[int] = mapped_column(BigInteger, default=0)
     points_shortfall: Mapped[int] = mapped_column(BigInteger, default=0)
     qualifying_spend_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    spend_high_water_minor: Mapped[int] = mapped_column(BigInteger, default=0)
     orders_count: Mapped[int] = mapped_column(default=0)
     last_order_at: Mapped[datetime | None]
+    tier_id: Mapped[str | None] = mapped_column(String(64))
+    tier_since: Mapped[datetime | None]
+    tier_held_until: Mapped[datetime | None] = mapped_column(index=True)
     updated_at: Mapped[datetime]

@@ -31,6 +31,8 @@ class PointLot(Base):
     remaining: Mapped[int] = mapped_column(BigInteger)
     earned_at: Mapped[datetime]
     expires_at: Mapped[datetime | None]
+    pending: Mapped[bool] = mapped_column(default=False)
+    available_at: Mapped[datetime | None]
 
 
 class LotAllocation(Base):

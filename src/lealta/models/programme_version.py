@@ -18,6 +18,7 @@ class ProgrammeVersion(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     version: Mapped[int] = mapped_column(unique=True)
     document: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    digest: Mapped[str] = mapped_column(String(64), default="")
     applied_by: Mapped[str] = mapped_column(String(200))
     activated_at: Mapped[datetime]
     created_at: Mapped[datetime]

@@ -1,40 +1,354 @@
 """The programme document, validated by Pydantic.
 
-This is the foundation's slice of it (currency, base earning rate, rounding); tiers, rules,
-rewards and expiry extend the same document.
+One document holds the whole programme: currency, earning rules, tiers, rewards, and the
+pending and expiry policies. It is kept as code (YAML or JSON, see ``examples/``), applied as
+a new version, and its JSON Schema is published (``lealta programme schema``). Models use
+``extra="forbid"`` so a typo is an error with its exact path, never a silent default.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from lealta.kit.money import normalise_currency
 from lealta.ledger.maths import Rounding
 
+Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+EventType = Annotated[
+    str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$", max_length=64)
+]
+Cel = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+Percent = Annotated[Decimal, Field(ge=0, le=100)]
+Money = Annotated[Decimal, Field(ge=0, max_digits=18, allow_inf_nan=False)]
 
-class Earning(BaseModel):
+
+class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    points_per_unit: Annotated[Decimal, Field(ge=0, le=10_000)] = Decimal(1)
-    rounding: Rounding = "down"
+
+class Translations(_Model):
+    """Text shown to people, in each language the programme speaks (``es`` and ``en``)."""
+
+    es: Text
+    en: Text | None = None
+
+    def get(self, language: str) -> str:
+        return (self.en if language == "en" else None) or self.es
 
 
-class Programme(BaseModel):
-    """The whole programme; ``extra="forbid"`` so a typo is an error, not a silent default."""
+# --- earning ----------------------------------------------------------------------------
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(min_length=1, max_length=200)
+class Earning(_Model):
+    points_per_unit: Annotated[Decimal, Field(ge=0, le=10_000)] = Field(
+        default=Decimal(1), description="Base points per currency unit on paid orders."
+    )
+    rounding: Rounding = Field(default="down", description="Per order: down, half_up or up.")
+    minimum_order: Money = Field(
+        default=Decimal(0), description="Orders below this total earn no base points."
+    )
+
+
+class Caps(_Model):
+    """Limits on how many points one rule gives one member (fraud and cost control)."""
+
+    per_day: Annotated[int, Field(ge=1)] | None = None
+    per_month: Annotated[int, Field(ge=1)] | None = None
+    lifetime: Annotated[int, Field(ge=1)] | None = None
+    times_per_day: Annotated[int, Field(ge=1)] | None = None
+    times_lifetime: Annotated[int, Field(ge=1)] | None = None
+
+
+class Window(_Model):
+    """When a rule is in force (event time), e.g. a weekend promotion."""
+
+    starts_at: AwareDatetime | None = None
+    ends_at: AwareDatetime | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Window:
+        if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
+            raise ValueError("ends_at must be after starts_at")
+        return self
+
+    def contains(self, at: datetime) -> bool:
+        return (self.starts_at is None or at >= self.starts_at) and (
+            self.ends_at is None or at < self.ends_at
+        )
+
+
+class EarningRule(_Model):
+    """A way to earn beyond the base rate.
+
+    ``kind``:
+    - ``points``: fixed ``points`` when the event matches;
+    - ``per_unit``: ``points`` per unit of the CEL expression ``per`` (e.g. minutes ridden,
+      or ``order.total``), rounded by the programme's rounding policy;
+    - ``multiplier``: multiplies the base points of a matching ``order.paid`` by ``factor``
+      ("double points this weekend": ``factor: 2`` adds the same again).
+    """
+
+    id: Slug
+    name: Text
+    kind: Literal["points", "per_unit", "multiplier"] = "points"
+    event: EventType = Field(description="Event type this rule listens to.")
+    condition: Cel | None = Field(
+        default=None,
+        description="CEL over event, order, items, member and time; true means the rule applies.",
+    )
+    points: Annotated[Decimal, Field(ge=0, le=1_000_000)] | None = None
+    per: Cel | None = Field(default=None, description="CEL giving the quantity for per_unit.")
+    factor: Annotated[Decimal, Field(gt=0, le=100)] | None = None
+    tiers: list[Slug] | None = Field(default=None, description="Only members in these tiers.")
+    tags: list[str] | None = Field(default=None, description="Only members with one of these.")
+    window: Window | None = None
+    caps: Caps | None = None
+    active: bool = True
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> EarningRule:
+        if self.kind in ("points", "per_unit") and self.points is None:
+            raise ValueError(f"a '{self.kind}' rule needs 'points'")
+        if self.kind == "per_unit" and self.per is None:
+            raise ValueError("a 'per_unit' rule needs 'per' (a CEL expression)")
+        if self.kind == "multiplier":
+            if self.factor is None:
+                raise ValueError("a 'multiplier' rule needs 'factor'")
+            if self.event != "order.paid":
+                raise ValueError("multiplier rules apply to 'order.paid'")
+        return self
+
+
+class SpendThresholdRule(_Model):
+    """Seed 003: every time cumulative spend crosses a multiple of ``every``, issue a reward."""
+
+    id: Slug
+    name: Text
+    every: Annotated[Decimal, Field(gt=0)]
+    reward: Slug = Field(description="Reward id issued free of points each time.")
+    active: bool = True
+
+
+# --- tiers ------------------------------------------------------------------------------
+
+
+class Benefits(_Model):
+    """Tier benefits as data, readable by checkout (``GET /v1/members/{id}/benefits``)."""
+
+    discount_percent: Percent = Decimal(0)
+    birthday_discount_percent: Percent = Decimal(0)
+    free_shipping: bool = False
+    flags: list[Slug] = Field(
+        default_factory=list,
+        description="Named perks: exclusive_products, priority_support, vip_events, …",
+    )
+
+
+class Tier(_Model):
+    id: Slug
+    name: Translations
+    threshold: Annotated[Decimal, Field(ge=0)] = Field(
+        description="Qualifying value (currency units or points) from which the tier applies."
+    )
+    multiplier: Annotated[Decimal, Field(gt=0, le=100)] = Decimal(1)
+    benefits: Benefits = Benefits()
+
+
+class Tiers(_Model):
+    basis: Literal["spend", "points"] = Field(
+        default="spend", description="Net spend, or points earned, counts toward tiers."
+    )
+    period: Literal["lifetime", "rolling", "calendar_year"] = "lifetime"
+    rolling_months: Annotated[int, Field(ge=1, le=120)] | None = None
+    grace_days: Annotated[int, Field(ge=0, le=366)] = Field(
+        default=0, description="Extra days a tier is kept after its period ends."
+    )
+    levels: list[Tier] = Field(min_length=1, max_length=20)
+
+    @model_validator(mode="after")
+    def _levels(self) -> Tiers:
+        if self.period == "rolling" and self.rolling_months is None:
+            raise ValueError("a rolling period needs 'rolling_months'")
+        if self.levels[0].threshold != 0:
+            raise ValueError("the first tier must have threshold 0 (everybody starts there)")
+        for lower, upper in zip(self.levels, self.levels[1:], strict=False):
+            if upper.threshold <= lower.threshold:
+                raise ValueError(
+                    f"tier '{upper.id}' must have a higher threshold than '{lower.id}'"
+                )
+        ids = [t.id for t in self.levels]
+        if len(set(ids)) != len(ids):
+            raise ValueError("tier ids must be unique")
+        return self
+
+
+# --- points lifecycle -------------------------------------------------------------------
+
+
+class Pending(_Model):
+    days: Annotated[int, Field(ge=0, le=365)] = Field(
+        default=0, description="Order points stay pending this many days (return window)."
+    )
+
+
+class Expiry(_Model):
+    months: Annotated[int, Field(ge=1, le=120)] | None = Field(
+        default=None, description="Points expire this many months after they are earned."
+    )
+    round_to: Literal["none", "month_end", "quarter_end", "year_end"] = Field(
+        default="none", description="Move each expiry date to the end of its period."
+    )
+    warn_days: Annotated[int, Field(ge=0, le=365)] = Field(
+        default=30, description="Points expiring within this many days show as expiring soon."
+    )
+
+
+class Refunds(_Model):
+    allow_negative_balance: bool = Field(
+        default=False,
+        description="Reserved: a refund of spent points records a shortfall instead.",
+    )
+
+
+# --- rewards ----------------------------------------------------------------------------
+
+
+class CouponSpec(_Model):
+    percent_off: Percent | None = None
+    amount_off: Money | None = None
+    free_shipping: bool = False
+    minimum_order: Money = Decimal(0)
+    skus: list[str] | None = None
+    categories: list[str] | None = None
+    valid_days: Annotated[int, Field(ge=1, le=3650)] = 30
+    code_pattern: Annotated[str, StringConstraints(pattern=r"^[A-Z0-9-]*#[#A-Z0-9-]*$")] = (
+        "LEA-####-####-####"
+    )
+    uses_per_coupon: Annotated[int, Field(ge=1)] = 1
+
+    @model_validator(mode="after")
+    def _one_discount(self) -> CouponSpec:
+        given = sum(x is not None for x in (self.percent_off, self.amount_off))
+        if given > 1:
+            raise ValueError("a coupon has either percent_off or amount_off, not both")
+        if given == 0 and not self.free_shipping:
+            raise ValueError("a coupon needs percent_off, amount_off or free_shipping")
+        return self
+
+
+class Reward(_Model):
+    id: Slug
+    type: Literal["coupon", "free_shipping", "product", "experience", "pay_with_points"]
+    name: Translations
+    description: Translations | None = None
+    cost: Annotated[int, Field(ge=0, le=100_000_000)] = Field(description="Points it costs.")
+    coupon: CouponSpec | None = None
+    stock: Annotated[int, Field(ge=0)] | None = Field(
+        default=None, description="Units available; omitted means unlimited."
+    )
+    available_from: AwareDatetime | None = None
+    available_until: AwareDatetime | None = None
+    eligibility: Cel | None = Field(
+        default=None, description="CEL over member (tier, tags, attributes); true = eligible."
+    )
+    tiers: list[Slug] | None = Field(default=None, description="Only members in these tiers.")
+    per_member_limit: Annotated[int, Field(ge=1)] | None = None
+    value_per_point: Money | None = Field(
+        default=None, description="pay_with_points: currency value of one point."
+    )
+
+    @model_validator(mode="after")
+    def _type_fields(self) -> Reward:
+        if self.type == "coupon" and self.coupon is None:
+            raise ValueError("a coupon reward needs 'coupon'")
+        if self.type == "pay_with_points" and self.value_per_point is None:
+            raise ValueError("a pay_with_points reward needs 'value_per_point'")
+        if (
+            self.available_from
+            and self.available_until
+            and self.available_until <= self.available_from
+        ):
+            raise ValueError("available_until must be after available_from")
+        return self
+
+
+# --- the document -----------------------------------------------------------------------
+
+
+class Programme(_Model):
+    """The whole programme."""
+
+    name: Text
     currency: str = "EUR"
     earning: Earning = Earning()
+    rules: list[EarningRule] = Field(default_factory=list, max_length=500)
+    thresholds: list[SpendThresholdRule] = Field(default_factory=list, max_length=50)
+    tiers: Tiers | None = None
+    pending: Pending = Pending()
+    expiry: Expiry = Expiry()
+    refunds: Refunds = Refunds()
+    rewards: list[Reward] = Field(default_factory=list, max_length=1000)
+    attributes: dict[Slug, Literal["string", "int", "float", "bool", "date"]] = Field(
+        default_factory=dict, description="Custom member attributes and their types."
+    )
 
     @field_validator("currency")
     @classmethod
     def _currency(cls, value: str) -> str:
         return normalise_currency(value)
+
+    @model_validator(mode="after")
+    def _references(self) -> Programme:
+        _unique("rules", [r.id for r in self.rules])
+        _unique("rewards", [r.id for r in self.rewards])
+        tier_ids = {t.id for t in self.tiers.levels} if self.tiers else set()
+        reward_ids = {r.id for r in self.rewards}
+        for i, rule in enumerate(self.rules):
+            for tier in rule.tiers or ():
+                if tier not in tier_ids:
+                    raise ValueError(f"rules.{i}.tiers: unknown tier '{tier}'")
+        for i, reward in enumerate(self.rewards):
+            for tier in reward.tiers or ():
+                if tier not in tier_ids:
+                    raise ValueError(f"rewards.{i}.tiers: unknown tier '{tier}'")
+        for i, threshold in enumerate(self.thresholds):
+            if threshold.reward not in reward_ids:
+                raise ValueError(f"thresholds.{i}.reward: unknown reward '{threshold.reward}'")
+        return self
+
+    def tier(self, tier_id: str | None) -> Tier | None:
+        if self.tiers is None or tier_id is None:
+            return None
+        return next((t for t in self.tiers.levels if t.id == tier_id), None)
+
+    def reward(self, reward_id: str) -> Reward | None:
+        return next((r for r in self.rewards if r.id == reward_id), None)
+
+
+def _unique(where: str, ids: list[str]) -> None:
+    seen: set[str] = set()
+    for i, value in enumerate(ids):
+        if value in seen:
+            raise ValueError(f"{where}.{i}.id: duplicate id '{value}'")
+        seen.add(value)
+
+
+def json_schema() -> dict[str, Any]:
+    """The published JSON Schema of the programme document."""
+    return Programme.model_json_schema(mode="validation")
 
 
 DEFAULT_PROGRAMME = Programme(name="Lealta", currency="EUR")

@@ -1,0 +1,1 @@
+"""Coupons: unique codes, cart validation, redemption at checkout, rollback and expiry."""

@@ -1,0 +1,373 @@
+"""Import historical orders and refunds from CSV through :func:`lealta.events.service.ingest`.
+
+Each row becomes an :class:`~lealta.events.schemas.EventIn` and takes exactly the path an API
+event takes, so an imported history earns, reverses and enrols as live traffic would. Rows
+are idempotent (``import:{order_id}`` for orders, ``import:{order_id}:refund:{line}`` for
+refunds): importing the same file again replays every row and changes nothing.
+
+The file is streamed, never loaded whole. Rows are committed in chunks (one unit of work per
+``chunk_size`` rows) and each row runs in its own savepoint, so a rejected row leaves nothing
+behind and does not stop the others. If the import stops half-way (the process is killed,
+the database goes away, a line is not UTF-8), the chunks already committed stay; fixing the
+cause and importing the same file again is safe.
+
+Rows are processed in file order and each at its ``occurred_at``. Point lots are consumed in
+processing order, so a history file should be sorted chronologically (oldest first); the
+report counts rows that go back in time (``out_of_order``).
+
+Columns (header row, case-insensitive, any order, unknown columns ignored):
+
+``customer_id, order_id, occurred_at, amount, currency`` (required)
+    ``occurred_at`` is ISO 8601 with an offset (``2025-03-01T10:15:00Z``); ``amount`` uses a
+    dot for decimals (``59.90``), no thousands separator.
+``type`` (optional)
+    ``order.paid`` (the default when absent or empty) or ``order.refunded``; a refund's
+    ``order_id`` names an order imported (or posted) earlier and its ``amount`` is the amount
+    refunded (empty means whatever is left of the order).
+``channel, store`` (optional)
+    Stored on the order.
+``email, name`` (optional)
+    The customer's profile, used if the row enrols the customer.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, BinaryIO, NamedTuple
+
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+
+from lealta.events.schemas import ORDER_PAID, ORDER_REFUNDED, EventIn
+from lealta.events.service import IngestContext, ingest
+from lealta.kit.db import Database
+from lealta.kit.errors import LealtaError
+from lealta.programme.schema import Programme
+
+REQUIRED_COLUMNS = ("customer_id", "order_id", "occurred_at", "amount", "currency")
+OPTIONAL_COLUMNS = ("type", "channel", "store", "email", "name")
+SUPPORTED_TYPES = (ORDER_PAID, ORDER_REFUNDED)
+DEFAULT_CHUNK_SIZE = 500
+MAX_REJECTED_KEPT = 10_000
+_PROGRESS_EVERY = 100
+
+# Where a field of EventIn comes from in the CSV, so validation messages name the column.
+_COLUMN_OF = {
+    "type": "type",
+    "customer_id": "customer_id",
+    "occurred_at": "occurred_at",
+    "order.id": "order_id",
+    "order.total": "amount",
+    "order.currency": "currency",
+    "order.channel": "channel",
+    "order.store": "store",
+    "refund.order_id": "order_id",
+    "refund.amount": "amount",
+    "refund.currency": "currency",
+    "customer.email": "email",
+    "customer.name": "name",
+}
+
+ProgressCallback = Callable[[int, int], None]
+"""Called with ``(rows_read, bytes_read)`` as the import advances."""
+
+
+class InvalidCsvHeaderError(LealtaError):
+    code = "invalid_csv_header"
+
+
+class InvalidCsvError(LealtaError):
+    code = "invalid_csv"
+
+
+class UnreadableFileError(LealtaError):
+    code = "unreadable_file"
+
+
+class RejectedRow(NamedTuple):
+    """A row that was not imported: its line in the file (the header is line 1) and why."""
+
+    line: int
+    code: str
+    message: str
+
+
+@dataclass(slots=True)
+class ImportReport:
+    """What an import did. ``rejected`` keeps the first ``MAX_REJECTED_KEPT`` rejections;
+    ``rejected_count`` counts them all."""
+
+    rows_read: int = 0
+    imported: int = 0
+    replayed: int = 0
+    rejected: list[RejectedRow] = field(default_factory=list)
+    rejected_count: int = 0
+    out_of_order: int = 0
+    elapsed_seconds: float = 0.0
+    latest_at: datetime | None = None
+    """The latest ``occurred_at`` seen so far (rows before it count as ``out_of_order``)."""
+
+    def reject(self, line: int, code: str, message: str) -> None:
+        self.rejected_count += 1
+        if len(self.rejected) < MAX_REJECTED_KEPT:
+            self.rejected.append(RejectedRow(line, code, message))
+
+
+def import_orders(
+    db: Database,
+    path: Path,
+    *,
+    programme: Programme,
+    now: datetime,
+    actor: str,
+    on_progress: ProgressCallback | None = None,
+    auto_enrol: bool = True,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> ImportReport:
+    """Import the orders and refunds in the CSV at ``path``, in file order.
+
+    Raises ``invalid_csv_header`` (nothing written) when a required column is missing,
+    ``unreadable_file`` when the file cannot be opened, and ``invalid_csv`` when the file
+    stops being parseable CSV or UTF-8 part-way (earlier chunks stay committed). Rejected rows
+    do not raise: they are listed in the report with their line number and reason.
+    """
+    if chunk_size < 1:
+        raise ValueError("chunk_size must be at least 1")
+    started = time.perf_counter()
+    report = ImportReport()
+    ctx = IngestContext(programme=programme, now=now, actor=actor, auto_enrol=auto_enrol)
+    with _open(path) as raw:
+        source = _Lines(raw)
+        reader = csv.reader(source, strict=True)
+        columns = _Columns.from_header(_read_header(reader))
+        rows = _rows(reader)
+        while True:
+            chunk, stopped = _next_chunk(rows, chunk_size)
+            if chunk:
+                with db.unit_of_work() as session:
+                    for line, cells in chunk:
+                        _import_row(session, ctx, columns, line, cells, report)
+                        if on_progress is not None and report.rows_read % _PROGRESS_EVERY == 0:
+                            on_progress(report.rows_read, source.bytes_read)
+                if on_progress is not None:
+                    on_progress(report.rows_read, source.bytes_read)
+            if stopped is not None:
+                raise stopped
+            if len(chunk) < chunk_size:
+                break
+    report.elapsed_seconds = time.perf_counter() - started
+    return report
+
+
+def _import_row(
+    session: Session,
+    ctx: IngestContext,
+    columns: _Columns,
+    line: int,
+    cells: list[str],
+    report: ImportReport,
+) -> None:
+    """One row in its own savepoint: a rejection rolls back whatever the row had written."""
+    report.rows_read += 1
+    try:
+        key, event = _to_event(columns, line, cells)
+        if report.latest_at is not None and event.occurred_at < report.latest_at:
+            report.out_of_order += 1
+        else:
+            report.latest_at = event.occurred_at
+        with session.begin_nested():
+            outcome = ingest(session, event, ctx, key=key)
+    except LealtaError as exc:
+        report.reject(line, exc.code, exc.message)
+        return
+    if outcome.replayed:
+        report.replayed += 1
+    else:
+        report.imported += 1
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+def _open(path: Path) -> BinaryIO:
+    try:
+        return path.open("rb")
+    except OSError as exc:
+        raise UnreadableFileError(
+            f"Cannot read '{path}': {exc.strerror or exc}.", details={"path": str(path)}
+        ) from None
+
+
+class _Lines:
+    """Decode a binary file line by line (UTF-8, optional BOM), counting bytes for progress.
+
+    Splitting on ``\\n`` before decoding is safe in UTF-8: the byte never occurs inside a
+    multi-byte character.
+    """
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self.bytes_read = 0
+        self.lines_read = 0
+
+    def __iter__(self) -> Iterator[str]:
+        for chunk in self._raw:
+            self.bytes_read += len(chunk)
+            self.lines_read += 1
+            try:
+                text = chunk.decode("utf-8")
+            except UnicodeDecodeError:
+                raise InvalidCsvError(
+                    f"Line {self.lines_read} is not valid UTF-8; save the file as UTF-8.",
+                    code="invalid_encoding",
+                    details={"line": self.lines_read},
+                ) from None
+            if self.lines_read == 1:
+                text = text.removeprefix("\ufeff")
+            yield text
+
+
+def _read_header(reader: Any) -> list[str]:
+    try:
+        for header in reader:
+            if any(cell.strip() for cell in header):
+                return [cell.strip().lower() for cell in header]
+    except csv.Error as exc:
+        raise InvalidCsvHeaderError(f"The header row is not valid CSV: {exc}.") from None
+    raise InvalidCsvHeaderError(
+        f"The file is empty; it needs a header row with {', '.join(REQUIRED_COLUMNS)}.",
+        details={"required": list(REQUIRED_COLUMNS)},
+    )
+
+
+def _next_chunk(
+    rows: Iterator[tuple[int, list[str]]], size: int
+) -> tuple[list[tuple[int, list[str]]], LealtaError | None]:
+    """Up to ``size`` rows; a file error is returned, not raised, so the rows before it that
+    were already read still get imported."""
+    chunk: list[tuple[int, list[str]]] = []
+    try:
+        for item in rows:
+            chunk.append(item)
+            if len(chunk) == size:
+                break
+    except LealtaError as exc:
+        return chunk, exc
+    return chunk, None
+
+
+def _rows(reader: Any) -> Iterator[tuple[int, list[str]]]:
+    """Non-blank rows with the line each one starts on."""
+    previous_end = reader.line_num
+    while True:
+        try:
+            cells: list[str] = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise InvalidCsvError(
+                f"Line {previous_end + 1}: not valid CSV ({exc}); rows before it were imported.",
+                details={"line": previous_end + 1},
+            ) from None
+        line = previous_end + 1
+        previous_end = reader.line_num
+        if any(cell.strip() for cell in cells):
+            yield line, cells
+
+
+@dataclass(frozen=True, slots=True)
+class _Columns:
+    width: int
+    index: dict[str, int]
+
+    @classmethod
+    def from_header(cls, header: list[str]) -> _Columns:
+        duplicates = sorted({name for name in header if name and header.count(name) > 1})
+        if duplicates:
+            raise InvalidCsvHeaderError(
+                f"Columns appear more than once: {', '.join(duplicates)}.",
+                details={"duplicates": duplicates},
+            )
+        missing = [name for name in REQUIRED_COLUMNS if name not in header]
+        if missing:
+            raise InvalidCsvHeaderError(
+                f"Missing required columns: {', '.join(missing)} (the header row must name "
+                f"{', '.join(REQUIRED_COLUMNS)}).",
+                details={"missing": missing, "found": header},
+            )
+        wanted = (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)
+        return cls(len(header), {name: i for i, name in enumerate(header) if name in wanted})
+
+    def get(self, cells: list[str], name: str) -> str:
+        i = self.index.get(name)
+        return cells[i].strip() if i is not None else ""
+
+
+# --- rows to events --------------------------------------------------------------------------
+
+
+def _to_event(columns: _Columns, line: int, cells: list[str]) -> tuple[str, EventIn]:
+    """The event a row stands for and its idempotency key, or a ``LealtaError``."""
+    if len(cells) != columns.width:
+        raise LealtaError(
+            f"Expected {columns.width} fields as in the header, found {len(cells)} (an unquoted"
+            " comma in a value?).",
+            code="invalid_row",
+        )
+    value = {name: columns.get(cells, name) for name in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)}
+    event_type = value["type"] or ORDER_PAID
+    if event_type not in SUPPORTED_TYPES:
+        raise LealtaError(
+            f"type: '{event_type}' cannot be imported; use {' or '.join(SUPPORTED_TYPES)}.",
+            code="unsupported_event_type",
+        )
+    required = [n for n in REQUIRED_COLUMNS if not (event_type == ORDER_REFUNDED and n == "amount")]
+    empty = [name for name in required if not value[name]]
+    if empty:
+        raise LealtaError(f"{', '.join(empty)}: required value is empty.", code="validation_error")
+    raw: dict[str, Any] = {
+        "type": event_type,
+        "customer_id": value["customer_id"],
+        "occurred_at": value["occurred_at"],
+    }
+    if event_type == ORDER_PAID:
+        key = f"import:{value['order_id']}"
+        raw["order"] = _present(
+            id=value["order_id"],
+            total=value["amount"],
+            currency=value["currency"],
+            channel=value["channel"],
+            store=value["store"],
+        )
+    else:
+        key = f"import:{value['order_id']}:refund:{line}"
+        raw["refund"] = _present(
+            order_id=value["order_id"], amount=value["amount"], currency=value["currency"]
+        )
+    profile = _present(email=value["email"], name=value["name"])
+    if profile:
+        raw["customer"] = profile
+    try:
+        return key, EventIn.model_validate(raw)
+    except ValidationError as exc:
+        raise LealtaError(_describe(exc), code="validation_error") from None
+
+
+def _present(**values: str) -> dict[str, str]:
+    return {name: v for name, v in values.items() if v}
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors(include_url=False, include_context=False, include_input=False):
+        loc = ".".join(str(p) for p in error["loc"])
+        column = _COLUMN_OF.get(loc) or next(
+            (c for f, c in _COLUMN_OF.items() if loc.startswith(f + ".")), loc or "row"
+        )
+        parts.append(f"{column}: {error['msg']}")
+    return "; ".join(parts) or "invalid row"

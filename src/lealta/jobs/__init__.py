@@ -1,0 +1,1 @@
+"""Scheduled work: pending releases, expiries and tier reviews."""

@@ -1,0 +1,127 @@
+"""Points lifecycle: pending points becoming available, and expiry. Processed in event time.
+
+``catch_up`` brings one member's account up to a moment: it releases pending lots whose
+return window has passed and expires lots whose date has come, each at its own time. It runs
+before every event of that member (so imported history replays exactly as live traffic) and
+from the scheduled job (``lealta jobs run``) for members with nothing new. Running it twice
+does nothing the second time: it only acts on lots still due.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from lealta.kit.periods import add_months, end_of
+from lealta.ledger import service as ledger
+from lealta.models import Account, LedgerEntry, OutboxMessage, PointLot
+from lealta.programme.schema import Programme
+
+
+def expiry_for(programme: Programme, earned_at: datetime) -> datetime | None:
+    """When points earned at ``earned_at`` expire under the programme (None: never)."""
+    if programme.expiry.months is None:
+        return None
+    return end_of(add_months(earned_at, programme.expiry.months), programme.expiry.round_to)
+
+
+def pending_until(programme: Programme, occurred_at: datetime) -> datetime | None:
+    """Order points wait out the return window; None when there is none."""
+    days = programme.pending.days
+    return occurred_at + timedelta(days=days) if days else None
+
+
+def release_pending(session: Session, account: Account, *, at: datetime, now: datetime) -> int:
+    """Make pending lots whose window ended by ``at`` available; returns the points moved."""
+    due = session.execute(
+        select(PointLot.id, PointLot.remaining).where(
+            PointLot.member_id == account.member_id,
+            PointLot.pending.is_(True),
+            PointLot.available_at <= at,
+        )
+    ).all()
+    if not due:
+        return 0
+    moved = sum(int(r.remaining) for r in due)
+    session.execute(
+        update(PointLot).where(PointLot.id.in_([r.id for r in due])).values(pending=False)
+    )
+    account.points_pending -= moved
+    account.points_available += moved
+    account.updated_at = now
+    if moved:
+        session.add(
+            OutboxMessage(
+                topic="points.released",
+                member_id=account.member_id,
+                payload={"points": moved},
+                created_at=now,
+            )
+        )
+    return moved
+
+
+def expire_due(
+    session: Session, account: Account, *, at: datetime, now: datetime
+) -> list[LedgerEntry]:
+    """Expire what is left of every lot whose expiry date is at or before ``at``.
+
+    One ``expire`` entry per lot, dated at the lot's expiry (event time), so the ledger reads
+    the same whether the job ran on the day or history was imported later.
+    """
+    lots = session.execute(
+        select(PointLot.id, PointLot.remaining, PointLot.expires_at)
+        .where(
+            PointLot.member_id == account.member_id,
+            PointLot.remaining > 0,
+            PointLot.expires_at <= at,
+        )
+        .order_by(PointLot.expires_at, PointLot.id)
+    ).all()
+    entries = []
+    for lot in lots:
+        assert lot.expires_at is not None
+        entries.append(
+            ledger.debit(
+                session,
+                account,
+                entry_type="expire",
+                points=lot.remaining,
+                reason="Points expired",
+                source=ledger.Source("expiry", str(lot.id)),
+                occurred_at=lot.expires_at,
+                now=now,
+                only_lot_ids=[lot.id],
+            )
+        )
+    if entries:
+        session.add(
+            OutboxMessage(
+                topic="points.expired",
+                member_id=account.member_id,
+                payload={"points": -sum(e.points for e in entries)},
+                created_at=now,
+            )
+        )
+    return entries
+
+
+def catch_up(session: Session, account: Account, *, at: datetime, now: datetime) -> None:
+    """Release and expire everything due by ``at`` for this (locked) account."""
+    release_pending(session, account, at=at, now=now)
+    expire_due(session, account, at=at, now=now)
+
+
+def members_due(session: Session, *, at: datetime, limit: int) -> list[int]:
+    """Members with a pending release, an expiry or a tier review due by ``at``."""
+    lots = select(PointLot.member_id).where(
+        or_(
+            (PointLot.pending.is_(True)) & (PointLot.available_at <= at),
+            (PointLot.remaining > 0) & (PointLot.expires_at <= at),
+        )
+    )
+    tiers = select(Account.member_id).where(Account.tier_held_until <= at)
+    ids = {row[0] for row in session.execute(lots.union(tiers).limit(limit))}
+    return sorted(ids)

@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query
+from pydantic import AwareDatetime
+
+from lealta.kit.http import ERROR_RESPONSES, ClockDep, DbDep, Reader, Writer
+from lealta.programme import service
+from lealta.programme.diff import diff
+from lealta.programme.schema import DEFAULT_PROGRAMME, json_schema
+from lealta.programme.schemas import ApplyResult, ChangeOut, ProgrammeOut, VersionOut
+
+router = APIRouter(prefix="/v1/programme", tags=["programme"], responses=ERROR_RESPONSES)
+
+EXAMPLE = {
+    "name": "Moda Mediterránea",
+    "currency": "EUR",
+    "earning": {"points_per_unit": 1, "rounding": "down"},
+    "tiers": {
+        "basis": "spend",
+        "period": "lifetime",
+        "levels": [
+            {"id": "basico", "name": {"es": "Básico"}, "threshold": 0, "multiplier": 1},
+            {"id": "plata", "name": {"es": "Plata"}, "threshold": 1000, "multiplier": 1.5},
+        ],
+    },
+    "rules": [
+        {
+            "id": "review",
+            "name": "Leave a review",
+            "event": "review.posted",
+            "points": 50,
+            "condition": "has(event.properties.stars)",
+            "caps": {"times_per_day": 1},
+        }
+    ],
+}
+
+
+@router.get("", response_model=ProgrammeOut, summary="The programme in force")
+def get_programme(principal: Reader, db: DbDep, clock: ClockDep) -> ProgrammeOut:
+    with db.unit_of_work(write=False) as session:
+        rows = [v for v in service.versions(session) if v.activated_at <= clock.now()]
+        programme = service.current(session, now=clock.now())
+        if not rows:
+            return ProgrammeOut(
+                version=None, activated_at=None, document=programme.model_dump(mode="json")
+            )
+        return ProgrammeOut(
+            version=rows[0].version, activated_at=rows[0].activated_at, document=rows[0].document
+        )
+
+
+@router.put("", response_model=ApplyResult, summary="Apply a new programme version")
+def put_programme(
+    principal: Writer,
+    db: DbDep,
+    clock: ClockDep,
+    document: Annotated[dict[str, Any], Body(openapi_examples={"demo": {"value": EXAMPLE}})],
+    dry_run: Annotated[bool, Query(description="Validate and diff only.")] = False,
+    activate_at: Annotated[
+        AwareDatetime | None, Query(description="When the version takes effect.")
+    ] = None,
+) -> ApplyResult:
+    """Validate the whole document (errors name their exact path, e.g.
+    `tiers.levels.1.threshold`), then store it as the next version with the list of changes
+    against the previous one. With `dry_run=true` nothing is stored."""
+    programme = service.validate(document)
+    now = clock.now()
+    with db.unit_of_work(write=not dry_run) as session:
+        if dry_run:
+            latest = service.versions(session)
+            previous = latest[0].document if latest else DEFAULT_PROGRAMME.model_dump(mode="json")
+            changes = diff(previous, programme.model_dump(mode="json"))
+            return ApplyResult(
+                version=None, dry_run=True, activated_at=None, changes=_changes(changes)
+            )
+        applied = service.apply_with_diff(
+            session, programme, actor=principal.actor, now=now, activate_at=activate_at
+        )
+    return ApplyResult(
+        version=applied.version,
+        dry_run=False,
+        activated_at=applied.activated_at,
+        changes=_changes(applied.changes),
+    )
+
+
+@router.get("/versions", response_model=list[VersionOut], summary="Version history")
+def list_versions(principal: Reader, db: DbDep) -> list[VersionOut]:
+    with db.unit_of_work(write=False) as session:
+        return [
+            VersionOut(
+                version=v.version,
+                applied_by=v.applied_by,
+                activated_at=v.activated_at,
+                created_at=v.created_at,
+            )
+            for v in service.versions(session)
+        ]
+
+
+@router.get("/versions/{number}", response_model=ProgrammeOut, summary="One version")
+def get_version(number: int, principal: Reader, db: DbDep) -> ProgrammeOut:
+    with db.unit_of_work(write=False) as session:
+        row = service.version(session, number)
+        return ProgrammeOut(
+            version=row.version, activated_at=row.activated_at, document=row.document
+        )
+
+
+@router.get("/schema", summary="JSON Schema of the programme document")
+def get_schema() -> dict[str, Any]:
+    """Public: editors can validate documents against it."""
+    return json_schema()
+
+
+def _changes(changes: list[Any]) -> list[ChangeOut]:
+    return [ChangeOut(path=c.path, kind=c.kind, old=c.old, new=c.new) for c in changes]

@@ -1,0 +1,1 @@
+"""Rewards catalogue, redemption and threshold rewards."""

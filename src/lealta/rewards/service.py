@@ -1,0 +1,561 @@
+"""The rewards catalogue and redemption. Every function takes the caller's session; none
+commits.
+
+A redemption is one transaction under the member's account lock: eligibility, the points
+debit (soonest-expiring lots first), a unit of stock taken with a conditional ``UPDATE``
+(``issued < stock``) and the coupon or fulfilment record. The same function that explains
+why a reward is locked in the catalogue decides whether a redemption may go ahead, so the
+list and the button never disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import ROUND_DOWN, Decimal
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from lealta.coupons import service as coupons
+from lealta.kit.errors import Conflict, InvalidInput, NotFound
+from lealta.kit.money import exponent, from_minor
+from lealta.ledger import service as ledger
+from lealta.models import (
+    Account,
+    Coupon,
+    LedgerEntry,
+    Member,
+    OutboxMessage,
+    Redemption,
+    RewardCounter,
+)
+from lealta.programme.schema import CouponSpec, Programme, Reward
+from lealta.rewards.schemas import CouponTermsOut, LockedReasonOut, RedemptionOut, RewardOut
+from lealta.rules.engine import EventFacts, MemberSnapshot, activation, compiled_for
+
+# The order in which a refused redemption reports its reason (the first that applies).
+LOCK_ORDER = (
+    "not_redeemable",
+    "not_available_yet",
+    "no_longer_available",
+    "tier_required",
+    "not_eligible",
+    "limit_reached",
+    "out_of_stock",
+    "insufficient_points",
+)
+
+
+class RewardNotFound(NotFound):
+    code = "reward_not_found"
+
+
+class RedemptionNotFound(NotFound):
+    code = "redemption_not_found"
+
+
+class RewardLocked(Conflict):
+    """The member may not redeem this reward now; ``code`` is the locked reason's code."""
+
+    def __init__(self, lock: LockedReason) -> None:
+        super().__init__(lock.message, code=lock.code, details=dict(lock.details))
+
+
+class OutOfStock(Conflict):
+    code = "out_of_stock"
+
+
+class AlreadyRolledBack(Conflict):
+    code = "already_rolled_back"
+
+
+@dataclass(frozen=True, slots=True)
+class LockedReason:
+    code: str
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RewardState:
+    """One reward as this member sees it now."""
+
+    reward: Reward
+    locked: tuple[LockedReason, ...]
+    stock_left: int | None
+    redeemed_by_member: int
+
+    @property
+    def redeemable(self) -> bool:
+        return not self.locked
+
+
+# --- reading ------------------------------------------------------------------------------
+
+
+def effective_tier(programme: Programme, account: Account) -> str | None:
+    """The tier the member holds; the first tier when none was recorded yet."""
+    tier = programme.tier(account.tier_id)
+    if tier is None and programme.tiers is not None:
+        tier = programme.tiers.levels[0]
+    return tier.id if tier else None
+
+
+def snapshot(programme: Programme, member: Member, account: Account) -> MemberSnapshot:
+    """What eligibility expressions may know of the member."""
+    return MemberSnapshot(
+        member_id=member.id,
+        external_id=member.external_id,
+        tier=effective_tier(programme, account),
+        attributes=dict(member.attributes or {}),
+        tags=tuple(member.tags or ()),
+        qualifying_spend_minor=account.qualifying_spend_minor,
+        orders_count=account.orders_count,
+        timezone=member.timezone,
+        language=member.language,
+    )
+
+
+def catalogue(
+    session: Session, programme: Programme, member: Member, account: Account, *, now: datetime
+) -> list[RewardState]:
+    """Every reward of the programme with whether this member can redeem it now and why not."""
+    issued: dict[str, int] = {
+        reward_id: count
+        for reward_id, count in session.execute(
+            select(RewardCounter.reward_id, RewardCounter.issued)
+        )
+    }
+    mine: dict[str, int] = {
+        reward_id: count
+        for reward_id, count in session.execute(
+            select(Redemption.reward_id, func.count())
+            .where(Redemption.member_id == member.id, Redemption.status != "rolled_back")
+            .group_by(Redemption.reward_id)
+        )
+    }
+    env = _env(programme, member, account, now)
+    return [
+        _state(
+            programme, reward, account, env, issued.get(reward.id, 0), mine.get(reward.id, 0), now
+        )
+        for reward in programme.rewards
+    ]
+
+
+def _state(
+    programme: Programme,
+    reward: Reward,
+    account: Account,
+    env: dict[str, Any],
+    issued: int,
+    redeemed_by_member: int,
+    now: datetime,
+) -> RewardState:
+    stock_left = max(0, reward.stock - issued) if reward.stock is not None else None
+    locks = locked_reasons(
+        programme,
+        reward,
+        tier=effective_tier(programme, account),
+        points_available=account.points_available,
+        eligible=_eligible(programme, reward, env),
+        stock_left=stock_left,
+        redeemed_by_member=redeemed_by_member,
+        now=now,
+    )
+    return RewardState(reward, tuple(locks), stock_left, redeemed_by_member)
+
+
+def locked_reasons(
+    programme: Programme,
+    reward: Reward,
+    *,
+    tier: str | None,
+    points_available: int,
+    eligible: bool,
+    stock_left: int | None,
+    redeemed_by_member: int,
+    now: datetime,
+) -> list[LockedReason]:
+    """Pure: every reason the member cannot redeem ``reward`` now, in :data:`LOCK_ORDER`.
+
+    A cost-0 reward that a spend threshold hands out is only ever issued by that rule, so it
+    reports ``not_redeemable`` alone.
+    """
+    if reward.cost == 0 and any(t.reward == reward.id for t in programme.thresholds):
+        return [
+            LockedReason(
+                "not_redeemable",
+                "This reward is issued automatically when you reach a spending threshold.",
+            )
+        ]
+    locks: list[LockedReason] = []
+    if reward.available_from is not None and now < reward.available_from:
+        locks.append(
+            LockedReason(
+                "not_available_yet",
+                f"Available from {reward.available_from.isoformat()}.",
+                {"available_from": reward.available_from.isoformat()},
+            )
+        )
+    if reward.available_until is not None and now >= reward.available_until:
+        locks.append(
+            LockedReason(
+                "no_longer_available",
+                f"Available until {reward.available_until.isoformat()}.",
+                {"available_until": reward.available_until.isoformat()},
+            )
+        )
+    if reward.tiers is not None and tier not in reward.tiers:
+        names = [t.name.get("en") for t in (programme.tier(i) for i in reward.tiers) if t]
+        locks.append(
+            LockedReason(
+                "tier_required",
+                f"Only for members in tier {' or '.join(names)}.",
+                {"tiers": list(reward.tiers), "tier": tier},
+            )
+        )
+    if not eligible:
+        locks.append(LockedReason("not_eligible", "You do not meet this reward's conditions."))
+    if reward.per_member_limit is not None and redeemed_by_member >= reward.per_member_limit:
+        locks.append(
+            LockedReason(
+                "limit_reached",
+                f"Limited to {reward.per_member_limit} per member.",
+                {"limit": reward.per_member_limit, "redeemed": redeemed_by_member},
+            )
+        )
+    if stock_left is not None and stock_left <= 0:
+        locks.append(LockedReason("out_of_stock", "This reward is out of stock."))
+    if reward.cost > points_available:
+        needed = reward.cost - points_available
+        locks.append(
+            LockedReason(
+                "insufficient_points",
+                f"You need {needed} more points.",
+                {"points_needed": needed, "cost": reward.cost, "available": points_available},
+            )
+        )
+    return locks
+
+
+def _env(programme: Programme, member: Member, account: Account, now: datetime) -> dict[str, Any]:
+    facts = EventFacts(event_type="reward.check", occurred_at=now, properties={})
+    return activation(snapshot(programme, member, account), facts, programme.currency)
+
+
+def _eligible(programme: Programme, reward: Reward, env: dict[str, Any]) -> bool:
+    expr = compiled_for(programme).eligibility.get(reward.id)
+    return expr is None or expr.test(env)
+
+
+def history(session: Session, member_id: int, *, limit: int = 100) -> list[Redemption]:
+    """The member's redemptions, newest first."""
+    return list(
+        session.scalars(
+            select(Redemption)
+            .where(Redemption.member_id == member_id)
+            .order_by(Redemption.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+# --- redeeming ----------------------------------------------------------------------------
+
+
+def redeem(
+    session: Session,
+    programme: Programme,
+    member: Member,
+    reward_id: str,
+    *,
+    now: datetime,
+    actor: str,
+    points: int | None = None,
+) -> Redemption:
+    """Redeem ``reward_id`` for the member, all or nothing.
+
+    ``404 reward_not_found``; ``409`` with the first locked reason's code (``tier_required``,
+    ``not_eligible``, ``limit_reached``, …); ``409 insufficient_points`` from the ledger;
+    ``409 out_of_stock`` when the last unit went to someone else first.
+    """
+    account = ledger.lock_account(session, member.id)
+    reward = programme.reward(reward_id)
+    if reward is None:
+        raise RewardNotFound(
+            f"No reward '{reward_id}' in the programme.", details={"reward_id": reward_id}
+        )
+    cost = _cost(reward, points)
+    issued = session.scalar(
+        select(RewardCounter.issued).where(RewardCounter.reward_id == reward.id)
+    )
+    state = _state(
+        programme,
+        reward,
+        account,
+        _env(programme, member, account, now),
+        issued or 0,
+        _redeemed_by(session, member.id, reward.id),
+        now,
+    )
+    for lock in state.locked:
+        if lock.code != "insufficient_points":  # the ledger refuses that with exact figures
+            raise RewardLocked(lock)
+    entry = None
+    if cost > 0:
+        entry = ledger.debit(
+            session,
+            account,
+            entry_type="redeem",
+            points=cost,
+            reason=f"Reward: {reward.name.get('en')}",
+            source=ledger.Source("redemption", f"reward:{reward.id}", actor),
+            occurred_at=now,
+            now=now,
+            details={"reward_id": reward.id},
+        )
+    _take_stock(session, reward)
+    coupon: Coupon | None = None
+    value_minor: int | None = None
+    fulfilment: dict[str, Any] = {"type": reward.type}
+    status = "issued"
+    if reward.type in ("coupon", "free_shipping"):
+        coupon = coupons.issue(
+            session,
+            reward.coupon or CouponSpec(free_shipping=True),
+            reward_id=reward.id,
+            member_id=member.id,
+            source="redemption",
+            currency=programme.currency,
+            valid_from=now,
+            now=now,
+        )
+        fulfilment["coupon_code"] = coupon.code
+    elif reward.type == "pay_with_points":
+        assert reward.value_per_point is not None
+        exact = (Decimal(cost) * reward.value_per_point).scaleb(exponent(programme.currency))
+        value_minor = int(exact.to_integral_value(rounding=ROUND_DOWN))
+        fulfilment["value"] = str(from_minor(value_minor, programme.currency))
+        status = "fulfilled"
+    else:
+        fulfilment["state"] = "awaiting_fulfilment"
+    redemption = Redemption(
+        member_id=member.id,
+        reward_id=reward.id,
+        reward_type=reward.type,
+        points=cost,
+        status=status,
+        entry_id=entry.id if entry is not None else None,
+        coupon_id=coupon.id if coupon is not None else None,
+        value_minor=value_minor,
+        currency=programme.currency,
+        fulfilment=fulfilment,
+        created_at=now,
+        rolled_back_at=None,
+    )
+    session.add(redemption)
+    session.flush()
+    session.add(
+        OutboxMessage(
+            topic="reward.redeemed",
+            member_id=member.id,
+            payload={
+                "redemption_id": redemption.id,
+                "reward_id": reward.id,
+                "reward_type": reward.type,
+                "points": cost,
+                "coupon_code": coupon.code if coupon is not None else None,
+            },
+            created_at=now,
+        )
+    )
+    return redemption
+
+
+def rollback(session: Session, redemption_id: int, *, now: datetime, actor: str) -> Redemption:
+    """Undo a redemption: the exact lots get their points back, the unit returns to stock and
+    the coupon is voided.
+
+    ``404 redemption_not_found``; ``409 already_rolled_back``; ``409 coupon_already_used``
+    when the coupon was used at checkout (roll that use back first).
+    """
+    member_id = session.scalar(select(Redemption.member_id).where(Redemption.id == redemption_id))
+    if member_id is None:
+        raise RedemptionNotFound(
+            f"No redemption {redemption_id}.", details={"redemption_id": redemption_id}
+        )
+    account = ledger.lock_account(session, member_id)
+    # Re-read under the lock: a concurrent rollback may have finished while we waited.
+    redemption = session.get(Redemption, redemption_id, populate_existing=True)
+    assert redemption is not None
+    if redemption.status == "rolled_back":
+        raise AlreadyRolledBack(
+            f"Redemption {redemption_id} was already rolled back.",
+            details={"redemption_id": redemption_id},
+        )
+    if redemption.coupon_id is not None:
+        coupons.void(session, redemption.coupon_id)
+    if redemption.entry_id is not None:
+        original = session.get(LedgerEntry, redemption.entry_id)
+        assert original is not None
+        ledger.restore(
+            session,
+            account,
+            original,
+            reason=f"Redemption {redemption.id} rolled back",
+            source=ledger.Source("redemption", f"redemption:{redemption.id}", actor),
+            occurred_at=now,
+            now=now,
+        )
+    session.execute(
+        update(RewardCounter)
+        .where(RewardCounter.reward_id == redemption.reward_id, RewardCounter.issued > 0)
+        .values(issued=RewardCounter.issued - 1)
+    )
+    redemption.status = "rolled_back"
+    redemption.rolled_back_at = now
+    session.add(
+        OutboxMessage(
+            topic="redemption.rolled_back",
+            member_id=member_id,
+            payload={"redemption_id": redemption.id, "reward_id": redemption.reward_id},
+            created_at=now,
+        )
+    )
+    session.flush()
+    return redemption
+
+
+def _cost(reward: Reward, points: int | None) -> int:
+    if points is None:
+        return reward.cost
+    if reward.type != "pay_with_points":
+        raise InvalidInput(
+            "'points' applies only to pay_with_points rewards.",
+            code="points_not_applicable",
+            details={"reward_id": reward.id},
+        )
+    if points < reward.cost:
+        raise InvalidInput(
+            f"Pay with points takes at least {reward.cost} points.",
+            code="points_below_minimum",
+            details={"minimum": reward.cost, "points": points},
+        )
+    return points
+
+
+def _redeemed_by(session: Session, member_id: int, reward_id: str) -> int:
+    return int(
+        session.scalar(
+            select(func.count()).where(
+                Redemption.member_id == member_id,
+                Redemption.reward_id == reward_id,
+                Redemption.status != "rolled_back",
+            )
+        )
+        or 0
+    )
+
+
+def _take_stock(session: Session, reward: Reward) -> None:
+    """Count one unit out; with a stock, only while ``issued < stock`` (a conditional update,
+    so concurrent redemptions by different members can never take more than there is)."""
+    exists = session.scalar(
+        select(RewardCounter.reward_id).where(RewardCounter.reward_id == reward.id)
+    )
+    if exists is None:
+        try:
+            with session.begin_nested():
+                session.add(RewardCounter(reward_id=reward.id, issued=0))
+                session.flush()
+        except IntegrityError:
+            pass  # created by a concurrent redemption; the update below sees it
+    stmt = update(RewardCounter).where(RewardCounter.reward_id == reward.id)
+    if reward.stock is not None:
+        stmt = stmt.where(RewardCounter.issued < reward.stock)
+    taken = session.execute(stmt.values(issued=RewardCounter.issued + 1))
+    if taken.rowcount != 1:  # type: ignore[attr-defined]
+        raise OutOfStock(f"Reward '{reward.id}' is out of stock.", details={"reward_id": reward.id})
+
+
+# --- output -------------------------------------------------------------------------------
+
+
+def reward_out(state: RewardState, language: str, currency: str) -> RewardOut:
+    reward = state.reward
+    spec = reward.coupon
+    return RewardOut(
+        id=reward.id,
+        type=reward.type,
+        name=reward.name.get(language),
+        description=reward.description.get(language) if reward.description else None,
+        cost=reward.cost,
+        redeemable=state.redeemable,
+        locked_reasons=[
+            LockedReasonOut(code=lock.code, message=lock.message, details=lock.details)
+            for lock in state.locked
+        ],
+        stock_left=state.stock_left,
+        per_member_limit=reward.per_member_limit,
+        redeemed_by_member=state.redeemed_by_member,
+        available_from=reward.available_from,
+        available_until=reward.available_until,
+        tiers=list(reward.tiers) if reward.tiers is not None else None,
+        coupon=(
+            CouponTermsOut(
+                percent_off=str(spec.percent_off) if spec.percent_off is not None else None,
+                amount_off=str(spec.amount_off) if spec.amount_off is not None else None,
+                free_shipping=spec.free_shipping,
+                minimum_order=str(spec.minimum_order),
+                skus=list(spec.skus) if spec.skus else None,
+                categories=list(spec.categories) if spec.categories else None,
+                valid_days=spec.valid_days,
+            )
+            if spec is not None
+            else None
+        ),
+        value_per_point=str(reward.value_per_point) if reward.value_per_point is not None else None,
+    )
+
+
+def redemption_out(
+    session: Session,
+    redemption: Redemption,
+    *,
+    customer_id: str,
+    now: datetime,
+    points_available: int | None = None,
+) -> RedemptionOut:
+    coupon = session.get(Coupon, redemption.coupon_id) if redemption.coupon_id else None
+    return RedemptionOut(
+        id=redemption.id,
+        customer_id=customer_id,
+        reward_id=redemption.reward_id,
+        reward_type=redemption.reward_type,
+        points=redemption.points,
+        status=redemption.status,
+        coupon=(
+            coupons.to_out(coupon, now=now, customer_id=customer_id) if coupon is not None else None
+        ),
+        value=(
+            str(from_minor(redemption.value_minor, redemption.currency))
+            if redemption.value_minor is not None
+            else None
+        ),
+        currency=redemption.currency,
+        fulfilment=dict(redemption.fulfilment or {}),
+        created_at=redemption.created_at,
+        rolled_back_at=redemption.rolled_back_at,
+        points_available=points_available,
+    )
+
+
+def redemptions_out(
+    session: Session, rows: Sequence[Redemption], *, customer_id: str, now: datetime
+) -> list[RedemptionOut]:
+    return [redemption_out(session, r, customer_id=customer_id, now=now) for r in rows]

@@ -1,0 +1,1 @@
+"""Tiers: qualification, upgrades, period-end reviews and progress toward the next tier."""

@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from lealta.kit.errors import NotFound
+from lealta.kit.http import ERROR_RESPONSES, ClockDep, DbDep, Reader
+from lealta.members import service as members
+from lealta.models import Account
+from lealta.programme import service as programmes
+from lealta.programme.schema import Benefits, Tier
+from lealta.tiers import service
+from lealta.tiers.schemas import (
+    BenefitsOut,
+    MemberBenefitsOut,
+    TierChangeOut,
+    TierOut,
+    TierRef,
+)
+
+router = APIRouter(prefix="/v1/members", tags=["tiers"], responses=ERROR_RESPONSES)
+
+
+class NoTiers(NotFound):
+    code = "programme_has_no_tiers"
+
+
+def _ref(tier: Tier, language: str) -> TierRef:
+    return TierRef(
+        id=tier.id,
+        name=tier.name.get(language),
+        threshold=str(tier.threshold),
+        multiplier=str(tier.multiplier),
+    )
+
+
+def benefits_out(benefits: Benefits) -> BenefitsOut:
+    return BenefitsOut(
+        discount_percent=str(benefits.discount_percent),
+        birthday_discount_percent=str(benefits.birthday_discount_percent),
+        free_shipping=benefits.free_shipping,
+        flags=list(benefits.flags),
+    )
+
+
+@router.get("/{external_id}/tier", response_model=TierOut, summary="Tier and progress")
+def get_tier(external_id: str, principal: Reader, db: DbDep, clock: ClockDep) -> TierOut:
+    """Current tier, qualifying value, next tier, progress %, amount needed and an estimated
+    date to reach it from the member's own spending rate."""
+    now = clock.now()
+    with db.unit_of_work(write=False) as session:
+        programme = programmes.current(session)
+        member = members.get(session, external_id)
+        account = session.get(Account, member.id)
+        assert account is not None
+        status = service.status(session, programme, member, account, now=now)
+        if status is None:
+            raise NoTiers("The programme in force has no tiers.")
+        p = status.progress
+        return TierOut(
+            external_id=external_id,
+            basis=status.tiers.basis,
+            period=status.tiers.period,
+            tier=_ref(p.current, member.language),
+            benefits=benefits_out(p.current.benefits),
+            since=status.since,
+            held_until=status.held_until,
+            qualifying_value=str(p.value),
+            next_tier=_ref(p.next, member.language) if p.next else None,
+            progress_percent=str(p.percent) if p.percent is not None else None,
+            amount_needed=str(p.needed) if p.needed is not None else None,
+            estimated_date=p.estimated_date,
+            history=[
+                TierChangeOut(
+                    from_tier=h.from_tier,
+                    to_tier=h.to_tier,
+                    direction=h.direction,
+                    qualifying_value=h.qualifying_value,
+                    reason=h.reason,
+                    occurred_at=h.occurred_at,
+                )
+                for h in status.history
+            ],
+        )
+
+
+@router.get(
+    "/{external_id}/benefits", response_model=MemberBenefitsOut, summary="Benefits for checkout"
+)
+def get_benefits(external_id: str, principal: Reader, db: DbDep) -> MemberBenefitsOut:
+    """The member's tier benefits as data (discount %, free shipping, flags) for checkout."""
+    with db.unit_of_work(write=False) as session:
+        programme = programmes.current(session)
+        member = members.get(session, external_id)
+        account = session.get(Account, member.id)
+        assert account is not None
+        tier = programme.tier(account.tier_id) or (
+            programme.tiers.levels[0] if programme.tiers else None
+        )
+        return MemberBenefitsOut(
+            external_id=external_id,
+            tier=tier.id if tier else None,
+            benefits=benefits_out(tier.benefits if tier else Benefits()),
+        )

@@ -1,0 +1,214 @@
+"""Tier state: placement, immediate upgrades, period-end reviews, and the member's progress.
+
+The arithmetic is in :mod:`lealta.tiers.maths`; this module reads the qualifying value from
+orders or the ledger and records each change as history and as an outbox domain event.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from lealta.kit.money import exponent
+from lealta.models import Account, LedgerEntry, Member, Order, OutboxMessage, TierChange
+from lealta.programme.schema import Programme, Tier, Tiers
+from lealta.tiers import maths
+
+
+def qualifying_value(
+    session: Session, programme: Programme, account: Account, *, end: datetime
+) -> Decimal:
+    """Net spend (currency units) or points earned in the tier window ending at ``end``."""
+    tiers = programme.tiers
+    assert tiers is not None
+    start = maths.window_start(tiers, end)
+    if tiers.basis == "spend":
+        if start is None and account.last_order_at is not None and end >= account.last_order_at:
+            minor = account.qualifying_spend_minor
+        else:
+            stmt = select(
+                func.coalesce(func.sum(Order.total_minor - Order.refunded_minor), 0)
+            ).where(Order.member_id == account.member_id, Order.occurred_at <= end)
+            if start is not None:
+                stmt = stmt.where(Order.occurred_at > start)
+            minor = int(session.scalar(stmt) or 0)
+        return Decimal(minor).scaleb(-exponent(programme.currency))
+    points_stmt = select(func.coalesce(func.sum(LedgerEntry.points), 0)).where(
+        LedgerEntry.member_id == account.member_id,
+        LedgerEntry.entry_type.in_(("earn", "reverse")),
+        LedgerEntry.occurred_at <= end,
+    )
+    if start is not None:
+        points_stmt = points_stmt.where(LedgerEntry.occurred_at > start)
+    return Decimal(int(session.scalar(points_stmt) or 0))
+
+
+def place(
+    session: Session, programme: Programme, account: Account, *, at: datetime, now: datetime
+) -> None:
+    """Put a member without a tier into the entry tier (first contact with a tiered programme)."""
+    tiers = programme.tiers
+    if tiers is None or programme.tier(account.tier_id) is not None:
+        return
+    _change(session, account, tiers.levels[0], "initial", Decimal(0), "Enrolled", at, now)
+    account.tier_held_until = None
+
+
+def upgrade_if_qualified(
+    session: Session, programme: Programme, account: Account, *, at: datetime, now: datetime
+) -> Tier | None:
+    """Upgrade at once if the value at ``at`` reaches a higher tier; returns the new tier."""
+    tiers = programme.tiers
+    if tiers is None:
+        return None
+    place(session, programme, account, at=at, now=now)
+    value = qualifying_value(session, programme, account, end=at)
+    target = maths.level_for(tiers, value)
+    if maths.rank(tiers, target.id) <= maths.rank(tiers, account.tier_id):
+        return None
+    _change(session, account, target, "upgrade", value, "Qualifying value reached", at, now)
+    account.tier_held_until = maths.held_until(tiers, at)
+    return target
+
+
+def review(
+    session: Session, programme: Programme, account: Account, *, at: datetime, now: datetime
+) -> None:
+    """Run every tier review due by ``at`` (several if history spans several periods)."""
+    tiers = programme.tiers
+    if tiers is None:
+        return
+    place(session, programme, account, at=at, now=now)
+    while account.tier_held_until is not None and account.tier_held_until <= at:
+        held = account.tier_held_until
+        period_end = maths.review_period_end(tiers, held)
+        value = qualifying_value(session, programme, account, end=period_end)
+        target = maths.level_for(tiers, value)
+        if maths.rank(tiers, target.id) < maths.rank(tiers, account.tier_id):
+            _change(session, account, target, "downgrade", value, "Period review", held, now)
+        if maths.rank(tiers, account.tier_id) == 0:
+            account.tier_held_until = None
+        else:
+            account.tier_held_until = maths.held_until(
+                tiers, period_end + timedelta(microseconds=1)
+            )
+
+
+def _change(
+    session: Session,
+    account: Account,
+    tier: Tier,
+    direction: str,
+    value: Decimal,
+    reason: str,
+    at: datetime,
+    now: datetime,
+) -> None:
+    previous = account.tier_id
+    account.tier_id = tier.id
+    account.tier_since = at
+    account.updated_at = now
+    session.add(
+        TierChange(
+            member_id=account.member_id,
+            from_tier=previous,
+            to_tier=tier.id,
+            direction=direction,
+            qualifying_value=str(value),
+            reason=reason,
+            occurred_at=at,
+            recorded_at=now,
+        )
+    )
+    if direction != "initial":
+        session.add(
+            OutboxMessage(
+                topic="tier.changed",
+                member_id=account.member_id,
+                payload={
+                    "from": previous,
+                    "to": tier.id,
+                    "direction": direction,
+                    "qualifying_value": str(value),
+                    "at": at.isoformat(),
+                },
+                created_at=now,
+            )
+        )
+
+
+# --- reading -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TierStatus:
+    tiers: Tiers
+    progress: maths.Progress
+    held_until: datetime | None
+    since: datetime | None
+    history: list[TierChange]
+
+
+def status(
+    session: Session, programme: Programme, member: Member, account: Account, *, now: datetime
+) -> TierStatus | None:
+    """Current tier, qualifying value, next tier, progress and estimated date to reach it."""
+    tiers = programme.tiers
+    if tiers is None:
+        return None
+    value = qualifying_value(session, programme, account, end=now)
+    rate = _rate(session, programme, account, member, now)
+    current_id = account.tier_id if programme.tier(account.tier_id) else tiers.levels[0].id
+    progress = maths.progress(tiers, current_id, value, rate_per_day=rate, today=now.date())
+    history = list(
+        session.scalars(
+            select(TierChange)
+            .where(TierChange.member_id == member.id)
+            .order_by(TierChange.occurred_at.desc(), TierChange.id.desc())
+            .limit(50)
+        )
+    )
+    return TierStatus(tiers, progress, account.tier_held_until, account.tier_since, history)
+
+
+def _rate(
+    session: Session, programme: Programme, account: Account, member: Member, now: datetime
+) -> Decimal | None:
+    """The member's own qualifying rate per day over the last year (or since enrolment)."""
+    tiers = programme.tiers
+    assert tiers is not None
+    year_ago = now - timedelta(days=365)
+    if tiers.basis == "spend":
+        minor = session.scalar(
+            select(func.coalesce(func.sum(Order.total_minor - Order.refunded_minor), 0)).where(
+                Order.member_id == account.member_id,
+                Order.occurred_at > year_ago,
+                Order.occurred_at <= now,
+            )
+        )
+        value = Decimal(int(minor or 0)).scaleb(-exponent(programme.currency))
+        first = session.scalar(
+            select(func.min(Order.occurred_at)).where(Order.member_id == account.member_id)
+        )
+    else:
+        value = Decimal(
+            int(
+                session.scalar(
+                    select(func.coalesce(func.sum(LedgerEntry.points), 0)).where(
+                        LedgerEntry.member_id == account.member_id,
+                        LedgerEntry.entry_type.in_(("earn", "reverse")),
+                        LedgerEntry.occurred_at > year_ago,
+                    )
+                )
+                or 0
+            )
+        )
+        first = member.enrolled_at
+    if first is None:
+        return None
+    days = (now - first).days
+    return maths.spending_rate(value, days)
