@@ -23,7 +23,8 @@ run: setup  ## Start Lealta on the embedded SQLite default, with the demo progra
 	$(VENV)/bin/lealta demo up
 	$(VENV)/bin/lealta run
 
-test: setup  ## The whole suite, on SQLite and then on PostgreSQL
+test: setup  ## The whole suite, on SQLite and then on PostgreSQL (browser tests included)
+	bash scripts/ensure-chromium.sh
 	bash scripts/test.sh
 
 bench: setup  ## Hot-path benchmarks with same-run baselines

@@ -15,8 +15,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from lealta.app import create_app
 from lealta.apikeys import service as apikeys
+from lealta.app import create_app
 from lealta.config import Settings
 from lealta.kit.clock import FixedClock
 from lealta.kit.db import Base, Database
@@ -92,7 +92,9 @@ def read_key(db: Database, clock: FixedClock) -> str:
 
 
 @pytest.fixture
-def client(db: Database, clock: FixedClock, settings: Settings, server_key: str) -> Iterator[TestClient]:
+def client(
+    db: Database, clock: FixedClock, settings: Settings, server_key: str
+) -> Iterator[TestClient]:
     app = create_app(settings, db=db, clock=clock)
     with TestClient(app, raise_server_exceptions=False) as c:
         c.headers["Authorization"] = f"Bearer {server_key}"

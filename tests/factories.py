@@ -9,7 +9,11 @@ from typing import Any
 def order_paid(
     event_id: str, customer: str, order_id: str, total: str, at: datetime, **extra: Any
 ) -> dict[str, Any]:
-    order: dict[str, Any] = {"id": order_id, "total": total, "currency": extra.pop("currency", "EUR")}
+    order: dict[str, Any] = {
+        "id": order_id,
+        "total": total,
+        "currency": extra.pop("currency", "EUR"),
+    }
     if "items" in extra:
         order["items"] = extra.pop("items")
     return {

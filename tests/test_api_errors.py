@@ -36,7 +36,13 @@ def snapshot(db: Database) -> State:
         counts = {
             model.__tablename__: session.scalar(select(func.count()).select_from(model)) or 0
             for model in (
-                Member, Account, LedgerEntry, Order, Event, IdempotencyRecord, AuditLog,
+                Member,
+                Account,
+                LedgerEntry,
+                Order,
+                Event,
+                IdempotencyRecord,
+                AuditLog,
                 OutboxMessage,
             )
         }
@@ -95,7 +101,8 @@ def test_writing_points_for_unknown_member_is_404(
 ) -> None:
     before = snapshot(db)
     r = seeded.post(
-        f"/v1/members/nobody/{path}", json={"points": 5, "reason": "Because"},
+        f"/v1/members/nobody/{path}",
+        json={"points": 5, "reason": "Because"},
         headers={"Idempotency-Key": f"k-{path}"},
     )
     assert_error(r, 404, "member_not_found")
@@ -169,9 +176,7 @@ def test_refund_of_zero_is_422_not_a_conflict(seeded: TestClient, db: Database) 
 
 
 @pytest.mark.parametrize("raw", [b"{", b'{"id": "e1",}', b"not json", b'{"a": 1} trailing'])
-def test_malformed_json_is_400_malformed_json(
-    seeded: TestClient, db: Database, raw: bytes
-) -> None:
+def test_malformed_json_is_400_malformed_json(seeded: TestClient, db: Database, raw: bytes) -> None:
     before = snapshot(db)
     r = seeded.post("/v1/events", content=raw, headers={"Content-Type": "application/json"})
     assert_error(r, 400, "malformed_json")
@@ -181,8 +186,9 @@ def test_malformed_json_is_400_malformed_json(
 def test_batch_of_1001_events_is_413_batch_too_large(seeded: TestClient, db: Database) -> None:
     before = snapshot(db)
     events = [order_paid(f"b{i}", "c1", f"BO{i}", "1.00", T0) for i in range(1001)]
-    err = assert_error(seeded.post("/v1/events/batch", json={"events": events}), 413,
-                       "batch_too_large")
+    err = assert_error(
+        seeded.post("/v1/events/batch", json={"events": events}), 413, "batch_too_large"
+    )
     assert err["details"] == {"max": 1000, "got": 1001}
     _unchanged(db, before)
 
@@ -245,12 +251,14 @@ def test_header_key_reused_with_a_different_adjustment_is_409(
     seeded: TestClient, db: Database
 ) -> None:
     headers = {"Idempotency-Key": "adj-1"}
-    first = seeded.post("/v1/members/c1/adjustments", json={"points": 5, "reason": "Goodwill"},
-                        headers=headers)
+    first = seeded.post(
+        "/v1/members/c1/adjustments", json={"points": 5, "reason": "Goodwill"}, headers=headers
+    )
     assert first.status_code == 201, first.text
     before = snapshot(db)
-    r = seeded.post("/v1/members/c1/adjustments", json={"points": 6, "reason": "Goodwill"},
-                    headers=headers)
+    r = seeded.post(
+        "/v1/members/c1/adjustments", json={"points": 6, "reason": "Goodwill"}, headers=headers
+    )
     assert_error(r, 409, "idempotency_key_reused")
     _unchanged(db, before)
 
@@ -361,9 +369,7 @@ def test_refund_of_an_already_refunded_order_is_409(seeded: TestClient, db: Data
     _unchanged(db, before)
 
 
-def test_refund_of_unknown_order_is_404_order_not_found(
-    seeded: TestClient, db: Database
-) -> None:
+def test_refund_of_unknown_order_is_404_order_not_found(seeded: TestClient, db: Database) -> None:
     before = snapshot(db)
     r = seeded.post("/v1/events", json=order_refunded("r1", "c1", "NOPE", T0))
     assert_error(r, 404, "order_not_found")
@@ -385,12 +391,9 @@ def test_refund_of_another_customers_order_is_404(seeded: TestClient, db: Databa
     _unchanged(db, before)
 
 
-def test_spend_beyond_balance_is_409_insufficient_points(
-    seeded: TestClient, db: Database
-) -> None:
+def test_spend_beyond_balance_is_409_insufficient_points(seeded: TestClient, db: Database) -> None:
     before = snapshot(db)
-    r = seeded.post("/v1/members/c1/spend", json={"points": 101},
-                    headers={"Idempotency-Key": "s1"})
+    r = seeded.post("/v1/members/c1/spend", json={"points": 101}, headers={"Idempotency-Key": "s1"})
     err = assert_error(r, 409, "insufficient_points")
     assert err["details"] == {"available": 100, "requested": 101}
     _unchanged(db, before)
@@ -400,16 +403,23 @@ def test_negative_adjustment_beyond_balance_is_409_insufficient_points(
     seeded: TestClient, db: Database
 ) -> None:
     before = snapshot(db)
-    r = seeded.post("/v1/members/c1/adjustments", json={"points": -101, "reason": "Clawback"},
-                    headers={"Idempotency-Key": "a1"})
+    r = seeded.post(
+        "/v1/members/c1/adjustments",
+        json={"points": -101, "reason": "Clawback"},
+        headers={"Idempotency-Key": "a1"},
+    )
     assert_error(r, 409, "insufficient_points")
     _unchanged(db, before)
 
 
 @pytest.mark.parametrize(
     "body",
-    [{"points": 5}, {"points": 5, "reason": ""}, {"points": 5, "reason": "  "},
-     {"points": 5, "reason": "ab"}],
+    [
+        {"points": 5},
+        {"points": 5, "reason": ""},
+        {"points": 5, "reason": "  "},
+        {"points": 5, "reason": "ab"},
+    ],
     ids=["absent", "empty", "blank", "too-short"],
 )
 def test_adjustment_without_a_reason_is_422(
@@ -424,8 +434,11 @@ def test_adjustment_without_a_reason_is_422(
 
 def test_adjustment_of_zero_points_is_422_zero_points(seeded: TestClient, db: Database) -> None:
     before = snapshot(db)
-    r = seeded.post("/v1/members/c1/adjustments", json={"points": 0, "reason": "Nothing"},
-                    headers={"Idempotency-Key": "a1"})
+    r = seeded.post(
+        "/v1/members/c1/adjustments",
+        json={"points": 0, "reason": "Nothing"},
+        headers={"Idempotency-Key": "a1"},
+    )
     assert_error(r, 422, "zero_points")
     _unchanged(db, before)
 
@@ -440,9 +453,7 @@ def test_spend_of_zero_points_is_422(seeded: TestClient, db: Database) -> None:
 # --- time and shape --------------------------------------------------------------------------
 
 
-def test_event_in_the_future_is_422_occurred_in_future(
-    seeded: TestClient, db: Database
-) -> None:
+def test_event_in_the_future_is_422_occurred_in_future(seeded: TestClient, db: Database) -> None:
     before = snapshot(db)
     future = order_paid("e2", "c1", "O2", "1.00", T0 + timedelta(hours=1))
     r = seeded.post("/v1/events", json=future)
@@ -451,8 +462,9 @@ def test_event_in_the_future_is_422_occurred_in_future(
 
 
 def test_event_within_clock_skew_is_accepted(seeded: TestClient) -> None:
-    r = seeded.post("/v1/events",
-                    json=order_paid("e2", "c1", "O2", "1.00", T0 + timedelta(minutes=4)))
+    r = seeded.post(
+        "/v1/events", json=order_paid("e2", "c1", "O2", "1.00", T0 + timedelta(minutes=4))
+    )
     assert r.status_code == 201, r.text
 
 
@@ -469,8 +481,11 @@ def test_naive_datetime_is_422(seeded: TestClient, db: Database) -> None:
     ("path", "body"),
     [
         ("/v1/events", {**order_paid("e2", "c1", "O2", "1.00", T0), "colour": "red"}),
-        ("/v1/events", order_paid("e2", "c1", "O2", "1.00", T0) | {
-            "order": {"id": "O2", "total": "1.00", "currency": "EUR", "coupon": "X"}}),
+        (
+            "/v1/events",
+            order_paid("e2", "c1", "O2", "1.00", T0)
+            | {"order": {"id": "O2", "total": "1.00", "currency": "EUR", "coupon": "X"}},
+        ),
         ("/v1/members", {"external_id": "n1", "nickname": "Bob"}),
         ("/v1/members/c1/adjustments", {"points": 5, "reason": "Because", "by": "me"}),
         ("/v1/events/batch", {"events": [], "extra": 1}),
@@ -534,8 +549,16 @@ def _event_with(**changes: Any) -> dict[str, Any]:
         ("/v1/members", {"external_id": "n1", "attributes": {"score": float("inf")}}),
         ("/v1/members/c1/adjustments", {"points": 5, "reason": "Good\x00will"}),
     ],
-    ids=["nul-id", "nul-value", "nul-key", "nan", "inf-in-list", "nul-name", "inf-attr",
-         "nul-reason"],
+    ids=[
+        "nul-id",
+        "nul-value",
+        "nul-key",
+        "nan",
+        "inf-in-list",
+        "nul-name",
+        "inf-attr",
+        "nul-reason",
+    ],
 )
 def test_nul_characters_and_non_finite_numbers_are_422(
     seeded: TestClient, db: Database, path: str, body: dict[str, Any]
@@ -546,9 +569,7 @@ def test_nul_characters_and_non_finite_numbers_are_422(
     _unchanged(db, before)
 
 
-def test_nul_character_in_a_batch_rejects_only_that_event(
-    seeded: TestClient, db: Database
-) -> None:
+def test_nul_character_in_a_batch_rejects_only_that_event(seeded: TestClient, db: Database) -> None:
     events = [_event_with(customer_id="c\x00"), order_paid("e3", "c1", "O3", "2.00", T0)]
     body = _raw_post(seeded, "/v1/events/batch", {"events": events}).json()
     assert [r["status"] for r in body["results"]] == ["rejected", "processed"]

@@ -80,8 +80,12 @@ def test_fifty_parallel_spends_against_ten_covered_exactly_ten_succeed(
     def spend(i: int) -> Any:
         with db.unit_of_work() as session:
             return operations.spend(
-                session, "ana", SpendIn(points=100, reason=f"spend {i}"),
-                actor="test", now=clock.now(), currency="EUR",
+                session,
+                "ana",
+                SpendIn(points=100, reason=f"spend {i}"),
+                actor="test",
+                now=clock.now(),
+                currency="EUR",
             )
 
     results = _race(WORKERS, spend)
@@ -106,11 +110,22 @@ def test_parallel_spends_with_one_idempotency_key_debit_once(
     def spend(_: int) -> Any:
         with db.unit_of_work() as session:
             return run_once(
-                session, scope="spend:bea", key="checkout-77", payload={"points": 120},
+                session,
+                scope="spend:bea",
+                key="checkout-77",
+                payload={"points": 120},
                 now=clock.now(),
-                effect=lambda: (201, operations.spend(
-                    session, "bea", SpendIn(points=120), actor="t", now=clock.now(),
-                    currency="EUR").model_dump(mode="json")),
+                effect=lambda: (
+                    201,
+                    operations.spend(
+                        session,
+                        "bea",
+                        SpendIn(points=120),
+                        actor="t",
+                        now=clock.now(),
+                        currency="EUR",
+                    ).model_dump(mode="json"),
+                ),
             )
 
     results = _race(20, spend)

@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from lealta.coupons import codes
@@ -165,6 +167,41 @@ class TestDiscountMaths:
         assert (result.valid, result.free_shipping, result.discount_minor) == (True, True, 0)
 
 
+@st.composite
+def scoped_case(draw: st.DrawFn) -> tuple[Coupon, coupons.Cart]:
+    lines = tuple(
+        coupons.CartLine(
+            draw(st.sampled_from(["A", "B", "C"])),
+            draw(st.sampled_from([None, "x", "y"])),
+            draw(st.integers(1, 5)),
+            draw(st.integers(0, 50_000)),
+        )
+        for _ in range(draw(st.integers(0, 6)))
+    )
+    items_total = sum(line.unit_price_minor * line.quantity for line in lines)
+    total = draw(st.integers(0, items_total + 10_000))
+    kind = draw(st.sampled_from(["percent", "amount"]))
+    coupon = coupon_row(
+        percent_off=str(draw(st.decimals(0, 100, places=2))) if kind == "percent" else None,
+        amount_off_minor=draw(st.integers(0, 100_000)) if kind == "amount" else None,
+        skus=draw(st.one_of(st.none(), st.lists(st.sampled_from(["A", "B"]), max_size=2))),
+        categories=draw(st.one_of(st.none(), st.lists(st.just("x"), max_size=1))),
+    )
+    return coupon, coupons.Cart(total_minor=total, currency="EUR", lines=lines)
+
+
+@given(scoped_case())
+def test_a_discount_is_never_negative_nor_more_than_the_eligible_total(
+    case: tuple[Coupon, coupons.Cart],
+) -> None:
+    coupon, cart = case
+    result = check(coupon, cart)
+    if not result.valid:
+        assert result.reason_code == "no_eligible_items" and result.discount_minor == 0
+        return
+    assert 0 <= result.discount_minor <= result.eligible_minor <= cart.total_minor
+
+
 # --- API --------------------------------------------------------------------------------------
 
 
@@ -184,11 +221,15 @@ def issue(db: Database, spec: dict[str, Any], *, member_id: int | None = None) -
         return coupon.code
 
 
-def cart(total: str = "100.00", currency: str = "EUR", items: list[Any] | None = None) -> dict[str, Any]:
+def cart(
+    total: str = "100.00", currency: str = "EUR", items: list[Any] | None = None
+) -> dict[str, Any]:
     return {"total": total, "currency": currency, "items": items or []}
 
 
-def validate(client: TestClient, code: str, body_cart: dict[str, Any], customer: str | None = None) -> Any:
+def validate(
+    client: TestClient, code: str, body_cart: dict[str, Any], customer: str | None = None
+) -> Any:
     payload: dict[str, Any] = {"code": code, "cart": body_cart}
     if customer is not None:
         payload["customer_id"] = customer
@@ -196,7 +237,11 @@ def validate(client: TestClient, code: str, body_cart: dict[str, Any], customer:
 
 
 def use_coupon(
-    client: TestClient, code: str, order: str, key: str, body_cart: dict[str, Any] | None = None,
+    client: TestClient,
+    code: str,
+    order: str,
+    key: str,
+    body_cart: dict[str, Any] | None = None,
     customer: str | None = None,
 ) -> Any:
     payload: dict[str, Any] = {"order_id": order, "cart": body_cart or cart()}
@@ -260,8 +305,24 @@ class TestValidateApi:
             ({"total": "10", "currency": "EURO"}, 422, "validation_error"),
             ({"total": "10", "currency": "ZZZ"}, 422, "invalid_currency"),
             ({"total": "10.001", "currency": "EUR"}, 422, "invalid_amount"),
-            ({"total": "10", "currency": "EUR", "items": [{"sku": "A", "quantity": 0, "unit_price": "1"}]}, 422, "validation_error"),
-            ({"total": "10", "currency": "EUR", "items": [{"sku": "A", "quantity": 1, "unit_price": "1.005"}]}, 422, "invalid_amount"),
+            (
+                {
+                    "total": "10",
+                    "currency": "EUR",
+                    "items": [{"sku": "A", "quantity": 0, "unit_price": "1"}],
+                },
+                422,
+                "validation_error",
+            ),
+            (
+                {
+                    "total": "10",
+                    "currency": "EUR",
+                    "items": [{"sku": "A", "quantity": 1, "unit_price": "1.005"}],
+                },
+                422,
+                "invalid_amount",
+            ),
             ({"total": "10", "currency": "EUR", "extra": 1}, 422, "validation_error"),
             ({"total": "NaN", "currency": "EUR"}, 422, "validation_error"),
         ],
@@ -284,7 +345,9 @@ class TestValidateApi:
         use(db)
         coupon = issue(db, {"percent_off": 10})
         headers = {"Authorization": f"Bearer {read_key}"}
-        ok = client.post("/v1/coupons/validate", json={"code": coupon, "cart": cart()}, headers=headers)
+        ok = client.post(
+            "/v1/coupons/validate", json={"code": coupon, "cart": cart()}, headers=headers
+        )
         assert ok.status_code == 200
         refused = client.post(
             f"/v1/coupons/{coupon}/redeem",
@@ -385,8 +448,12 @@ class TestRollbackApi:
         code = issue(db, {"percent_off": 20})
         use_coupon(client, code, "O1", "k1")
         headers = {"Idempotency-Key": "rb"}
-        first = client.post(f"/v1/coupons/{code}/rollback", json={"order_id": "O1"}, headers=headers)
-        second = client.post(f"/v1/coupons/{code}/rollback", json={"order_id": "O1"}, headers=headers)
+        first = client.post(
+            f"/v1/coupons/{code}/rollback", json={"order_id": "O1"}, headers=headers
+        )
+        second = client.post(
+            f"/v1/coupons/{code}/rollback", json={"order_id": "O1"}, headers=headers
+        )
         assert first.status_code == 200 and second.status_code == 200
         assert second.headers["Idempotent-Replayed"] == "true"
 
@@ -395,7 +462,9 @@ class TestReadingAndExpiry:
     def test_get_coupon(self, db: Database, client: TestClient, clock: FixedClock) -> None:
         use(db)
         ana = enrol(db, "ana")
-        code = issue(db, {"amount_off": "7.50", "minimum_order": 20, "valid_days": 10}, member_id=ana)
+        code = issue(
+            db, {"amount_off": "7.50", "minimum_order": 20, "valid_days": 10}, member_id=ana
+        )
         body = client.get(f"/v1/coupons/{code.lower()}").json()
         assert (body["code"], body["customer_id"], body["amount_off"], body["minimum_order"]) == (
             code,
@@ -454,8 +523,14 @@ class TestIssuing:
 
     def _issue(self, session: Any) -> Coupon:
         return coupons.issue(
-            session, self.SPEC, reward_id="tiny", member_id=None, source="admin",
-            currency="EUR", valid_from=T0, now=T0,
+            session,
+            self.SPEC,
+            reward_id="tiny",
+            member_id=None,
+            source="admin",
+            currency="EUR",
+            valid_from=T0,
+            now=T0,
         )
 
     def test_a_clash_is_retried_in_a_savepoint_until_a_free_code_is_drawn(

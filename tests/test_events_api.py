@@ -200,8 +200,9 @@ def test_refund_after_partial_spend_records_shortfall_and_never_goes_negative(
 ) -> None:
     earned = post_event(client, order_paid("e1", "c1", "O1", "100.00", T0))["points_delta"]
     spent = earned - 20
-    r = client.post("/v1/members/c1/spend", json={"points": spent},
-                    headers={"Idempotency-Key": "s1"})
+    r = client.post(
+        "/v1/members/c1/spend", json={"points": spent}, headers={"Idempotency-Key": "s1"}
+    )
     assert r.status_code == 201, r.text
     refund = post_event(client, order_refunded("r1", "c1", "O1", T0))
     [posting] = refund["postings"]
@@ -219,8 +220,9 @@ def test_refund_after_partial_spend_records_shortfall_and_never_goes_negative(
 def test_refund_prefers_the_points_of_the_refunded_order(client: TestClient) -> None:
     post_event(client, order_paid("e1", "c1", "O1", "40.00", T0 - timedelta(days=2)))
     post_event(client, order_paid("e2", "c1", "O2", "60.00", T0 - timedelta(days=1)))
-    spend = client.post("/v1/members/c1/spend", json={"points": 40},
-                        headers={"Idempotency-Key": "s1"})
+    spend = client.post(
+        "/v1/members/c1/spend", json={"points": 40}, headers={"Idempotency-Key": "s1"}
+    )
     assert spend.status_code == 201
     # FIFO took O1's 40 points; refunding O2 must find its own 60 still there.
     refund = post_event(client, order_refunded("r1", "c1", "O2", T0))
@@ -321,8 +323,7 @@ def test_empty_batch_is_422(client: TestClient) -> None:
 
 def test_batch_of_exactly_1000_events_is_accepted(client: TestClient) -> None:
     events = [
-        {"id": f"v{i}", "type": "page.viewed", "customer_id": "c1",
-         "occurred_at": T0.isoformat()}
+        {"id": f"v{i}", "type": "page.viewed", "customer_id": "c1", "occurred_at": T0.isoformat()}
         for i in range(1000)
     ]
     body = client.post("/v1/events/batch", json={"events": events}).json()
@@ -333,8 +334,16 @@ def test_batch_of_exactly_1000_events_is_accepted(client: TestClient) -> None:
 
 
 def test_custom_event_is_recorded_without_points(client: TestClient, db: Database) -> None:
-    body = post_event(client, {"id": "v1", "type": "review.posted", "customer_id": "c1",
-                               "occurred_at": T0.isoformat(), "properties": {"stars": 5}})
+    body = post_event(
+        client,
+        {
+            "id": "v1",
+            "type": "review.posted",
+            "customer_id": "c1",
+            "occurred_at": T0.isoformat(),
+            "properties": {"stars": 5},
+        },
+    )
     assert body["postings"] == []
     assert body["points_delta"] == 0
     assert count(db, Event) == 1
@@ -342,8 +351,13 @@ def test_custom_event_is_recorded_without_points(client: TestClient, db: Databas
 
 def test_first_event_enrols_the_customer_with_its_profile(client: TestClient) -> None:
     event = order_paid("e1", "new-1", "O1", "10.00", T0 - timedelta(days=3))
-    event["customer"] = {"email": "ana@example.com", "name": "Ana", "language": "en",
-                         "attributes": {"vip": True}, "tags": ["web"]}
+    event["customer"] = {
+        "email": "ana@example.com",
+        "name": "Ana",
+        "language": "en",
+        "attributes": {"vip": True},
+        "tags": ["web"],
+    }
     event["order"]["channel"] = "web"
     post_event(client, event)
     member = client.get("/v1/members/new-1").json()
@@ -415,7 +429,8 @@ def test_openapi_is_3_1_with_event_examples(client: TestClient) -> None:
 def test_openapi_examples_are_accepted_by_the_api(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     ref = spec["paths"]["/v1/events"]["post"]["requestBody"]["content"]["application/json"][
-        "schema"]["$ref"].rsplit("/", 1)[-1]
+        "schema"
+    ]["$ref"].rsplit("/", 1)[-1]
     examples = spec["components"]["schemas"][ref]["examples"]
     clock = client.app.state.clock  # type: ignore[attr-defined]
     clock.set(T0 + timedelta(days=400))

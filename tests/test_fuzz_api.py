@@ -32,27 +32,48 @@ scalars = (
     | st.integers(-(2**70), 2**70)
     | st.floats()
     | st.text(max_size=30)
-    | st.sampled_from(["", "EUR", "usd", "2026-01-05T12:00:00Z", "2026-01-05", "1e400",
-                       "-0.00", "order.paid", "order.refunded", "\x00", "c1", "O1"])
+    | st.sampled_from(
+        [
+            "",
+            "EUR",
+            "usd",
+            "2026-01-05T12:00:00Z",
+            "2026-01-05",
+            "1e400",
+            "-0.00",
+            "order.paid",
+            "order.refunded",
+            "\x00",
+            "c1",
+            "O1",
+        ]
+    )
 )
 json_values = st.recursive(
     scalars,
-    lambda children: st.lists(children, max_size=5)
-    | st.dictionaries(st.text(max_size=12), children, max_size=5),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=12), children, max_size=5)
+    ),
     max_leaves=20,
 )
 
 
 def valid_events() -> list[dict[str, Any]]:
-    paid = order_paid("f1", "c1", "O1", "12.34", T0,
-                      items=[{"sku": "A", "quantity": 1, "unit_price": "12.34"}])
+    paid = order_paid(
+        "f1", "c1", "O1", "12.34", T0, items=[{"sku": "A", "quantity": 1, "unit_price": "12.34"}]
+    )
     paid["customer"] = {"email": "a@example.com", "attributes": {"k": 1}, "tags": ["t"]}
     paid["properties"] = {"source": "web"}
     return [
         paid,
         order_refunded("f2", "c1", "O1", T0, amount="1.00"),
-        {"id": "f3", "type": "review.posted", "customer_id": "c1",
-         "occurred_at": T0.isoformat(), "properties": {"stars": 5}},
+        {
+            "id": "f3",
+            "type": "review.posted",
+            "customer_id": "c1",
+            "occurred_at": T0.isoformat(),
+            "properties": {"stars": 5},
+        },
     ]
 
 
@@ -78,8 +99,7 @@ def mutated_event(draw: st.DrawFn) -> dict[str, Any]:
 
 def send(client: TestClient, path: str, body: Any, **headers: str) -> Any:
     raw = json.dumps(body, allow_nan=True).encode()
-    return client.post(path, content=raw,
-                       headers={"Content-Type": "application/json", **headers})
+    return client.post(path, content=raw, headers={"Content-Type": "application/json", **headers})
 
 
 def assert_well_behaved(response: Any) -> None:
@@ -142,9 +162,17 @@ def test_arbitrary_json_to_batch(client: TestClient, body: Any) -> None:
     body=json_values
     | st.fixed_dictionaries(
         {"external_id": json_values},
-        optional={"email": json_values, "phone": json_values, "name": json_values,
-                  "birthday": json_values, "language": json_values, "timezone": json_values,
-                  "attributes": json_values, "tags": json_values, "consents": json_values},
+        optional={
+            "email": json_values,
+            "phone": json_values,
+            "name": json_values,
+            "birthday": json_values,
+            "language": json_values,
+            "timezone": json_values,
+            "attributes": json_values,
+            "tags": json_values,
+            "consents": json_values,
+        },
     )
 )
 def test_arbitrary_json_to_members(client: TestClient, body: Any) -> None:
@@ -154,8 +182,9 @@ def test_arbitrary_json_to_members(client: TestClient, body: Any) -> None:
 @FUZZ
 @given(
     body=json_values
-    | st.fixed_dictionaries({"points": json_values}, optional={"reason": json_values,
-                                                               "occurred_at": json_values}),
+    | st.fixed_dictionaries(
+        {"points": json_values}, optional={"reason": json_values, "occurred_at": json_values}
+    ),
     key=st.text(min_size=1, max_size=40).filter(lambda k: k.isprintable() and k.isascii()),
     spend=st.booleans(),
 )

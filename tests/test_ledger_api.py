@@ -20,20 +20,27 @@ from tests.factories import order_paid
 def earn(client: TestClient, customer: str, n: int, *, same_time: bool = False) -> None:
     for i in range(n):
         at = T0 if same_time else T0 - timedelta(hours=n - i)
-        r = client.post("/v1/events", json=order_paid(f"{customer}-e{i}", customer,
-                                                      f"{customer}-O{i}", f"{i + 1}.00", at))
+        r = client.post(
+            "/v1/events",
+            json=order_paid(f"{customer}-e{i}", customer, f"{customer}-O{i}", f"{i + 1}.00", at),
+        )
         assert r.status_code == 201, r.text
 
 
 def adjust(client: TestClient, customer: str, points: int, reason: str, key: str) -> Any:
-    return client.post(f"/v1/members/{customer}/adjustments",
-                       json={"points": points, "reason": reason},
-                       headers={"Idempotency-Key": key})
+    return client.post(
+        f"/v1/members/{customer}/adjustments",
+        json={"points": points, "reason": reason},
+        headers={"Idempotency-Key": key},
+    )
 
 
 def spend(client: TestClient, customer: str, points: int, key: str, **extra: Any) -> Any:
-    return client.post(f"/v1/members/{customer}/spend", json={"points": points, **extra},
-                       headers={"Idempotency-Key": key})
+    return client.post(
+        f"/v1/members/{customer}/spend",
+        json={"points": points, **extra},
+        headers={"Idempotency-Key": key},
+    )
 
 
 def walk(client: TestClient, customer: str, limit: int) -> tuple[list[dict[str, Any]], int]:

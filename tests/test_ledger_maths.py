@@ -136,8 +136,12 @@ def test_partial_refunds_summing_to_the_total_reverse_exactly_earned(
     reversed_so_far = refunded = 0
     for part in parts:
         refunded += part
-        step = reversal_points(earned=earned, reversed_before=reversed_so_far,
-                               total_minor=total, refunded_after_minor=refunded)
+        step = reversal_points(
+            earned=earned,
+            reversed_before=reversed_so_far,
+            total_minor=total,
+            refunded_after_minor=refunded,
+        )
         assert step >= 0
         reversed_so_far += step
         assert reversed_so_far <= earned
@@ -157,8 +161,12 @@ def test_reversal_never_exceeds_what_is_left_to_reverse(
 ) -> None:
     reversed_before = data.draw(st.integers(0, earned))
     refunded_after = data.draw(st.integers(0, total))
-    step = reversal_points(earned=earned, reversed_before=reversed_before, total_minor=total,
-                           refunded_after_minor=refunded_after)
+    step = reversal_points(
+        earned=earned,
+        reversed_before=reversed_before,
+        total_minor=total,
+        refunded_after_minor=refunded_after,
+    )
     assert 0 <= step <= earned - reversed_before
 
 
@@ -167,23 +175,26 @@ def test_reversal_target_is_monotone_in_the_refunded_amount(
     earned: int, total: int, data: st.DataObject
 ) -> None:
     a, b = sorted(data.draw(st.lists(st.integers(0, total), min_size=2, max_size=2)))
-    at_a = reversal_points(earned=earned, reversed_before=0, total_minor=total,
-                           refunded_after_minor=a)
-    at_b = reversal_points(earned=earned, reversed_before=0, total_minor=total,
-                           refunded_after_minor=b)
+    at_a = reversal_points(
+        earned=earned, reversed_before=0, total_minor=total, refunded_after_minor=a
+    )
+    at_b = reversal_points(
+        earned=earned, reversed_before=0, total_minor=total, refunded_after_minor=b
+    )
     assert at_a <= at_b
 
 
 @given(earned=st.integers(0, 10**6))
 def test_order_with_zero_total_reverses_everything_on_refund(earned: int) -> None:
-    assert reversal_points(earned=earned, reversed_before=0, total_minor=0,
-                           refunded_after_minor=0) == earned
+    assert (
+        reversal_points(earned=earned, reversed_before=0, total_minor=0, refunded_after_minor=0)
+        == earned
+    )
 
 
 # --- earning ---------------------------------------------------------------------------------
 
-rates = st.decimals(min_value=0, max_value=10_000, places=4, allow_nan=False,
-                    allow_infinity=False)
+rates = st.decimals(min_value=0, max_value=10_000, places=4, allow_nan=False, allow_infinity=False)
 
 
 @given(amount=st.integers(0, 10**14), exponent=st.sampled_from([0, 2, 3]), rate=rates)
@@ -205,9 +216,7 @@ def test_rounding_up_never_falls_short_of_the_exact_value(
 
 
 @given(amount=st.integers(0, 10**14), exponent=st.sampled_from([0, 2, 3]), rate=rates)
-def test_rounding_half_up_is_within_half_a_point(
-    amount: int, exponent: int, rate: Decimal
-) -> None:
+def test_rounding_half_up_is_within_half_a_point(amount: int, exponent: int, rate: Decimal) -> None:
     exact = Fraction(amount, 10**exponent) * Fraction(rate)
     points = points_for_amount(amount, exponent, rate, "half_up")
     assert abs(points - exact) <= Fraction(1, 2)

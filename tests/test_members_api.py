@@ -129,11 +129,16 @@ def test_tags_are_replaced_deduplicated_and_sorted(client: TestClient) -> None:
 def test_consents_keep_the_latest_decision_per_purpose(
     client: TestClient, clock: FixedClock
 ) -> None:
-    create(client, external_id="c1",
-           consents=[{"purpose": "marketing_email", "granted": True, "source": "signup"}])
+    create(
+        client,
+        external_id="c1",
+        consents=[{"purpose": "marketing_email", "granted": True, "source": "signup"}],
+    )
     clock.set(T0 + timedelta(days=1))
-    r = client.post("/v1/members/c1/consents",
-                    json={"purpose": "marketing_email", "granted": False, "source": "unsubscribe"})
+    r = client.post(
+        "/v1/members/c1/consents",
+        json={"purpose": "marketing_email", "granted": False, "source": "unsubscribe"},
+    )
     assert r.status_code == 200, r.text
     r = client.post("/v1/members/c1/consents", json={"purpose": "marketing_sms", "granted": True})
     consents = {c["purpose"]: c for c in r.json()["consents"]}
@@ -141,7 +146,8 @@ def test_consents_keep_the_latest_decision_per_purpose(
     assert consents["marketing_email"]["granted"] is False
     assert consents["marketing_email"]["source"] == "unsubscribe"
     assert consents["marketing_email"]["recorded_at"].startswith(
-        (T0 + timedelta(days=1)).date().isoformat())
+        (T0 + timedelta(days=1)).date().isoformat()
+    )
     assert consents["marketing_sms"]["source"] == "api"
 
 
@@ -153,8 +159,9 @@ def test_consent_for_unknown_purpose_is_422(client: TestClient) -> None:
 
 
 def test_consent_for_unknown_member_is_404(client: TestClient) -> None:
-    r = client.post("/v1/members/ghost/consents",
-                    json={"purpose": "marketing_email", "granted": True})
+    r = client.post(
+        "/v1/members/ghost/consents", json={"purpose": "marketing_email", "granted": True}
+    )
     assert r.status_code == 404
     assert r.json()["error"]["code"] == "member_not_found"
 
@@ -200,7 +207,8 @@ def test_invalid_profile_field_is_422_on_update_and_changes_nothing(
 
 def test_valid_timezone_is_kept(client: TestClient) -> None:
     assert create(client, external_id="c1", timezone="America/Mexico_City")["timezone"] == (
-        "America/Mexico_City")
+        "America/Mexico_City"
+    )
 
 
 def test_patch_cannot_change_the_external_id(client: TestClient) -> None:
@@ -208,3 +216,32 @@ def test_patch_cannot_change_the_external_id(client: TestClient) -> None:
     r = client.patch("/v1/members/c1", json={"external_id": "c2"})
     assert r.status_code == 422
     assert client.get("/v1/members/c2").status_code == 404
+
+
+def test_attributes_declared_by_the_programme_are_typed(client: TestClient) -> None:
+    document = {
+        "name": "Typed",
+        "attributes": {"city": "string", "vip_since": "date", "kids": "int"},
+    }
+    assert client.put("/v1/programme", json=document).status_code == 200
+    ok = client.post(
+        "/v1/members",
+        json={
+            "external_id": "t1",
+            "attributes": {"city": "Madrid", "vip_since": "2024-05-01", "kids": 2},
+        },
+    )
+    assert ok.status_code == 201, ok.text
+    wrong_type = client.patch("/v1/members/t1", json={"attributes": {"kids": "two"}})
+    assert wrong_type.status_code == 422
+    assert wrong_type.json()["error"]["code"] == "invalid_attribute"
+    assert wrong_type.json()["error"]["details"]["path"] == "attributes.kids"
+    bad_date = client.patch("/v1/members/t1", json={"attributes": {"vip_since": "yesterday"}})
+    assert bad_date.json()["error"]["code"] == "invalid_attribute"
+    unknown = client.post("/v1/members", json={"external_id": "t2", "attributes": {"shoe": "42"}})
+    assert unknown.status_code == 422
+    assert unknown.json()["error"]["code"] == "unknown_attribute"
+    assert client.get("/v1/members/t2").status_code == 404
+    assert client.get("/v1/members/t1").json()["attributes"]["kids"] == 2
+    removed = client.patch("/v1/members/t1", json={"attributes": {"kids": None}})
+    assert removed.status_code == 200 and "kids" not in removed.json()["attributes"]

@@ -33,7 +33,10 @@ def test_the_demo_programme_file_applies_and_is_in_force(client: TestClient) -> 
     assert current["version"] == 1
     tiers = current["document"]["tiers"]["levels"]
     assert [(t["id"], t["threshold"], t["multiplier"]) for t in tiers] == [
-        ("basico", "0", "1"), ("plata", "1000", "1.5"), ("oro", "5000", "2"), ("platino", "15000", "2.5"),
+        ("basico", "0", "1"),
+        ("plata", "1000", "1.5"),
+        ("oro", "5000", "2"),
+        ("platino", "15000", "2.5"),
     ]
 
 
@@ -101,7 +104,9 @@ def test_json_schema_is_published_and_the_committed_copy_is_current(client: Test
     schema = client.get("/v1/programme/schema").json()
     assert schema["title"] == "Programme"
     committed = json.loads((ROOT / "docs" / "programme.schema.json").read_text())
-    assert committed == json_schema(), "run: lealta programme schema --output docs/programme.schema.json"
+    assert committed == json_schema(), (
+        "run: lealta programme schema --output docs/programme.schema.json"
+    )
 
 
 def test_cli_validate_reports_paths_and_exit_codes(tmp_path: Path) -> None:

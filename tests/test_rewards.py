@@ -98,9 +98,7 @@ def enrol(
         return member.id
 
 
-def redeem(
-    client: TestClient, customer: str, reward_id: str, key: str, **extra: Any
-) -> Any:
+def redeem(client: TestClient, customer: str, reward_id: str, key: str, **extra: Any) -> Any:
     return client.post(
         f"/v1/members/{customer}/redemptions",
         json={"reward_id": reward_id, **extra},
@@ -255,11 +253,18 @@ class TestRedeem:
         response = redeem(client, "ana", "coupon-5", "r1")
         assert response.status_code == 201, response.text
         body = response.json()
-        assert (body["reward_id"], body["reward_type"], body["points"]) == ("coupon-5", "coupon", 500)
+        assert (body["reward_id"], body["reward_type"], body["points"]) == (
+            "coupon-5",
+            "coupon",
+            500,
+        )
         assert body["status"] == "issued"
         assert body["points_available"] == 500
         coupon = body["coupon"]
-        assert re.fullmatch(rf"LEA-[{codes.ALPHABET}]{{4}}-[{codes.ALPHABET}]{{4}}-[{codes.ALPHABET}]{{4}}", coupon["code"])
+        assert re.fullmatch(
+            rf"LEA-[{codes.ALPHABET}]{{4}}-[{codes.ALPHABET}]{{4}}-[{codes.ALPHABET}]{{4}}",
+            coupon["code"],
+        )
         assert (coupon["amount_off"], coupon["minimum_order"], coupon["currency"]) == (
             "5.00",
             "30.00",
@@ -328,7 +333,9 @@ class TestRedeem:
             "member_not_found"
         )
         malformed = client.post(
-            "/v1/members/ana/redemptions", json={"reward": "coupon-5"}, headers={"Idempotency-Key": "m"}
+            "/v1/members/ana/redemptions",
+            json={"reward": "coupon-5"},
+            headers={"Idempotency-Key": "m"},
         )
         assert malformed.status_code == 422
         assert available(db, ana) == 400
@@ -372,7 +379,11 @@ class TestRedeem:
         use(db)
         ana = enrol(db, "ana", points=3000)
         default = redeem(client, "ana", "pay-with-points", "p1").json()
-        assert (default["points"], default["value"], default["status"]) == (100, "1.00", "fulfilled")
+        assert (default["points"], default["value"], default["status"]) == (
+            100,
+            "1.00",
+            "fulfilled",
+        )
         more = redeem(client, "ana", "pay-with-points", "p2", points=2555).json()
         assert (more["value"], more["currency"]) == ("25.55", "EUR")
         assert available(db, ana) == 3000 - 100 - 2555
@@ -408,13 +419,24 @@ class TestRollback:
     def test_rollback_restores_the_exact_lots_the_stock_and_voids_the_coupon(
         self, db: Database, client: TestClient, clock: FixedClock
     ) -> None:
-        use(db, with_rewards(reward("mug", type="coupon", cost=700, stock=3, coupon={"percent_off": 15})))
+        use(
+            db,
+            with_rewards(
+                reward("mug", type="coupon", cost=700, stock=3, coupon={"percent_off": 15})
+            ),
+        )
         ana = enrol(db, "ana", points=400)
         with db.unit_of_work() as session:  # a second lot, so the debit spans two lots
             account = ledger.lock_account(session, ana)
             ledger.credit(
-                session, account, entry_type="adjust", points=500, reason="second lot",
-                source=ledger.Source("test"), occurred_at=T0, now=T0,
+                session,
+                account,
+                entry_type="adjust",
+                points=500,
+                reason="second lot",
+                source=ledger.Source("test"),
+                occurred_at=T0,
+                now=T0,
                 expires_at=T0 + timedelta(days=10),
             )
         with db.unit_of_work(write=False) as session:
@@ -553,9 +575,7 @@ class TestSpendThresholdCoupons:
         programme = with_rewards(reward("gift-500", cost=0))
         programme = programme.model_copy(
             update={
-                "thresholds": [
-                    programme.thresholds[0].model_copy(update={"reward": "gift-500"})
-                ]
+                "thresholds": [programme.thresholds[0].model_copy(update={"reward": "gift-500"})]
             }
         )
         use(db, programme)
@@ -603,7 +623,13 @@ def test_locked_reasons_is_pure_and_lists_every_reason_in_order() -> None:
     ]
     assert locks[-1].details["points_needed"] == 60
     late = rewards.locked_reasons(
-        programme, gift, tier="oro", points_available=100, eligible=True, stock_left=1,
-        redeemed_by_member=0, now=T0 + timedelta(days=3),
+        programme,
+        gift,
+        tier="oro",
+        points_available=100,
+        eligible=True,
+        stock_left=1,
+        redeemed_by_member=0,
+        now=T0 + timedelta(days=3),
     )
     assert [lock.code for lock in late] == ["no_longer_available"]

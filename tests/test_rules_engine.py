@@ -29,13 +29,20 @@ WEDNESDAY = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 
 def member(tier: str | None = "basico", **kw: Any) -> MemberSnapshot:
-    return MemberSnapshot(member_id=1, external_id="maria", tier=tier, timezone="Europe/Madrid", **kw)
+    return MemberSnapshot(
+        member_id=1, external_id="maria", tier=tier, timezone="Europe/Madrid", **kw
+    )
 
 
 def order(total_minor: int, at: datetime = WEDNESDAY, items: tuple[Item, ...] = ()) -> EventFacts:
     return EventFacts(
-        event_type="order.paid", occurred_at=at, properties={}, order_id="O1",
-        order_total_minor=total_minor, currency="EUR", items=items,
+        event_type="order.paid",
+        occurred_at=at,
+        properties={},
+        order_id="O1",
+        order_total_minor=total_minor,
+        currency="EUR",
+        items=items,
     )
 
 
@@ -75,15 +82,21 @@ def test_weekend_multiplier_doubles_base_points_only_inside_its_window() -> None
 def test_item_condition_rule_reads_categories_and_total() -> None:
     shoes = (Item("ZAP-1", "calzado", 1, 120_00),)
     shirts = (Item("CAM-1", "camisas", 2, 60_00),)
-    assert "shoes-bonus" in [p.rule_id for p in evaluate(DEMO, member(), order(120_00, items=shoes))]
-    assert "shoes-bonus" not in [p.rule_id for p in evaluate(DEMO, member(), order(120_00, items=shirts))]
-    assert "shoes-bonus" not in [p.rule_id for p in evaluate(DEMO, member(), order(90_00, items=shoes))]
+    assert "shoes-bonus" in [
+        p.rule_id for p in evaluate(DEMO, member(), order(120_00, items=shoes))
+    ]
+    assert "shoes-bonus" not in [
+        p.rule_id for p in evaluate(DEMO, member(), order(120_00, items=shirts))
+    ]
+    assert "shoes-bonus" not in [
+        p.rule_id for p in evaluate(DEMO, member(), order(90_00, items=shoes))
+    ]
 
 
 def test_custom_event_rule_with_condition_on_properties() -> None:
-    assert [(p.rule_id, p.points) for p in evaluate(DEMO, member(), custom("review.posted", stars=4))] == [
-        ("review", 50)
-    ]
+    assert [
+        (p.rule_id, p.points) for p in evaluate(DEMO, member(), custom("review.posted", stars=4))
+    ] == [("review", 50)]
     # the condition needs a 'stars' property; without it the rule does not apply
     assert evaluate(DEMO, member(), custom("review.posted", text="nice")) == []
 
@@ -109,10 +122,21 @@ def test_ride_longer_than_60_minutes_rule() -> None:
         {
             "name": "Bicis",
             "rules": [
-                {"id": "long-ride", "name": "Ride over an hour", "event": "ride.completed",
-                 "points": 30, "condition": "event.properties.minutes > 60"},
-                {"id": "per-km", "name": "Points per km", "event": "ride.completed",
-                 "kind": "per_unit", "points": 2, "per": "event.properties.km"},
+                {
+                    "id": "long-ride",
+                    "name": "Ride over an hour",
+                    "event": "ride.completed",
+                    "points": 30,
+                    "condition": "event.properties.minutes > 60",
+                },
+                {
+                    "id": "per-km",
+                    "name": "Points per km",
+                    "event": "ride.completed",
+                    "kind": "per_unit",
+                    "points": 2,
+                    "per": "event.properties.km",
+                },
             ],
         }
     )
@@ -127,23 +151,46 @@ def test_tag_targeted_rule_and_member_attributes_in_cel() -> None:
         {
             "name": "T",
             "rules": [
-                {"id": "vip-visit", "name": "VIP visit", "event": "store.visit", "points": 10,
-                 "tags": ["vip"]},
-                {"id": "city", "name": "Madrid visit", "event": "store.visit", "points": 5,
-                 "condition": "member.attributes.city == 'Madrid' && time.weekday < 5"},
+                {
+                    "id": "vip-visit",
+                    "name": "VIP visit",
+                    "event": "store.visit",
+                    "points": 10,
+                    "tags": ["vip"],
+                },
+                {
+                    "id": "city",
+                    "name": "Madrid visit",
+                    "event": "store.visit",
+                    "points": 5,
+                    "condition": "member.attributes.city == 'Madrid' && time.weekday < 5",
+                },
             ],
         }
     )
     vip = member(None, tags=("vip",), attributes={"city": "Madrid"})
-    assert [p.rule_id for p in evaluate(programme, vip, custom("store.visit"))] == ["vip-visit", "city"]
+    assert [p.rule_id for p in evaluate(programme, vip, custom("store.visit"))] == [
+        "vip-visit",
+        "city",
+    ]
     plain = member(None, attributes={"city": "Sevilla"})
     assert evaluate(programme, plain, custom("store.visit")) == []
 
 
 def test_bad_cel_is_reported_with_its_path() -> None:
     bad = Programme.model_validate(
-        {"name": "B", "rules": [{"id": "x", "name": "x", "event": "a.b", "points": 1,
-                                  "condition": "event.properties.( > 1"}]}
+        {
+            "name": "B",
+            "rules": [
+                {
+                    "id": "x",
+                    "name": "x",
+                    "event": "a.b",
+                    "points": 1,
+                    "condition": "event.properties.( > 1",
+                }
+            ],
+        }
     )
     with pytest.raises(ProgrammeCompileError) as info:
         compile_programme(bad)
@@ -157,6 +204,7 @@ def test_schema_errors_point_at_the_path() -> None:
         )
     assert "threshold 0" in str(info.value)
     with pytest.raises(ValidationError) as info:
-        Programme.model_validate({"name": "B", "rules": [{"id": "x", "name": "x", "event": "a",
-                                                           "kind": "points"}]})
+        Programme.model_validate(
+            {"name": "B", "rules": [{"id": "x", "name": "x", "event": "a", "kind": "points"}]}
+        )
     assert "rules.0" in str(info.value)

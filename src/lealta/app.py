@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib.resources import files
 
 from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
+from starlette.middleware.sessions import SessionMiddleware
 
 from lealta import __version__
 from lealta.config import Settings, get_settings
@@ -23,6 +27,7 @@ from lealta.members.api import router as members_router
 from lealta.programme.api import router as programme_router
 from lealta.rewards.api import router as rewards_router
 from lealta.tiers.api import router as tiers_router
+from lealta.web.admin.routes_auth import router as admin_auth_router
 
 DESCRIPTION = """
 Lealta is the loyalty heart of a CRM: send it orders and events, read balances and history.
@@ -56,6 +61,8 @@ def create_app(
             database.dispose()
 
     app = FastAPI(
+        docs_url=None,
+        redoc_url=None,
         title="Lealta",
         version=__version__,
         description=DESCRIPTION,
@@ -72,6 +79,7 @@ def create_app(
     app.include_router(rewards_router)
     app.include_router(coupons_router)
     app.include_router(programme_router)
+    app.include_router(admin_auth_router)
 
     @app.get("/health", tags=["ops"], summary="Liveness")
     def health() -> dict[str, str]:
@@ -101,6 +109,33 @@ def create_app(
     def metrics() -> Response:
         return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    # The API docs are served from files installed with the package (fastapi-offline ships
+    # Swagger UI 5, which reads OpenAPI 3.1), so /docs works with no network.
+    app.mount(
+        "/static/docs",
+        StaticFiles(directory=str(files("fastapi_offline") / "static")),
+        name="docs-static",
+    )
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> Response:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="Lealta API",
+            swagger_js_url="/static/docs/swagger-ui-bundle.js",
+            swagger_css_url="/static/docs/swagger-ui.css",
+            swagger_favicon_url="/static/docs/favicon.png",
+        )
+
+    app.mount("/static", StaticFiles(directory=str(files("lealta.web") / "static")), name="static")
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=settings.secret_key,
+        session_cookie="lealta_session",
+        same_site="lax",
+        https_only=settings.cookie_secure,
+        max_age=12 * 3600,
+    )
     # Order matters: the limit sits inside observability so refused bodies are still counted.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(ObservabilityMiddleware)

@@ -352,5 +352,5 @@ def jobs_run(
     report = jobs.run_due(database, now=now)
     console.print(
         f"members {report.members}, released {report.released} pts, expired {report.expired} pts,"
-        f" tier changes {report.tier_changes}"
+        f" tier changes {report.tier_changes}, coupons expired {report.coupons_expired}"
     )

@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+DEV_SECRET = "development-only-secret-change-me"  # noqa: S105 - refused in production
+
 
 class Settings(BaseSettings):
     """Every tunable of a Lealta process. See README "Configuration"."""
@@ -33,11 +35,33 @@ class Settings(BaseSettings):
     )
     max_batch_events: int = 1000
     max_body_bytes: int = 4 * 1024 * 1024
+    secret_key: str = Field(
+        default=DEV_SECRET,
+        description="Signs session cookies and magic links. Must be set in production.",
+    )
+    public_url: str = Field(
+        default="http://127.0.0.1:8000", description="Base URL used in emailed links."
+    )
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_starttls: bool = False
+    mail_from: str = "Lealta <no-reply@lealta.local>"
+    magic_link_minutes: int = 15
+    cookie_secure: bool = False
+    admin_lockout_attempts: int = 5
+    admin_lockout_minutes: int = 15
+    upload_max_bytes: int = 2 * 1024 * 1024
 
     @model_validator(mode="after")
     def _default_database(self) -> Settings:
         if not self.database_url:
             self.database_url = f"sqlite:///{(self.data_dir / 'lealta.db').as_posix()}"
+        if self.env == "production" and self.secret_key == DEV_SECRET:
+            raise ValueError(
+                "set LEALTA_SECRET_KEY: the development secret is refused in production"
+            )
         return self
 
     @property

@@ -14,8 +14,8 @@ from decimal import Decimal
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import select
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy import insert, select
+from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
 from lealta.events.schemas import (
@@ -27,12 +27,14 @@ from lealta.events.schemas import (
     EventResult,
     PostingOut,
 )
+from lealta.kit.db import insert_ignore
 from lealta.kit.errors import Conflict, InvalidInput, LealtaError, NotFound
 from lealta.kit.idempotency import Outcome, check_key, run_once
 from lealta.kit.money import exponent, normalise_currency, to_minor
 from lealta.ledger import lifecycle
 from lealta.ledger import service as ledger
 from lealta.ledger.maths import reversal_points
+from lealta.members import attributes
 from lealta.members import service as members
 from lealta.models import Account, Event, LedgerEntry, Member, Order, OrderItem, OutboxMessage
 from lealta.programme.schema import Programme
@@ -166,6 +168,8 @@ def _process(session: Session, event: EventIn, ctx: IngestContext, key: str) -> 
             code="occurred_in_future",
             details={"occurred_at": event.occurred_at.isoformat()},
         )
+    if event.customer is not None:
+        attributes.check(ctx.programme, event.customer.attributes)
     member = members.get_or_enrol(
         session,
         event.customer_id,
@@ -321,41 +325,15 @@ def _order_paid(
     order_in = event.order
     currency = _check_currency(ctx.programme, order_in.currency)
     total_minor = to_minor(order_in.total, currency, field="order.total")
-    order = Order(
-        member_id=member.id,
-        external_id=order_in.id,
-        total_minor=total_minor,
-        refunded_minor=0,
-        currency=currency,
-        channel=order_in.channel,
-        store=order_in.store,
-        status="paid",
-        points_earned=0,
-        points_reversed=0,
-        occurred_at=event.occurred_at,
-        recorded_at=ctx.now,
-    )
-    try:
-        with session.begin_nested():
-            session.add(order)
-            session.flush()
-    except IntegrityError:
-        raise OrderAlreadyRecorded(
-            f"Order '{order_in.id}' was already recorded by another event.",
-            details={"order_id": order_in.id},
-        ) from None
-    for i, item in enumerate(order_in.items):
-        session.add(
-            OrderItem(
-                order_id=order.id,
-                sku=item.sku,
-                category=item.category,
-                quantity=item.quantity,
-                unit_price_minor=to_minor(
-                    item.unit_price, currency, field=f"order.items.{i}.unit_price"
-                ),
-            )
+    items = [
+        Item(
+            i.sku,
+            i.category,
+            i.quantity,
+            to_minor(i.unit_price, currency, field=f"order.items.{n}.unit_price"),
         )
+        for n, i in enumerate(order_in.items)
+    ]
     facts = EventFacts(
         event_type=event.type,
         occurred_at=event.occurred_at,
@@ -366,13 +344,48 @@ def _order_paid(
         currency=currency,
         channel=order_in.channel,
         store=order_in.store,
-        items=tuple(
-            Item(i.sku, i.category, i.quantity, to_minor(i.unit_price, currency))
-            for i in order_in.items
-        ),
+        items=tuple(items),
     )
     postings = evaluate(ctx.programme, _snapshot(session, ctx, member, account, event), facts)
-    source = ledger.Source("order", order_in.id, ctx.actor, order.id)
+    order_id = insert_ignore(
+        session,
+        Order,
+        {
+            "member_id": member.id,
+            "external_id": order_in.id,
+            "total_minor": total_minor,
+            "refunded_minor": 0,
+            "currency": currency,
+            "channel": order_in.channel,
+            "store": order_in.store,
+            "status": "paid",
+            "points_earned": sum(p.points for p in postings),
+            "points_reversed": 0,
+            "occurred_at": event.occurred_at,
+            "recorded_at": ctx.now,
+        },
+        conflict=["external_id"],
+    )
+    if order_id is None:
+        raise OrderAlreadyRecorded(
+            f"Order '{order_in.id}' was already recorded by another event.",
+            details={"order_id": order_in.id},
+        )
+    if items:
+        session.execute(
+            insert(OrderItem),
+            [
+                {
+                    "order_id": order_id,
+                    "sku": i.sku,
+                    "category": i.category,
+                    "quantity": i.quantity,
+                    "unit_price_minor": i.unit_price_minor,
+                }
+                for i in items
+            ],
+        )
+    source = ledger.Source("order", order_in.id, ctx.actor, order_id)
     entries = _credit_postings(
         session,
         ctx,
@@ -383,7 +396,6 @@ def _order_paid(
         key=key,
         pending=True,
     )
-    order.points_earned = sum(e.points for e in entries)
     # The order earned at the tier held when it occurred; now its spend counts.
     account.qualifying_spend_minor += total_minor
     account.orders_count += 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from lealta.coupons import service as coupons
 from lealta.kit.db import Database
 from lealta.ledger import lifecycle
 from lealta.ledger import service as ledger
@@ -22,11 +23,15 @@ class JobReport:
     released: int = 0
     expired: int = 0
     tier_changes: int = 0
+    coupons_expired: int = 0
 
 
 def run_due(db: Database, *, now: datetime, batch_size: int = 500) -> JobReport:
-    """Release pending points, expire due lots and run due tier reviews, up to ``now``."""
+    """Expire coupons past their date, then release pending points, expire due lots and run
+    due tier reviews, up to ``now``."""
     report = JobReport()
+    with db.unit_of_work() as session:
+        report.coupons_expired = coupons.expire_coupons(session, now)
     seen: set[int] = set()
     while True:
         with db.unit_of_work(write=False) as session:

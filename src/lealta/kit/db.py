@@ -13,10 +13,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import JSON, DateTime, Engine, Select, create_engine, event
+from sqlalchemy import JSON, DateTime, Engine, Select, Table, create_engine, event
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -118,6 +120,23 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def insert_ignore(
+    session: Session, model: type[Base], values: dict[str, Any], *, conflict: list[str]
+) -> int | None:
+    """``INSERT … ON CONFLICT (conflict) DO NOTHING RETURNING id``: the new id, or None if a
+    row with the same unique key exists (on PostgreSQL, after waiting for a concurrent
+    inserter to commit). One statement instead of a savepoint, insert and release."""
+    table = cast(Table, model.__table__)
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        stmt: Any = pg_insert(table)
+    else:
+        stmt = sqlite_insert(table)
+    stmt = stmt.values(**values).on_conflict_do_nothing(index_elements=conflict)
+    new_id: int | None = session.execute(stmt.returning(table.c.id)).scalar_one_or_none()
+    return new_id
 
 
 def lock_for_update(stmt: Select[Any]) -> Select[Any]:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from prometheus_client import Counter, Histogram
 from pydantic import BaseModel
 from sqlalchemy.exc import DataError, OperationalError
@@ -59,13 +59,36 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+PAGE_PREFIXES = ("/admin", "/me", "/till")
+
+
+def is_page(request: Request) -> bool:
+    """Requests for the HTML console and cockpit get HTML errors; the API gets JSON."""
+    return request.url.path.startswith(PAGE_PREFIXES)
+
+
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details}}
 
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(LealtaError)
-    async def _lealta(_: Request, exc: LealtaError) -> JSONResponse:
+    async def _lealta(request: Request, exc: LealtaError) -> Response:
+        if is_page(request):
+            from starlette.responses import RedirectResponse
+
+            from lealta.web.templating import render
+
+            if exc.status_code == 401:
+                login = "/me/login" if request.url.path.startswith("/me") else "/admin/login"
+                return RedirectResponse(f"{login}?next={request.url.path}", status_code=303)
+
+            return render(
+                request,
+                "error.html",
+                {"message": exc.message, "code": exc.code},
+                status_code=exc.status_code,
+            )
         return JSONResponse(exc.to_dict(), status_code=exc.status_code)
 
     @app.exception_handler(RequestValidationError)

@@ -15,10 +15,10 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from lealta.kit.db import insert_ignore
 from lealta.kit.errors import Conflict, InvalidInput
 from lealta.models import IdempotencyRecord
 
@@ -72,33 +72,33 @@ def run_once(
     raises, the claim is rolled back with everything else, so the key may be retried.
     """
     digest = request_hash(payload)
-    existing = _find(session, scope, key)
-    if existing is None:
-        record = IdempotencyRecord(
-            scope=scope,
-            key=key,
-            request_hash=digest,
-            status_code=0,
-            response={},
-            created_at=now,
+    claimed = insert_ignore(
+        session,
+        IdempotencyRecord,
+        {
+            "scope": scope,
+            "key": key,
+            "request_hash": digest,
+            "status_code": 0,
+            "response": {},
+            "created_at": now,
+        },
+        conflict=["scope", "key"],
+    )
+    if claimed is not None:
+        status_code, body = effect()
+        session.execute(
+            update(IdempotencyRecord)
+            .where(IdempotencyRecord.id == claimed)
+            .values(status_code=status_code, response=body)
         )
-        try:
-            with session.begin_nested():
-                session.add(record)
-                session.flush()
-        except IntegrityError:
-            existing = _find(session, scope, key)
-            if existing is None:  # pragma: no cover - the winner rolled back; let caller retry
-                raise Conflict(
-                    "A concurrent request with the same idempotency key failed; retry.",
-                    code="idempotency_retry",
-                ) from None
-        else:
-            status_code, body = effect()
-            record.status_code = status_code
-            record.response = body
-            session.flush()
-            return Outcome(status_code, body, replayed=False)
+        return Outcome(status_code, body, replayed=False)
+    existing = _find(session, scope, key)
+    if existing is None:  # pragma: no cover - only if the row vanished between statements
+        raise Conflict(
+            "A concurrent request with the same idempotency key failed; retry.",
+            code="idempotency_retry",
+        )
     if existing.request_hash != digest:
         raise Conflict(
             "This idempotency key was already used with a different request.",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.orm import Session
 
 from lealta.kit.periods import add_months, end_of
@@ -110,18 +110,25 @@ def expire_due(
 
 def catch_up(session: Session, account: Account, *, at: datetime, now: datetime) -> None:
     """Release and expire everything due by ``at`` for this (locked) account."""
+    due = session.scalar(
+        select(PointLot.id).where(PointLot.member_id == account.member_id, _due(at)).limit(1)
+    )
+    if due is None:  # the common case on the ingest path: one cheap query
+        return
     release_pending(session, account, at=at, now=now)
     expire_due(session, account, at=at, now=now)
 
 
+def _due(at: datetime) -> ColumnElement[bool]:
+    return or_(
+        (PointLot.pending.is_(True)) & (PointLot.available_at <= at),
+        (PointLot.remaining > 0) & (PointLot.expires_at <= at),
+    )
+
+
 def members_due(session: Session, *, at: datetime, limit: int) -> list[int]:
     """Members with a pending release, an expiry or a tier review due by ``at``."""
-    lots = select(PointLot.member_id).where(
-        or_(
-            (PointLot.pending.is_(True)) & (PointLot.available_at <= at),
-            (PointLot.remaining > 0) & (PointLot.expires_at <= at),
-        )
-    )
+    lots = select(PointLot.member_id).where(_due(at))
     tiers = select(Account.member_id).where(Account.tier_held_until <= at)
     ids = {row[0] for row in session.execute(lots.union(tiers).limit(limit))}
     return sorted(ids)

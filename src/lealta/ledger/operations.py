@@ -56,6 +56,7 @@ def adjust(
             occurred_at=occurred_at,
             now=now,
         )
+    session.flush()  # the entry id goes into the audit row
     audit.record(
         session,
         actor=actor,

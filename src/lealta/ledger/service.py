@@ -74,11 +74,12 @@ def credit(
     account.updated_at = now
     entry = _entry(account, entry_type, points, reason, source, occurred_at, now, rule_id, details)
     session.add(entry)
-    session.flush()
+    # No flush here: the relationship fills in entry_id when the caller's unit of work
+    # flushes, so one event's inserts go to the database together. Flush to read entry.id.
     session.add(
         PointLot(
             member_id=account.member_id,
-            entry_id=entry.id,
+            entry=entry,
             order_id=source.order_id,
             points=points,
             remaining=points,

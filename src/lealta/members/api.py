@@ -17,7 +17,7 @@ from lealta.kit.http import (
 )
 from lealta.kit.idempotency import run_maybe_once
 from lealta.kit.money import from_minor
-from lealta.members import service
+from lealta.members import attributes, service
 from lealta.members.schemas import BalanceOut, ConsentIn, MemberCreate, MemberOut, MemberUpdate
 from lealta.models import Order, OrderItem
 from lealta.programme import service as programmes
@@ -37,6 +37,7 @@ def create_member(
     `Idempotency-Key` is replayed, which returns the first response."""
     with db.unit_of_work() as session:
         now = clock.now()
+        attributes.check(programmes.current(session, now=now), data.attributes)
 
         def effect() -> tuple[int, dict[str, Any]]:
             member = service.create(session, data, now=now)
@@ -71,6 +72,7 @@ def update_member(
     """Set the fields sent; attributes are merged (send `null` to remove one). Naturally
     idempotent: repeating the same update gives the same member."""
     with db.unit_of_work() as session:
+        attributes.check(programmes.current(session, now=clock.now()), data.attributes)
         member = service.update(session, service.get(session, external_id), data, now=clock.now())
         return service.to_out(session, member)
 

@@ -1,6 +1,7 @@
 """All tables, a module each; importing this package registers them on ``Base.metadata``."""
 
 from lealta.models.account import Account
+from lealta.models.admin_user import ROLES, AdminUser
 from lealta.models.api_key import ApiKey
 from lealta.models.audit import AuditLog
 from lealta.models.coupon import Coupon, CouponUse
@@ -18,7 +19,9 @@ from lealta.models.tier_change import TierChange
 
 __all__ = [
     "ENTRY_TYPES",
+    "ROLES",
     "Account",
+    "AdminUser",
     "ApiKey",
     "AuditLog",
     "Consent",

@@ -3,10 +3,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from lealta.kit.db import Base
 from lealta.models._types import BigId
+from lealta.models.ledger_entry import LedgerEntry
 
 
 class PointLot(Base):
@@ -26,6 +27,7 @@ class PointLot(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
     entry_id: Mapped[int] = mapped_column(ForeignKey("ledger_entries.id"))
+    entry: Mapped[LedgerEntry] = relationship(lazy="raise")
     order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"))
     points: Mapped[int] = mapped_column(BigInteger)
     remaining: Mapped[int] = mapped_column(BigInteger)

@@ -1,0 +1,1 @@
+"""Messages to people: email over SMTP (more channels come with the workflows issue)."""

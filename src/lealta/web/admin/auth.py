@@ -1,0 +1,201 @@
+"""Admin users: argon2 password hashes, lock-out after repeated failures, roles.
+
+Roles, from most to least power: ``admin`` (everything, users and API keys), ``marketer``
+(programme, rewards), ``support`` (members, adjustments, coupons, the till), ``read_only``
+(every page, no action). :func:`require` is the one check used on every page and action.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from starlette.requests import Request
+
+from lealta.audit import service as audit
+from lealta.kit.errors import Conflict, Forbidden, InvalidInput, LealtaError
+from lealta.models import ROLES, AdminUser
+
+_hasher = PasswordHasher()
+SESSION_KEY = "admin_user_id"
+MIN_PASSWORD = 10
+
+# What each role may do; a page or action names the capability it needs.
+CAPABILITIES: dict[str, frozenset[str]] = {
+    "admin": frozenset({"view", "support", "marketing", "admin"}),
+    "marketer": frozenset({"view", "marketing"}),
+    "support": frozenset({"view", "support"}),
+    "read_only": frozenset({"view"}),
+}
+
+
+class NotSignedIn(LealtaError):
+    status_code = 401
+    code = "not_signed_in"
+
+
+class InvalidCredentials(LealtaError):
+    status_code = 401
+    code = "invalid_credentials"
+
+
+class AccountLocked(LealtaError):
+    status_code = 423
+    code = "account_locked"
+
+
+@dataclass(frozen=True, slots=True)
+class Staff:
+    """The signed-in admin user, as pages see it."""
+
+    id: int
+    email: str
+    name: str
+    role: str
+
+    @property
+    def actor(self) -> str:
+        return f"admin:{self.email}"
+
+    def can(self, capability: str) -> bool:
+        return capability in CAPABILITIES.get(self.role, frozenset())
+
+
+def hash_password(password: str) -> str:
+    if len(password) < MIN_PASSWORD:
+        raise InvalidInput(
+            f"Passwords need at least {MIN_PASSWORD} characters.", code="weak_password"
+        )
+    return _hasher.hash(password)
+
+
+def create_user(
+    session: Session,
+    *,
+    email: str,
+    name: str,
+    role: str,
+    password: str,
+    now: datetime,
+    actor: str = "cli",
+) -> AdminUser:
+    """Create a console user (``409 user_exists`` if the email is taken)."""
+    email = email.strip().lower()
+    if role not in ROLES:
+        raise InvalidInput(
+            f"Unknown role '{role}'; use one of {', '.join(ROLES)}.", code="invalid_role"
+        )
+    if "@" not in email or len(email) > 320:
+        raise InvalidInput("Give a valid email address.", code="invalid_email")
+    user = AdminUser(
+        email=email,
+        name=name.strip() or email,
+        role=role,
+        password_hash=hash_password(password),
+        failed_attempts=0,
+        disabled=False,
+        created_at=now,
+    )
+    try:
+        with session.begin_nested():
+            session.add(user)
+            session.flush()
+    except IntegrityError:
+        raise Conflict(f"A user with email {email} exists.", code="user_exists") from None
+    audit.record(
+        session,
+        actor=actor,
+        action="admin_user.create",
+        target_type="admin_user",
+        target_id=email,
+        now=now,
+        details={"role": role},
+    )
+    return user
+
+
+def set_password(session: Session, user: AdminUser, password: str, *, now: datetime) -> None:
+    user.password_hash = hash_password(password)
+    user.failed_attempts = 0
+    user.locked_until = None
+
+
+def authenticate(
+    session: Session,
+    email: str,
+    password: str,
+    *,
+    now: datetime,
+    max_attempts: int,
+    lock_minutes: int,
+) -> AdminUser:
+    """The user for these credentials. Failures count; at ``max_attempts`` the account locks.
+
+    The same message is given for an unknown email and a wrong password.
+    """
+    user = session.scalars(
+        select(AdminUser).where(func.lower(AdminUser.email) == email.strip().lower())
+    ).one_or_none()
+    if user is None or user.disabled:
+        _hasher.hash(password)  # same work either way: no timing hint that the email exists
+        raise InvalidCredentials("Wrong email or password.")
+    if user.locked_until is not None and user.locked_until > now:
+        raise AccountLocked(
+            "Too many failed attempts: this account is locked for a while. Try again later.",
+            details={"locked_until": user.locked_until.isoformat()},
+        )
+    try:
+        _hasher.verify(user.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        user.failed_attempts += 1
+        if user.failed_attempts >= max_attempts:
+            user.locked_until = now + timedelta(minutes=lock_minutes)
+            user.failed_attempts = 0
+            audit.record(
+                session,
+                actor=f"admin:{user.email}",
+                action="admin_user.locked",
+                target_type="admin_user",
+                target_id=user.email,
+                now=now,
+            )
+        raise InvalidCredentials("Wrong email or password.") from None
+    user.failed_attempts = 0
+    user.locked_until = None
+    user.last_login_at = now
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = _hasher.hash(password)
+    return user
+
+
+def sign_in(request: Request, user: AdminUser) -> None:
+    request.session.clear()
+    request.session[SESSION_KEY] = user.id
+
+
+def sign_out(request: Request) -> None:
+    request.session.pop(SESSION_KEY, None)
+
+
+def current(session: Session, request: Request) -> Staff:
+    """The signed-in user or ``401 not_signed_in`` (pages redirect to the sign-in form)."""
+    user_id = request.session.get(SESSION_KEY)
+    user = session.get(AdminUser, user_id) if isinstance(user_id, int) else None
+    if user is None or user.disabled:
+        raise NotSignedIn("Sign in to the admin console.")
+    return Staff(user.id, user.email, user.name, user.role)
+
+
+def require(staff: Staff, capability: str) -> None:
+    """``403 forbidden`` unless the user's role grants ``capability``."""
+    if not staff.can(capability):
+        raise Forbidden(
+            f"Your role ({staff.role}) does not allow this.",
+            code="forbidden_for_role",
+            details={"needs": capability},
+        )
