@@ -1,11 +1,15 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
+from lealta.apikeys.service import Principal
+from lealta.kit.clock import Clock
+from lealta.kit.db import Database
 from lealta.kit.http import (
     ERROR_RESPONSES,
     ClockDep,
@@ -55,24 +59,9 @@ def adjust_points(
 ) -> JSONResponse:
     """Credit (positive) or debit (negative) with a mandatory reason; audited. Requires an
     `Idempotency-Key`. A debit larger than the balance is refused (`insufficient_points`)."""
-    key = check_key(idempotency_key)
-    with db.unit_of_work() as session:
-        currency = programmes.current(session).currency
-        now = clock.now()
-        outcome = run_once(
-            session,
-            scope=_scope("adjust", external_id),
-            key=key,
-            payload=data.model_dump(mode="json"),
-            now=now,
-            effect=lambda: (
-                201,
-                operations.adjust(
-                    session, external_id, data, actor=principal.actor, now=now, currency=currency
-                ).model_dump(mode="json"),
-            ),
-        )
-    return respond(outcome)
+    return _points_write(
+        "adjust", external_id, data, operations.adjust, principal, db, clock, idempotency_key
+    )
 
 
 @router.post(
@@ -92,19 +81,35 @@ def spend_points(
     """Debit points at checkout. Concurrent spends can never overspend: each one locks the
     member's account, and a spend the balance cannot cover fails with `409 insufficient_points`.
     Requires an `Idempotency-Key`."""
+    return _points_write(
+        "spend", external_id, data, operations.spend, principal, db, clock, idempotency_key
+    )
+
+
+def _points_write(
+    kind: str,
+    external_id: str,
+    data: AdjustmentIn | SpendIn,
+    operation: Callable[..., WriteResult],
+    principal: Principal,
+    db: Database,
+    clock: Clock,
+    idempotency_key: str | None,
+) -> JSONResponse:
+    """The shared shape of a ledger write: required key, one transaction, replayable."""
     key = check_key(idempotency_key)
     with db.unit_of_work() as session:
         currency = programmes.current(session).currency
         now = clock.now()
         outcome = run_once(
             session,
-            scope=_scope("spend", external_id),
+            scope=_scope(kind, external_id),
             key=key,
             payload=data.model_dump(mode="json"),
             now=now,
             effect=lambda: (
                 201,
-                operations.spend(
+                operation(
                     session, external_id, data, actor=principal.actor, now=now, currency=currency
                 ).model_dump(mode="json"),
             ),

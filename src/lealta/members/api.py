@@ -17,6 +17,7 @@ from lealta.kit.http import (
 )
 from lealta.kit.idempotency import run_maybe_once
 from lealta.kit.money import from_minor
+from lealta.kit.pagination import newest_first
 from lealta.members import attributes, service
 from lealta.members.schemas import BalanceOut, ConsentIn, MemberCreate, MemberOut, MemberUpdate
 from lealta.models import Order, OrderItem
@@ -157,25 +158,15 @@ def list_orders(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> OrderPage:
     """Newest first; pass `next_cursor` back as `cursor` for the next page."""
-    from lealta.ledger.service import decode_cursor, encode_cursor
-
     with db.unit_of_work(write=False) as session:
         member = service.get(session, external_id)
-        stmt = select(Order).where(Order.member_id == member.id)
-        if cursor:
-            at, order_id = decode_cursor(cursor)
-            stmt = stmt.where(
-                (Order.occurred_at < at) | ((Order.occurred_at == at) & (Order.id < order_id))
-            )
-        orders = list(
-            session.scalars(
-                stmt.order_by(Order.occurred_at.desc(), Order.id.desc()).limit(limit + 1)
-            )
+        orders, next_cursor = newest_first(
+            session,
+            select(Order).where(Order.member_id == member.id),
+            Order,
+            limit=limit,
+            cursor=cursor,
         )
-        next_cursor = None
-        if len(orders) > limit:
-            orders = orders[:limit]
-            next_cursor = encode_cursor(orders[-1].occurred_at, orders[-1].id)
         items: dict[int, list[OrderItemOut]] = {o.id: [] for o in orders}
         if orders:
             for item in session.scalars(

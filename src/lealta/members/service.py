@@ -45,23 +45,29 @@ def find(session: Session, external_id: str) -> Member | None:
     return session.scalars(select(Member).where(Member.external_id == external_id)).first()
 
 
+def find_by_email(session: Session, email: str, *, limit: int = 20) -> list[Member]:
+    """Members with this email (any case); emails are not unique, so possibly several."""
+    return list(
+        session.scalars(
+            select(Member)
+            .where(func.lower(Member.email) == email.strip().lower())
+            .order_by(Member.id)
+            .limit(limit)
+        )
+    )
+
+
 def create(
     session: Session, data: MemberCreate, *, now: datetime, enrolled_at: datetime | None = None
 ) -> Member:
     """Enrol a new member (``409 member_exists`` if the external id is taken)."""
     member = _new_member(data.external_id, data.enrolment_channel, enrolled_at or now, now)
     _apply_fields(member, data)
-    try:
-        with session.begin_nested():
-            session.add(member)
-            session.flush()
-            session.add(_new_account(member.id, now))
-            session.flush()
-    except IntegrityError:
+    if not _insert(session, member, now):
         raise MemberExists(
             f"A member with external id '{data.external_id}' already exists.",
             details={"external_id": data.external_id},
-        ) from None
+        )
     for consent in data.consents:
         record_consent(session, member, consent, now=now)
     return member
@@ -101,6 +107,14 @@ def get_or_enrol(
     member = _new_member(external_id, channel, at, now)
     if profile is not None:
         _apply_fields(member, profile)
+    if not _insert(session, member, now):
+        return get(session, external_id)
+    return member
+
+
+def _insert(session: Session, member: Member, now: datetime) -> bool:
+    """Insert the member and its account in a savepoint; False if the external id is taken
+    (possibly by a concurrent transaction that just committed)."""
     try:
         with session.begin_nested():
             session.add(member)
@@ -108,8 +122,8 @@ def get_or_enrol(
             session.add(_new_account(member.id, now))
             session.flush()
     except IntegrityError:
-        return get(session, external_id)
-    return member
+        return False
+    return True
 
 
 def record_consent(session: Session, member: Member, consent: ConsentIn, *, now: datetime) -> None:
