@@ -16,9 +16,11 @@ from pathlib import Path
 import psycopg
 from rich.console import Console
 
+from bench import redemption
 from bench.load import LoadResult
 from bench.pg import pgbench_tpcb, server_version, throwaway_database
 from bench.report import Report, ms, rate, times
+from bench.rules import rule_evaluation
 from bench.server import LEALTA, ROOT, lealta_env, running_server
 from bench.workload import (
     Customers,
@@ -56,6 +58,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )  # fmt: skip
     p.add_argument("--sqlite-seconds", type=float, default=8.0)
     p.add_argument("--no-sqlite", action="store_true", help="skip the SQLite figure")
+    p.add_argument("--rules-rounds", type=int, default=1_000, help="rounds of the 8-event mix")
+    p.add_argument("--rules-budget", type=float, default=5.0, help="cut (vi) short after this")
+    p.add_argument("--redeem-seconds", type=float, default=8.0)
+    p.add_argument("--redeem-members", type=int, default=200, help="members redeeming in (vii)")
+    p.add_argument(
+        "--redeem-order", default="10000.00",
+        help="EUR each member spends first: 1 point per euro, so cost-500 coupons to spare",
+    )  # fmt: skip
     p.add_argument("--output", type=Path, default=RESULTS, help="Markdown results file")
     return p.parse_args(argv)
 
@@ -142,6 +152,18 @@ def main(argv: list[str] | None = None) -> int:
         f" (iii) GET /v1/members/{{id}}/balance; (iv) `lealta import orders FILE.csv` as a"
         f" subprocess with the server stopped, new customers, wall time incl. process start;"
         f" (v) the same as (i) on a fresh SQLite file, compared with (i).",
+        "(vi) `evaluate()` of the compiled demo programme in-process (no server, no database)"
+        " over 8 events: orders of 120 € and 79.90 € with shoes, 155.60 € and 35.50 € without,"
+        " a 210 € Black-Friday order with shoes, two reviews with stars (one over its daily"
+        " cap) and a Platino referral; baseline: `EventIn.model_validate` of the same 8 JSON"
+        " payloads in the same loop; ratio: rate (µs per event).",
+        f"(vii) on its own throwaway database, so (i)-(v) still run under the default programme"
+        f" exactly as before: the demo programme applied by PUT /v1/programme with"
+        f" pending.days 0, {args.redeem_members} new members each earning on one"
+        f" {args.redeem_order} € order (batch endpoint), then {args.clients} clients redeem"
+        f" `{redemption.REWARD_ID}` each for its own members in turn, one Idempotency-Key per"
+        f" request; afterwards each member's wallet must hold exactly the coupons returned with"
+        f" 201 and its balance must be down by the cost once per 201.",
     ]
     console.print()
     run.report.print(console)
@@ -238,8 +260,15 @@ def measure(run: Run) -> None:
 
         import_figure(run, url, tps, batch_rate)
 
-    if args.no_sqlite:
-        return
+    if not args.no_sqlite:
+        sqlite_figure(run, customers, ingest_rate)
+    rules_figure(run)
+    redemption_figure(run, admin, tps, health)
+
+
+def sqlite_figure(run: Run, customers: Customers, ingest_rate: float) -> None:
+    """(v) the same single-event ingest as (i) on a fresh SQLite file."""
+    args, report, clients = run.args, run.report, run.args.clients
     run.step(f"(v) SQLite single-event ingest: {clients} clients, {args.sqlite_seconds:.0f} s")
     with tempfile.TemporaryDirectory(prefix="lealta-bench-") as tmp:
         sqlite_url = f"sqlite:///{Path(tmp) / 'lealta.db'}"
@@ -256,6 +285,72 @@ def measure(run: Run) -> None:
             f"PostgreSQL ingest (i) {rate(ingest_rate, 'events/s')}",
             times(lite.rate / ingest_rate) if ingest_rate else "—",
         )  # fmt: skip
+
+
+def rules_figure(run: Run) -> None:
+    """(vi) rule evaluation in-process against Pydantic validation of the same events."""
+    args = run.args
+    run.step(f"(vi) rule evaluation: {args.rules_rounds:,} rounds of 8 events, in-process")
+    result = rule_evaluation(rounds=args.rules_rounds, budget=args.rules_budget)
+    run.errors += [f"rule evaluation: {m}" for m in result.mismatches]
+    ev, va = result.evaluate, result.validate
+    cut = " (cut short by --rules-budget)" if ev.count < args.rules_rounds * result.events else ""
+    run.report.add(
+        f"(vi) rule evaluation, demo programme, {result.events}-event mix, in-process",
+        f"{rate(ev.rate, 'evaluations/s')}; {ev.micros:,.1f} µs/event ({ev.count:,} events{cut})",
+        f"EventIn.model_validate {rate(va.rate, 'events/s')}; {va.micros:,.1f} µs/event",
+        f"{times(ev.rate / va.rate)} ({times(ev.micros / va.micros)} µs)",
+    )  # fmt: skip
+
+
+def redemption_figure(run: Run, admin: str, tps: float, health: LoadResult) -> None:
+    """(vii) redemptions under the demo programme, on a database of their own."""
+    args, report, clients = run.args, run.report, run.args.clients
+    members = Customers("rdm", args.redeem_members)
+    document = redemption.demo_document(pending_days=0)
+    cost = redemption.reward_cost(document)
+    with throwaway_database(admin, f"lealta_bench_redeem_{os.getpid()}") as url:
+        run.step(f"(vii) starting `lealta run` on lealta_bench_redeem_{os.getpid()}")
+        with running_server(url, workers=args.workers) as server:
+            version = redemption.apply_programme(server, document)
+            run.step(
+                f"(vii) demo programme applied (version {version}, pending.days 0);"
+                f" {members.count} members earn on a {args.redeem_order} € order each"
+            )
+            earned = redemption.earn(server, members, total=args.redeem_order)
+            if min(earned.values(), default=0) < cost:
+                raise RuntimeError(f"members earned {min(earned.values())} points, need {cost}")
+            run.step(f"(vii) redemption of {redemption.REWARD_ID}: {clients} clients,"
+                     f" {args.redeem_seconds:.0f} s")  # fmt: skip
+            tally = redemption.Tally()
+            redemption.redeem_load(server, members, tally, tag="w", clients=clients, seconds=1.0)
+            redeem = redemption.redeem_load(
+                server, members, tally, tag="m", clients=clients, seconds=args.redeem_seconds
+            )
+            run.step(f"(vii) checking {tally.created:,} coupons and balances")
+            problems = redemption.verify(server, members, tally, earned, cost)
+    ok = run.check("redemption", redeem)
+    if tally.server_errors:
+        run.errors.append(f"redemption: {tally.server_errors} 5xx answers ({dict(tally.statuses)})")
+    if problems:
+        shown = "; ".join(problems[:5])
+        run.errors.append(f"redemption check: {len(problems)} members wrong: {shown}")
+    if not ok:
+        return
+    checked = "all checked" if not problems else f"{len(problems)} members WRONG"
+    report.add(
+        f"(vii) redemption, POST /v1/members/{{id}}/redemptions ({redemption.REWARD_ID}),"
+        f" {clients} clients",
+        f"{rate(redeem.rate, 'redemptions/s')} ({redeem.count:,} in {args.redeem_seconds:.0f} s;"
+        f" {tally.created:,} coupons incl. warm-up, {checked})",
+        f"pgbench {rate(tps, 'tps')}", times(redeem.rate / tps),
+    )  # fmt: skip
+    report.add(
+        "(vii) redemption latency",
+        f"p50 {ms(redeem.p50)}, p99 {ms(redeem.p99)}",
+        f"/health p50 {ms(health.p50)}, p99 {ms(health.p99)}",
+        f"{times(redeem.p50 / health.p50)} / {times(redeem.p99 / health.p99)}",
+    )  # fmt: skip
 
 
 def import_figure(run: Run, url: str, tps: float, batch_rate: float) -> None:

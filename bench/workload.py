@@ -47,7 +47,7 @@ def order_paid(
     }
 
 
-def _headers(server: Server) -> dict[str, str]:
+def auth_headers(server: Server) -> dict[str, str]:
     return {"Authorization": f"Bearer {server.api_key}", **JSON_HEADERS}
 
 
@@ -86,7 +86,7 @@ def single_event_ingest(
         return orjson.dumps(event)
 
     return closed_loop(
-        server.base_url, _headers(server), _post_event, prepare,
+        server.base_url, auth_headers(server), _post_event, prepare,
         clients=clients, seconds=seconds, expect=frozenset({201}),
     )  # fmt: skip
 
@@ -110,7 +110,8 @@ def batch_body(tag: str, customer_ids: list[str], batch_no: int) -> bytes:
 
 def enrol_all(server: Server, customers: Customers, *, tag: str) -> None:
     """An order for every customer, in batches: enrols them all and warms the server up."""
-    with httpx.Client(base_url=server.base_url, headers=_headers(server), timeout=120) as client:
+    headers = auth_headers(server)
+    with httpx.Client(base_url=server.base_url, headers=headers, timeout=120) as client:
         for start in range(0, customers.count, 500):
             ids = [customers[i] for i in range(start, min(start + 500, customers.count))]
             r = _post_batch(client, batch_body(f"{tag}-enrol", ids, start))
@@ -131,7 +132,7 @@ def batch_ingest(
         return batch_body(f"{tag}-w{worker}", ids, seq)
 
     return closed_loop(
-        server.base_url, _headers(server), _post_batch, prepare,
+        server.base_url, auth_headers(server), _post_batch, prepare,
         clients=clients, seconds=seconds, expect=frozenset({200}),
     )  # fmt: skip
 
@@ -140,7 +141,7 @@ def get_load(
     server: Server, path_for: Callable[[int, int], str], *, clients: int, seconds: float
 ) -> LoadResult:
     return closed_loop(
-        server.base_url, _headers(server), _get, path_for, clients=clients, seconds=seconds
+        server.base_url, auth_headers(server), _get, path_for, clients=clients, seconds=seconds
     )
 
 

@@ -197,3 +197,38 @@ def test_mixed_earns_and_spends_keep_the_ledger_consistent(
     _assert_consistent(db)
     for c in customers:
         assert _account(db, c).points_available >= 0
+
+
+def test_a_credit_then_a_debit_in_one_unit_of_work_sees_the_new_lot(
+    db: Database, clock: FixedClock
+) -> None:
+    from lealta.members import service as members
+    from lealta.members.schemas import MemberCreate
+
+    with db.unit_of_work() as session:
+        member = members.create(session, MemberCreate(external_id="flo"), now=clock.now())
+        account = ledger.lock_account(session, member.id)
+        source = ledger.Source("test", None, "test")
+        ledger.credit(
+            session,
+            account,
+            entry_type="adjust",
+            points=300,
+            reason="grant",
+            source=source,
+            occurred_at=clock.now(),
+            now=clock.now(),
+        )
+        entry = ledger.debit(
+            session,
+            account,
+            entry_type="redeem",
+            points=200,
+            reason="spend",
+            source=source,
+            occurred_at=clock.now(),
+            now=clock.now(),
+        )
+        assert entry.points == -200 and entry.shortfall == 0
+    assert _account(db, "flo").points_available == 100
+    _assert_consistent(db)

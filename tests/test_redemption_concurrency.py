@@ -100,8 +100,9 @@ def test_one_member_racing_thirty_redemptions_gets_only_what_the_points_cover(
         account = session.get(Account, member_id)
         assert account is not None and account.points_available == 100
         assert session.scalar(select(func.count()).select_from(Redemption)) == 3
-        counter = session.get(RewardCounter, "cap")
-        assert counter is not None and counter.issued == 3
+        # Unlimited stock keeps no counter row (no hot row); issued units come from redemptions.
+        assert session.get(RewardCounter, "cap") is None
+        assert rewards.issued_counts(session) == {"cap": 3}
     assert _lowest_balance(db) >= 0
     assert_ledger_clean(db)
 
@@ -228,3 +229,24 @@ def test_rollback_racing_a_checkout_use_never_both_win(db: Database, clock: Fixe
     errors = {r.code for r in results if isinstance(r, LealtaError)}
     assert errors <= {"already_rolled_back", "coupon_already_used", "coupon_void", "coupon_used_up"}
     assert_ledger_clean(db)
+
+
+def test_stock_set_after_unlimited_redemptions_counts_what_was_already_issued(
+    db: Database, clock: FixedClock
+) -> None:
+    use(db, with_rewards(reward("mug", cost=100)))
+    enrol(db, "early", points=1000)
+    _redeem(db, clock, "early", "mug")
+    _redeem(db, clock, "early", "mug")
+    with db.unit_of_work() as session:
+        programmes.apply(session, with_rewards(reward("mug", cost=100, stock=3)), actor="t", now=T0)
+    _redeem(db, clock, "early", "mug")  # the third unit
+    try:
+        _redeem(db, clock, "early", "mug")
+    except LealtaError as exc:
+        assert exc.code == "out_of_stock"
+    else:
+        raise AssertionError("a fourth mug was issued from a stock of 3")
+    with db.unit_of_work(write=False) as session:
+        counter = session.get(RewardCounter, "mug")
+        assert counter is not None and counter.issued == 3

@@ -28,6 +28,9 @@ from lealta.programme.api import router as programme_router
 from lealta.rewards.api import router as rewards_router
 from lealta.tiers.api import router as tiers_router
 from lealta.web.admin.routes_auth import router as admin_auth_router
+from lealta.web.admin.routes_core import router as admin_core_router
+from lealta.web.admin.routes_ops import router as admin_ops_router
+from lealta.web.cockpit.routes import router as cockpit_router
 
 DESCRIPTION = """
 Lealta is the loyalty heart of a CRM: send it orders and events, read balances and history.
@@ -80,6 +83,9 @@ def create_app(
     app.include_router(coupons_router)
     app.include_router(programme_router)
     app.include_router(admin_auth_router)
+    app.include_router(cockpit_router)
+    app.include_router(admin_ops_router)
+    app.include_router(admin_core_router)
 
     @app.get("/health", tags=["ops"], summary="Liveness")
     def health() -> dict[str, str]:

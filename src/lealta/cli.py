@@ -30,6 +30,7 @@ from lealta.kit.migrate import upgrade as migrate_upgrade
 from lealta.ledger import service as ledger
 from lealta.programme import service as programmes
 from lealta.programme.cli import app as programme_cli
+from lealta.web.admin.cli import app as admin_cli
 
 app = typer.Typer(help="Lealta: self-hosted, API-first customer loyalty.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -45,6 +46,7 @@ app.add_typer(import_app, name="import")
 app.add_typer(export_app, name="export")
 app.add_typer(demo_app, name="demo")
 app.add_typer(programme_cli, name="programme")
+app.add_typer(admin_cli, name="admin")
 jobs_app = typer.Typer(help="Scheduled work.", no_args_is_help=True)
 app.add_typer(jobs_app, name="jobs")
 
@@ -313,6 +315,11 @@ def _print_demo(report: demo.DemoReport, settings: Settings) -> None:
     console.print(report.api_key, soft_wrap=True, highlight=False)
     if report.keys_revoked:
         console.print(f"[dim]  ({report.keys_revoked} older demo key(s) revoked)[/dim]")
+    console.print(f"  Console  {base}/admin", highlight=False)
+    console.print(f"           email {report.admin_email}", highlight=False)
+    console.print("           password ", end="")
+    console.print(report.admin_password, soft_wrap=True, highlight=False)
+    console.print("[dim]  (a new console password is set on every run)[/dim]")
     console.print("Try:")
     console.print(
         f'  curl -H "Authorization: Bearer {report.api_key}" {base}/v1/members/cust-0001/balance',

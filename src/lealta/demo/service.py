@@ -11,6 +11,7 @@ digests are stored, so an old key cannot be shown again, and a new one costs not
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,11 +28,13 @@ from lealta.jobs.service import run_due
 from lealta.kit.db import Database
 from lealta.kit.errors import Conflict
 from lealta.members import service as members
-from lealta.models import Member, ProgrammeVersion
+from lealta.models import AdminUser, Member, ProgrammeVersion
 from lealta.programme import service as programmes
+from lealta.web.admin import auth
 
 ACTOR = "demo"
 API_KEY_NAME = "demo"
+ADMIN_EMAIL = "admin@lealta.local"
 
 ProgressCallback = Callable[[int, int], None]
 """Called with ``(events_done, events_total)`` while the history loads."""
@@ -48,6 +51,8 @@ class DemoReport:
     api_key_prefix: str
     keys_revoked: int
     elapsed_seconds: float
+    admin_email: str = ADMIN_EMAIL
+    admin_password: str = ""
 
 
 def up(
@@ -78,6 +83,7 @@ def up(
                 apikeys.revoke(session, row.prefix, now=now)
                 revoked += 1
         key_row, key = apikeys.create(session, name=API_KEY_NAME, scope="server", now=now)
+        password = _demo_admin(session, now)
     return DemoReport(
         programme_version=version,
         members_created=created,
@@ -86,7 +92,30 @@ def up(
         api_key_prefix=key_row.prefix,
         keys_revoked=revoked,
         elapsed_seconds=time.perf_counter() - started,
+        admin_email=ADMIN_EMAIL,
+        admin_password=password,
     )
+
+
+def _demo_admin(session: Session, now: datetime) -> str:
+    """Create the demo console admin, or give it a fresh password (hashes cannot be shown)."""
+    password = secrets.token_urlsafe(12)
+    user = session.scalars(select(AdminUser).where(AdminUser.email == ADMIN_EMAIL)).one_or_none()
+    if user is None:
+        auth.create_user(
+            session,
+            email=ADMIN_EMAIL,
+            name="Demo admin",
+            role="admin",
+            password=password,
+            now=now,
+            actor=ACTOR,
+        )
+    else:
+        auth.set_password(session, user, password, now=now)
+        user.role = "admin"
+        user.disabled = False
+    return password
 
 
 def _load(

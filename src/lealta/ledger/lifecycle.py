@@ -110,6 +110,7 @@ def expire_due(
 
 def catch_up(session: Session, account: Account, *, at: datetime, now: datetime) -> None:
     """Release and expire everything due by ``at`` for this (locked) account."""
+    session.flush()
     due = session.scalar(
         select(PointLot.id).where(PointLot.member_id == account.member_id, _due(at)).limit(1)
     )

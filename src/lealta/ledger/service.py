@@ -119,6 +119,9 @@ def debit(
             f"The member has {account.points_available} points available; {points} requested.",
             details={"available": account.points_available, "requested": points},
         )
+    # Lots credited earlier in this unit of work may not be flushed yet (credit defers its
+    # inserts); they must be visible to the allocation below.
+    session.flush()
     stmt = select(
         PointLot.id,
         PointLot.remaining,
@@ -146,6 +149,10 @@ def debit(
         points,
         prefer=prefer,
     )
+    if shortfall and not allow_shortfall:  # the cached balance and the lots disagree
+        raise RuntimeError(
+            f"account {account.member_id}: lots cover {points - shortfall} of {points} points"
+        )
     pending_ids = {r.id for r in usable if r.pending}
     taken_pending = sum(amount for lot_id, amount in allocations if lot_id in pending_ids)
     taken = points - shortfall

@@ -9,6 +9,7 @@ from lealta.models.event import Event
 from lealta.models.idempotency import IdempotencyRecord
 from lealta.models.ledger_entry import ENTRY_TYPES, LedgerEntry
 from lealta.models.member import Consent, Member
+from lealta.models.member_login_token import MemberLoginToken
 from lealta.models.order import Order, OrderItem
 from lealta.models.outbox import OutboxMessage
 from lealta.models.point_lot import LotAllocation, PointLot
@@ -32,6 +33,7 @@ __all__ = [
     "LedgerEntry",
     "LotAllocation",
     "Member",
+    "MemberLoginToken",
     "Order",
     "OrderItem",
     "OutboxMessage",

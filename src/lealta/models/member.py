@@ -27,6 +27,7 @@ class Member(Base):
     tags: Mapped[list[str]] = mapped_column(JSONType, default=list)
     enrolled_at: Mapped[datetime]
     enrolment_channel: Mapped[str] = mapped_column(String(32), default="api")
+    avatar_path: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 

@@ -120,6 +120,18 @@ def snapshot(programme: Programme, member: Member, account: Account) -> MemberSn
     )
 
 
+def issued_counts(session: Session) -> dict[str, int]:
+    """Units handed out (and not rolled back) per reward id, from the redemptions."""
+    return {
+        reward_id: int(count)
+        for reward_id, count in session.execute(
+            select(Redemption.reward_id, func.count())
+            .where(Redemption.status != "rolled_back")
+            .group_by(Redemption.reward_id)
+        )
+    }
+
+
 def catalogue(
     session: Session, programme: Programme, member: Member, account: Account, *, now: datetime
 ) -> list[RewardState]:
@@ -469,9 +481,19 @@ def _take_stock(session: Session, reward: Reward) -> None:
         select(RewardCounter.reward_id).where(RewardCounter.reward_id == reward.id)
     )
     if exists is None:
+        if reward.stock is None:
+            # Unlimited from the start: no counter row, so redemptions of a popular reward
+            # do not all queue on one row. Should a stock be set later, the counter starts
+            # from the redemptions made until then (below).
+            return
+        live = session.scalar(
+            select(func.count())
+            .select_from(Redemption)
+            .where(Redemption.reward_id == reward.id, Redemption.status != "rolled_back")
+        )
         try:
             with session.begin_nested():
-                session.add(RewardCounter(reward_id=reward.id, issued=0))
+                session.add(RewardCounter(reward_id=reward.id, issued=int(live or 0)))
                 session.flush()
         except IntegrityError:
             pass  # created by a concurrent redemption; the update below sees it

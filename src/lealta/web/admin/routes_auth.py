@@ -41,8 +41,9 @@ def login(
 ) -> Response:
     check_csrf(request, csrf_token)
     _ = request
-    try:
-        with db.unit_of_work() as session:
+    refused: auth.InvalidCredentials | auth.AccountLocked | None = None
+    with db.unit_of_work() as session:
+        try:
             user = auth.authenticate(
                 session,
                 email,
@@ -52,13 +53,16 @@ def login(
                 lock_minutes=settings.admin_lockout_minutes,
             )
             auth.sign_in(request, user)
-    except (auth.InvalidCredentials, auth.AccountLocked) as exc:
-        # The failed attempt is counted: commit it, then show the form again.
+        except (auth.InvalidCredentials, auth.AccountLocked) as exc:
+            # Caught inside the unit of work so the failed attempt (and a lock) is committed;
+            # raising out of it would roll the counter back and nobody would ever be locked.
+            refused = exc
+    if refused is not None:
         return render(
             request,
             "admin/login.html",
-            {"error": exc.message, "email": email, "next": _safe_next(next)},
-            status_code=exc.status_code,
+            {"error": refused.message, "email": email, "next": _safe_next(next)},
+            status_code=refused.status_code,
         )
     return RedirectResponse(_safe_next(next), status_code=303)
 

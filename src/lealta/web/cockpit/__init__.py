@@ -1,0 +1,1 @@
+"""The member cockpit at ``/me``: magic-link sign-in and the member's own pages."""
