@@ -444,3 +444,20 @@ def test_docs_are_html(client: TestClient) -> None:
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/html")
     assert "swagger" in r.text.lower()
+
+
+def test_one_header_key_with_two_different_event_ids_is_a_reused_key(client: TestClient) -> None:
+    headers = {"Idempotency-Key": "hdr-1"}
+    first = client.post(
+        "/v1/events", json=order_paid("a", "c1", "O1", "10.00", T0), headers=headers
+    )
+    assert first.status_code == 201
+    other = client.post(
+        "/v1/events", json=order_paid("b", "c1", "O1", "10.00", T0), headers=headers
+    )
+    assert other.status_code == 409
+    assert other.json()["error"]["code"] == "idempotency_key_reused"
+    again = client.post(
+        "/v1/events", json=order_paid("a", "c1", "O1", "10.00", T0), headers=headers
+    )
+    assert again.status_code == 200 and again.json() == first.json()

@@ -502,3 +502,19 @@ class TestCli:
             ",".join(MEMBER_COLUMNS),
             "c1,,12,12,12.34",
         ]
+
+
+def test_refund_ids_keep_refunds_idempotent_when_rows_are_added_above(
+    db: Database, clock: FixedClock, tmp_path: Path
+) -> None:
+    header = ["customer_id", "order_id", "occurred_at", "amount", "currency", "type", "refund_id"]
+    order = ["c1", "O-1", iso(T0 - 3 * DAY), "100.00", "EUR", "order.paid", ""]
+    refund = ["c1", "O-1", iso(T0 - 2 * DAY), "30.00", "EUR", "order.refunded", "R-77"]
+    first = run_import(db, write_csv(tmp_path / "a.csv", header, [order, refund]), clock)
+    assert first.imported == 2
+    before = count(db, LedgerEntry)
+    extra = ["c2", "O-2", iso(T0 - 4 * DAY), "5.00", "EUR", "order.paid", ""]
+    second = run_import(db, write_csv(tmp_path / "b.csv", header, [extra, order, refund]), clock)
+    # The refund moved down a line but keeps its id: replayed, not refunded twice.
+    assert (second.imported, second.replayed) == (1, 2)
+    assert count(db, LedgerEntry) == before + 1

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
@@ -346,3 +347,34 @@ def _consistent(db: Database) -> None:
         checked, problems = ledger.verify(session)
         assert session.scalar(select(func.count()).select_from(LedgerEntry)) is not None
     assert checked > 0 and problems == []
+
+
+def test_jobs_cli_processes_due_work_at_a_given_time_and_refuses_bad_options(
+    db: Database,
+    client: TestClient,
+    clock: FixedClock,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from typer.testing import CliRunner
+
+    from lealta.cli import app as cli_app
+    from lealta.config import get_settings
+
+    use(db, DEMO)  # 14-day return window
+    post(client, clock, order_paid("e1", "iker", "O1", "80.00", START))
+    monkeypatch.setenv("LEALTA_DATABASE_URL", database_url)
+    get_settings.cache_clear()
+    try:
+        runner = CliRunner()
+        when = (START + timedelta(days=15)).isoformat()
+        result = runner.invoke(cli_app, ["jobs", "run", "--at", when])
+        assert result.exit_code == 0, result.output
+        assert "released 80 pts" in result.output
+        assert runner.invoke(cli_app, ["jobs", "run", "--at", "soon"]).exit_code == 2
+        both = runner.invoke(cli_app, ["jobs", "run", "--at", when, "--every", "60"])
+        assert both.exit_code == 2
+    finally:
+        get_settings.cache_clear()
+    clock.set(START + timedelta(days=15))
+    assert client.get("/v1/members/iker/balance").json()["available"] == 80

@@ -345,19 +345,34 @@ def jobs_run(
     at: Annotated[
         str | None, typer.Option(help="Process up to this ISO time instead of now (replays).")
     ] = None,
+    every: Annotated[
+        int | None,
+        typer.Option(min=10, help="Keep running, once every this many seconds (a worker)."),
+    ] = None,
 ) -> None:
-    """Release pending points, expire due points and run due tier reviews. Safe to rerun."""
+    """Release pending points, expire due points and coupons, run due tier reviews.
+
+    Safe to rerun and to run on several hosts at once. With --every it loops as a worker.
+    """
+    import time
     from datetime import datetime
 
     from lealta.kit.clock import ensure_utc
 
     try:
-        now = ensure_utc(datetime.fromisoformat(at)) if at else SystemClock().now()
+        fixed = ensure_utc(datetime.fromisoformat(at)) if at else None
     except ValueError:
         raise fail(LealtaError(f"'{at}' is not an ISO 8601 time.", code="invalid_time")) from None
+    if fixed is not None and every is not None:
+        raise fail(LealtaError("--at and --every do not go together.", code="invalid_options"))
     database = _database()
-    report = jobs.run_due(database, now=now)
-    console.print(
-        f"members {report.members}, released {report.released} pts, expired {report.expired} pts,"
-        f" tier changes {report.tier_changes}, coupons expired {report.coupons_expired}"
-    )
+    while True:
+        report = jobs.run_due(database, now=fixed or SystemClock().now())
+        console.print(
+            f"members {report.members}, released {report.released} pts, expired"
+            f" {report.expired} pts, tier changes {report.tier_changes}, coupons expired"
+            f" {report.coupons_expired}"
+        )
+        if every is None:
+            return
+        time.sleep(every)

@@ -77,8 +77,9 @@ class RefundExceedsOrder(Conflict):
 def ingest(session: Session, event: EventIn, ctx: IngestContext, *, key: str | None) -> Outcome:
     """Process one event exactly once; a replay returns the first response unchanged."""
     key = check_key(key if key is not None else event.id)
+    # The event id is part of the request: one header key sent with two different events
+    # is a reused key (409), not a replay.
     payload = event.model_dump(mode="json", exclude_none=True)
-    payload.pop("id", None)
     return run_once(
         session,
         scope=SCOPE,

@@ -2,8 +2,9 @@
 
 Each row becomes an :class:`~lealta.events.schemas.EventIn` and takes exactly the path an API
 event takes, so an imported history earns, reverses and enrols as live traffic would. Rows
-are idempotent (``import:{order_id}`` for orders, ``import:{order_id}:refund:{line}`` for
-refunds): importing the same file again replays every row and changes nothing.
+are idempotent (``import:{order_id}`` for orders, ``import:{order_id}:refund:{refund_id}`` for
+refunds, the line number standing in when there is no ``refund_id``): importing the same file
+again replays every row and changes nothing.
 
 The file is streamed, never loaded whole. Rows are committed in chunks (one unit of work per
 ``chunk_size`` rows) and each row runs in its own savepoint, so a rejected row leaves nothing
@@ -24,6 +25,9 @@ Columns (header row, case-insensitive, any order, unknown columns ignored):
     ``order.paid`` (the default when absent or empty) or ``order.refunded``; a refund's
     ``order_id`` names an order imported (or posted) earlier and its ``amount`` is the amount
     refunded (empty means whatever is left of the order).
+``refund_id`` (optional)
+    The shop's id of a refund; it keeps a refund idempotent even if rows are added to the file
+    and it is imported again.
 ``channel, store`` (optional)
     Stored on the order.
 ``email, name`` (optional)
@@ -50,7 +54,7 @@ from lealta.kit.errors import LealtaError
 from lealta.programme.schema import Programme
 
 REQUIRED_COLUMNS = ("customer_id", "order_id", "occurred_at", "amount", "currency")
-OPTIONAL_COLUMNS = ("type", "channel", "store", "email", "name")
+OPTIONAL_COLUMNS = ("type", "refund_id", "channel", "store", "email", "name")
 SUPPORTED_TYPES = (ORDER_PAID, ORDER_REFUNDED)
 DEFAULT_CHUNK_SIZE = 500
 MAX_REJECTED_KEPT = 10_000
@@ -345,7 +349,10 @@ def _to_event(columns: _Columns, line: int, cells: list[str]) -> tuple[str, Even
             store=value["store"],
         )
     else:
-        key = f"import:{value['order_id']}:refund:{line}"
+        # The shop's refund id makes the key stable even if lines move; without one, the
+        # line number stands in (re-import the same file, unedited).
+        refund_ref = value["refund_id"] or f"line-{line}"
+        key = f"import:{value['order_id']}:refund:{refund_ref}"
         raw["refund"] = _present(
             order_id=value["order_id"], amount=value["amount"], currency=value["currency"]
         )
