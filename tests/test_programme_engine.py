@@ -378,3 +378,33 @@ def test_jobs_cli_processes_due_work_at_a_given_time_and_refuses_bad_options(
         get_settings.cache_clear()
     clock.set(START + timedelta(days=15))
     assert client.get("/v1/members/iker/balance").json()["available"] == 80
+
+
+def test_tiers_refresh_after_an_edit_upgrades_who_now_qualifies_and_never_downgrades(
+    db: Database, client: TestClient, clock: FixedClock
+) -> None:
+    from lealta.tiers.service import refresh_all
+
+    use(db, no_pending(DEMO))
+    post(client, clock, order_paid("e1", "nora", "O1", "800.00", START))
+    post(client, clock, order_paid("e2", "olga", "O2", "1200.00", START))
+    assert DEMO.tiers is not None
+    levels = [t.model_copy() for t in DEMO.tiers.levels]
+    easier = [*levels[:1], levels[1].model_copy(update={"threshold": Decimal(500)}), *levels[2:]]
+    edited = no_pending(DEMO).model_copy(
+        update={"tiers": DEMO.tiers.model_copy(update={"levels": easier})}
+    )
+    use(db, edited, at=START + timedelta(days=1))
+    now = START + timedelta(days=2)
+    assert refresh_all(db, edited, now=now) == 1  # nora: 800 € now reaches Plata
+    assert refresh_all(db, edited, now=now) == 0  # safe to run twice
+    clock.set(now)
+    assert client.get("/v1/members/nora/tier").json()["tier"]["id"] == "plata"
+    harder = [*levels[:1], levels[1].model_copy(update={"threshold": Decimal(3000)}), *levels[2:]]
+    stricter = no_pending(DEMO).model_copy(
+        update={"tiers": DEMO.tiers.model_copy(update={"levels": harder})}
+    )
+    use(db, stricter, at=START + timedelta(days=3))
+    assert refresh_all(db, stricter, now=START + timedelta(days=4)) == 0
+    clock.set(START + timedelta(days=4))
+    assert client.get("/v1/members/olga/tier").json()["tier"]["id"] == "plata"  # kept

@@ -49,6 +49,8 @@ app.add_typer(programme_cli, name="programme")
 app.add_typer(admin_cli, name="admin")
 jobs_app = typer.Typer(help="Scheduled work.", no_args_is_help=True)
 app.add_typer(jobs_app, name="jobs")
+tiers_app = typer.Typer(help="Tiers.", no_args_is_help=True)
+app.add_typer(tiers_app, name="tiers")
 
 console = Console()
 err = Console(stderr=True)
@@ -376,3 +378,16 @@ def jobs_run(
         if every is None:
             return
         time.sleep(every)
+
+
+@tiers_app.command("refresh")
+def tiers_refresh() -> None:
+    """After a programme edit: upgrade members who now qualify. Never downgrades."""
+    from lealta.tiers import service as tiers
+
+    database = _database()
+    now = SystemClock().now()
+    with database.unit_of_work(write=False) as session:
+        programme = programmes.current(session, now=now)
+    upgraded = tiers.refresh_all(database, programme, now=now)
+    console.print(f"{upgraded} members upgraded under '{programme.name}'")

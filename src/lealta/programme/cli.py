@@ -96,6 +96,11 @@ def apply(
         f"[green]applied version {applied.version}[/green], in force from "
         f"{applied.activated_at.isoformat(timespec='seconds')} ({len(applied.changes)} changes)"
     )
+    if any(c.path.startswith("tiers") for c in applied.changes):
+        console.print(
+            "Tiers changed: run [bold]lealta tiers refresh[/bold] to upgrade members who now"
+            " qualify (nobody is downgraded by an edit; reviews happen at period end)."
+        )
 
 
 @app.command()

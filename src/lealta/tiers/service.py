@@ -13,6 +13,7 @@ from decimal import Decimal
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from lealta.kit.db import Database, lock_for_update
 from lealta.kit.money import exponent
 from lealta.models import Account, LedgerEntry, Member, Order, OutboxMessage, TierChange
 from lealta.programme.schema import Programme, Tier, Tiers
@@ -212,3 +213,35 @@ def _rate(
         return None
     days = (now - first).days
     return maths.spending_rate(value, days)
+
+
+def refresh_all(db: Database, programme: Programme, *, now: datetime, batch_size: int = 500) -> int:
+    """After a programme edit: upgrade every member who now qualifies; never downgrade.
+
+    Each member is handled under its account lock in its own unit of work; running it twice
+    changes nothing the second time. Returns how many members moved up.
+    """
+    if programme.tiers is None:
+        return 0
+    upgraded = 0
+    last_id = 0
+    while True:
+        with db.unit_of_work(write=False) as session:
+            ids = list(
+                session.scalars(
+                    select(Account.member_id)
+                    .where(Account.member_id > last_id)
+                    .order_by(Account.member_id)
+                    .limit(batch_size)
+                )
+            )
+        if not ids:
+            return upgraded
+        for member_id in ids:
+            with db.unit_of_work() as session:
+                account = session.scalars(
+                    lock_for_update(select(Account).where(Account.member_id == member_id))
+                ).one()
+                if upgrade_if_qualified(session, programme, account, at=now, now=now):
+                    upgraded += 1
+        last_id = ids[-1]
