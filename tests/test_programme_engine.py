@@ -16,7 +16,7 @@ from lealta.jobs.service import run_due
 from lealta.kit.clock import FixedClock
 from lealta.kit.db import Database
 from lealta.ledger import service as ledger
-from lealta.models import LedgerEntry, Member, OutboxMessage, TierChange
+from lealta.models import Account, LedgerEntry, Member, OutboxMessage, TierChange
 from lealta.programme import service as programmes
 from lealta.programme.schema import Programme
 from tests.factories import order_paid, order_refunded
@@ -241,7 +241,6 @@ def _state(db: Database) -> dict[str, Any]:
                 TierChange.occurred_at, TierChange.member_id
             )
         ).all()
-        from lealta.models import Account
 
         accounts = session.execute(
             select(
@@ -408,3 +407,32 @@ def test_tiers_refresh_after_an_edit_upgrades_who_now_qualifies_and_never_downgr
     assert refresh_all(db, stricter, now=START + timedelta(days=4)) == 0
     clock.set(START + timedelta(days=4))
     assert client.get("/v1/members/olga/tier").json()["tier"]["id"] == "plata"  # kept
+
+
+def test_entry_points_are_paid_for_every_tier_reached_or_skipped_once(
+    db: Database, client: TestClient, clock: FixedClock
+) -> None:
+    assert DEMO.tiers is not None
+    bonus = {"basico": 0, "plata": 100, "oro": 250, "platino": 500}
+    levels = [t.model_copy(update={"entry_points": bonus[t.id]}) for t in DEMO.tiers.levels]
+    programme = no_pending(DEMO).model_copy(
+        update={"tiers": DEMO.tiers.model_copy(update={"levels": levels})}
+    )
+    use(db, programme)
+    # 6.000 € at once: Básico -> Oro, skipping Plata: welcome points for Plata and Oro.
+    big = post(client, clock, order_paid("e1", "pau", "O1", "6000.00", START))
+    welcome = {p["rule_id"]: p["points"] for p in big["postings"] if p["rule_id"] != "base"}
+    assert welcome == {"tier-entry:plata": 100, "tier-entry:oro": 250}
+    assert big["points_delta"] == 6000 + 350
+    # A full refund reverses what the order earned, not the welcome points.
+    refund = post(client, clock, order_refunded("r1", "pau", "O1", START + timedelta(days=1)))
+    assert refund["points_delta"] == -6000
+    # Back in Básico (as after a period review), climbing again pays nothing twice.
+    with db.unit_of_work() as session:
+        member = session.scalars(select(Member).where(Member.external_id == "pau")).one()
+        account = session.get(Account, member.id)
+        assert account is not None
+        account.tier_id = "basico"
+    again = post(client, clock, order_paid("e2", "pau", "O2", "5500.00", START + timedelta(days=2)))
+    assert client.get("/v1/members/pau/tier").json()["tier"]["id"] == "oro"
+    assert all(not (p["rule_id"] or "").startswith("tier-entry") for p in again["postings"])

@@ -402,7 +402,11 @@ def _order_paid(
     account.orders_count += 1
     if account.last_order_at is None or event.occurred_at > account.last_order_at:
         account.last_order_at = event.occurred_at
-    tiers.upgrade_if_qualified(session, ctx.programme, account, at=event.occurred_at, now=ctx.now)
+    upgrade = tiers.upgrade_if_qualified(
+        session, ctx.programme, account, at=event.occurred_at, now=ctx.now
+    )
+    if upgrade is not None:
+        entries.extend(upgrade.entries)
     _spend_thresholds(session, ctx, member, account, at=event.occurred_at, order_id=order_in.id)
     return entries
 
@@ -537,7 +541,9 @@ def _custom(
         pending=False,
     )
     if ctx.programme.tiers is not None and ctx.programme.tiers.basis == "points" and entries:
-        tiers.upgrade_if_qualified(
+        upgrade = tiers.upgrade_if_qualified(
             session, ctx.programme, account, at=event.occurred_at, now=ctx.now
         )
+        if upgrade is not None:
+            entries.extend(upgrade.entries)
     return entries

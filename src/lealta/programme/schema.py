@@ -165,6 +165,10 @@ class Tier(_Model):
     )
     multiplier: Annotated[Decimal, Field(gt=0, le=100)] = Decimal(1)
     benefits: Benefits = Benefits()
+    entry_points: Annotated[int, Field(ge=0, le=10_000_000)] = Field(
+        default=0,
+        description="Welcome points on first reaching this tier, also for each tier skipped.",
+    )
 
 
 class Tiers(_Model):

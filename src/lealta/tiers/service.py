@@ -15,6 +15,8 @@ from sqlalchemy.orm import Session
 
 from lealta.kit.db import Database, lock_for_update
 from lealta.kit.money import exponent
+from lealta.ledger import lifecycle
+from lealta.ledger import service as ledger
 from lealta.models import Account, LedgerEntry, Member, Order, OutboxMessage, TierChange
 from lealta.programme.schema import Programme, Tier, Tiers
 from lealta.tiers import maths
@@ -59,21 +61,72 @@ def place(
     account.tier_held_until = None
 
 
+@dataclass(frozen=True, slots=True)
+class Upgrade:
+    tier: Tier
+    entries: list[LedgerEntry]
+
+
 def upgrade_if_qualified(
     session: Session, programme: Programme, account: Account, *, at: datetime, now: datetime
-) -> Tier | None:
-    """Upgrade at once if the value at ``at`` reaches a higher tier; returns the new tier."""
+) -> Upgrade | None:
+    """Upgrade at once if the value at ``at`` reaches a higher tier.
+
+    Every tier reached on the way (skipped ones too) pays its ``entry_points`` once per member
+    lifetime, credited at ``at``.
+    """
     tiers = programme.tiers
     if tiers is None:
         return None
     place(session, programme, account, at=at, now=now)
     value = qualifying_value(session, programme, account, end=at)
     target = maths.level_for(tiers, value)
-    if maths.rank(tiers, target.id) <= maths.rank(tiers, account.tier_id):
+    before = maths.rank(tiers, account.tier_id)
+    after = maths.rank(tiers, target.id)
+    if after <= before:
         return None
     _change(session, account, target, "upgrade", value, "Qualifying value reached", at, now)
     account.tier_held_until = maths.held_until(tiers, at)
-    return target
+    entries = [
+        entry
+        for level in tiers.levels[before + 1 : after + 1]
+        if (entry := _entry_reward(session, programme, account, level, at=at, now=now))
+    ]
+    return Upgrade(target, entries)
+
+
+def _entry_reward(
+    session: Session,
+    programme: Programme,
+    account: Account,
+    level: Tier,
+    *,
+    at: datetime,
+    now: datetime,
+) -> LedgerEntry | None:
+    if level.entry_points <= 0:
+        return None
+    rule_id = f"tier-entry:{level.id}"
+    session.flush()
+    already = session.scalar(
+        select(LedgerEntry.id).where(
+            LedgerEntry.member_id == account.member_id, LedgerEntry.rule_id == rule_id
+        )
+    )
+    if already is not None:
+        return None
+    return ledger.credit(
+        session,
+        account,
+        entry_type="earn",
+        points=level.entry_points,
+        reason=f"Welcome to {level.name.es}",
+        source=ledger.Source("tier", level.id),
+        occurred_at=at,
+        now=now,
+        rule_id=rule_id,
+        expires_at=lifecycle.expiry_for(programme, at),
+    )
 
 
 def review(
