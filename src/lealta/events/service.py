@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import insert, select
+from sqlalchemy import case, func, insert, select
 from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
@@ -259,21 +259,28 @@ def _usage(session: Session, member_id: int, rule_id: str, at: datetime) -> Rule
     """Points and uses of one rule for this member: the event's UTC day and month, and ever."""
     day = at.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     month = day.replace(day=1)
-    rows = session.execute(
-        select(LedgerEntry.points, LedgerEntry.occurred_at).where(
+    in_day = (LedgerEntry.occurred_at >= day) & (LedgerEntry.occurred_at < day + timedelta(days=1))
+    in_month = (LedgerEntry.occurred_at >= month) & (LedgerEntry.occurred_at <= at)
+    # Aggregated in the database: a member's history of one rule can be long.
+    row = session.execute(
+        select(
+            func.coalesce(func.sum(case((in_day, LedgerEntry.points), else_=0)), 0),
+            func.coalesce(func.sum(case((in_month, LedgerEntry.points), else_=0)), 0),
+            func.coalesce(func.sum(LedgerEntry.points), 0),
+            func.count(case((in_day, LedgerEntry.id))),
+            func.count(LedgerEntry.id),
+        ).where(
             LedgerEntry.member_id == member_id,
             LedgerEntry.rule_id == rule_id,
             LedgerEntry.entry_type == "earn",
         )
-    ).all()
-    in_day = [r.points for r in rows if day <= r.occurred_at < day + timedelta(days=1)]
-    in_month = [r.points for r in rows if month <= r.occurred_at <= at]
+    ).one()
     return RuleUsage(
-        points_day=sum(in_day),
-        points_month=sum(in_month),
-        points_lifetime=sum(r.points for r in rows),
-        times_day=len(in_day),
-        times_lifetime=len(rows),
+        points_day=int(row[0]),
+        points_month=int(row[1]),
+        points_lifetime=int(row[2]),
+        times_day=int(row[3]),
+        times_lifetime=int(row[4]),
     )
 
 
