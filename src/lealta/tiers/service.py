@@ -29,25 +29,37 @@ def qualifying_value(
     tiers = programme.tiers
     assert tiers is not None
     start = maths.window_start(tiers, end)
-    if tiers.basis == "spend":
-        if start is None and account.last_order_at is not None and end >= account.last_order_at:
-            minor = account.qualifying_spend_minor
-        else:
-            stmt = select(
-                func.coalesce(func.sum(Order.total_minor - Order.refunded_minor), 0)
-            ).where(Order.member_id == account.member_id, Order.occurred_at <= end)
-            if start is not None:
-                stmt = stmt.where(Order.occurred_at > start)
-            minor = int(session.scalar(stmt) or 0)
-        return Decimal(minor).scaleb(-exponent(programme.currency))
-    points_stmt = select(func.coalesce(func.sum(LedgerEntry.points), 0)).where(
-        LedgerEntry.member_id == account.member_id,
+    lifetime_now = account.last_order_at is not None and end >= account.last_order_at
+    if tiers.basis == "spend" and start is None and lifetime_now:
+        # Lifetime spend up to now is kept on the account row: no query on the hot path.
+        return Decimal(account.qualifying_spend_minor).scaleb(-exponent(programme.currency))
+    return _value_between(session, programme, account.member_id, start, end)
+
+
+def _value_between(
+    session: Session,
+    programme: Programme,
+    member_id: int,
+    start: datetime | None,
+    end: datetime,
+) -> Decimal:
+    """The tier basis summed over ``(start, end]`` (from the beginning when ``start`` is None)."""
+    assert programme.tiers is not None
+    if programme.tiers.basis == "spend":
+        stmt = select(func.coalesce(func.sum(Order.total_minor - Order.refunded_minor), 0)).where(
+            Order.member_id == member_id, Order.occurred_at <= end
+        )
+        if start is not None:
+            stmt = stmt.where(Order.occurred_at > start)
+        return Decimal(int(session.scalar(stmt) or 0)).scaleb(-exponent(programme.currency))
+    points = select(func.coalesce(func.sum(LedgerEntry.points), 0)).where(
+        LedgerEntry.member_id == member_id,
         LedgerEntry.entry_type.in_(("earn", "reverse")),
         LedgerEntry.occurred_at <= end,
     )
     if start is not None:
-        points_stmt = points_stmt.where(LedgerEntry.occurred_at > start)
-    return Decimal(int(session.scalar(points_stmt) or 0))
+        points = points.where(LedgerEntry.occurred_at > start)
+    return Decimal(int(session.scalar(points) or 0))
 
 
 def place(
@@ -235,32 +247,12 @@ def _rate(
     """The member's own qualifying rate per day over the last year (or since enrolment)."""
     tiers = programme.tiers
     assert tiers is not None
-    year_ago = now - timedelta(days=365)
+    value = _value_between(session, programme, account.member_id, now - timedelta(days=365), now)
     if tiers.basis == "spend":
-        minor = session.scalar(
-            select(func.coalesce(func.sum(Order.total_minor - Order.refunded_minor), 0)).where(
-                Order.member_id == account.member_id,
-                Order.occurred_at > year_ago,
-                Order.occurred_at <= now,
-            )
-        )
-        value = Decimal(int(minor or 0)).scaleb(-exponent(programme.currency))
         first = session.scalar(
             select(func.min(Order.occurred_at)).where(Order.member_id == account.member_id)
         )
     else:
-        value = Decimal(
-            int(
-                session.scalar(
-                    select(func.coalesce(func.sum(LedgerEntry.points), 0)).where(
-                        LedgerEntry.member_id == account.member_id,
-                        LedgerEntry.entry_type.in_(("earn", "reverse")),
-                        LedgerEntry.occurred_at > year_ago,
-                    )
-                )
-                or 0
-            )
-        )
         first = member.enrolled_at
     if first is None:
         return None
