@@ -41,15 +41,12 @@ EXAMPLE = {
 @router.get("", response_model=ProgrammeOut, summary="The programme in force")
 def get_programme(principal: Reader, db: DbDep, clock: ClockDep) -> ProgrammeOut:
     with db.unit_of_work(write=False) as session:
-        rows = [v for v in service.versions(session) if v.activated_at <= clock.now()]
-        programme = service.current(session, now=clock.now())
-        if not rows:
-            return ProgrammeOut(
-                version=None, activated_at=None, document=programme.model_dump(mode="json")
-            )
+        row = service.in_force(session, now=clock.now())
+    if row is None:
         return ProgrammeOut(
-            version=rows[0].version, activated_at=rows[0].activated_at, document=rows[0].document
+            version=None, activated_at=None, document=DEFAULT_PROGRAMME.model_dump(mode="json")
         )
+    return ProgrammeOut(version=row.version, activated_at=row.activated_at, document=row.document)
 
 
 @router.put("", response_model=ApplyResult, summary="Apply a new programme version")

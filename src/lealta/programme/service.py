@@ -120,6 +120,16 @@ def current(session: Session, *, now: datetime | None = None) -> Programme:
     return programme
 
 
+def in_force(session: Session, *, now: datetime) -> ProgrammeVersion | None:
+    """The stored version governing at ``now`` (None: nothing applied yet, the default rules)."""
+    return session.scalars(
+        select(ProgrammeVersion)
+        .where(ProgrammeVersion.activated_at <= now)
+        .order_by(ProgrammeVersion.version.desc())
+        .limit(1)
+    ).first()
+
+
 def apply(
     session: Session,
     programme: Programme,
