@@ -7,7 +7,6 @@ from pydantic import AwareDatetime
 
 from lealta.kit.http import ERROR_RESPONSES, ClockDep, DbDep, Reader, Writer
 from lealta.programme import service
-from lealta.programme.diff import diff
 from lealta.programme.schema import DEFAULT_PROGRAMME, json_schema
 from lealta.programme.schemas import ApplyResult, ChangeOut, ProgrammeOut, VersionOut
 
@@ -67,9 +66,7 @@ def put_programme(
     now = clock.now()
     with db.unit_of_work(write=not dry_run) as session:
         if dry_run:
-            latest = service.versions(session)
-            previous = latest[0].document if latest else DEFAULT_PROGRAMME.model_dump(mode="json")
-            changes = diff(previous, programme.model_dump(mode="json"))
+            changes = service.changes_from_latest(session, programme)
             return ApplyResult(
                 version=None, dry_run=True, activated_at=None, changes=_changes(changes)
             )

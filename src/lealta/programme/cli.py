@@ -16,8 +16,7 @@ from lealta.kit.clock import SystemClock, ensure_utc
 from lealta.kit.db import Database
 from lealta.kit.errors import LealtaError
 from lealta.programme import service
-from lealta.programme.diff import diff
-from lealta.programme.schema import DEFAULT_PROGRAMME, Programme, json_schema
+from lealta.programme.schema import Programme, json_schema
 
 app = typer.Typer(help="The programme document: validate, apply, show, diff.", no_args_is_help=True)
 console = Console()
@@ -64,9 +63,7 @@ def diff_cmd(file: Path) -> None:
     """Show what applying FILE would change against the version in force."""
     programme = _load(file)
     with _db().unit_of_work(write=False) as session:
-        rows = service.versions(session)
-    previous = rows[0].document if rows else DEFAULT_PROGRAMME.model_dump(mode="json")
-    changes = diff(previous, programme.model_dump(mode="json"))
+        changes = service.changes_from_latest(session, programme)
     for change in changes:
         console.print(change.describe(), highlight=False)
     console.print(f"{len(changes)} changes")

@@ -130,6 +130,24 @@ def in_force(session: Session, *, now: datetime) -> ProgrammeVersion | None:
     ).first()
 
 
+def changes_from_latest(session: Session, programme: Programme) -> list[Change]:
+    """What applying ``programme`` would change against the newest stored version (a dry run)."""
+    _, previous = _latest(session)
+    return diff(previous, programme.model_dump(mode="json"))
+
+
+def _latest(session: Session) -> tuple[int, dict[str, Any]]:
+    """The newest version number and document (0 and the default document when none)."""
+    row = session.execute(
+        select(ProgrammeVersion.version, ProgrammeVersion.document)
+        .order_by(ProgrammeVersion.version.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return 0, DEFAULT_PROGRAMME.model_dump(mode="json")
+    return row.version, row.document
+
+
 def apply(
     session: Session,
     programme: Programme,
@@ -153,13 +171,8 @@ def apply_with_diff(
     activate_at: datetime | None = None,
 ) -> Applied:
     """Apply and return the changes against the previous version (audited)."""
-    latest = session.execute(
-        select(ProgrammeVersion.version, ProgrammeVersion.document)
-        .order_by(ProgrammeVersion.version.desc())
-        .limit(1)
-    ).first()
-    previous = latest.document if latest else DEFAULT_PROGRAMME.model_dump(mode="json")
-    version = (latest.version if latest else 0) + 1
+    latest_version, previous = _latest(session)
+    version = latest_version + 1
     document = programme.model_dump(mode="json")
     activated_at = activate_at or now
     session.add(

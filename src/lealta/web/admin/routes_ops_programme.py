@@ -57,9 +57,8 @@ class TamperedDocument(LealtaError):
 
 def _in_force(session: Session, now: datetime) -> tuple[Programme, int | None]:
     """The programme in force and its version number (None: the built-in default)."""
-    programme = programmes.current(session, now=now)
-    number = next((v.version for v in programmes.versions(session) if v.activated_at <= now), None)
-    return programme, number
+    row = programmes.in_force(session, now=now)
+    return programmes.current(session, now=now), (row.version if row else None)
 
 
 def _version_status(row: ProgrammeVersion, in_force: int | None, now: datetime) -> str:
