@@ -224,7 +224,7 @@ def test_event_without_id_or_header_is_missing_idempotency_key(
     before = snapshot(db)
     event = order_paid("x", "c1", "O2", "10.00", T0)
     del event["id"]
-    err = assert_error(seeded.post("/v1/events", json=event), 422, "missing_idempotency_key")
+    err = assert_error(seeded.post("/v1/events", json=event), 400, "missing_idempotency_key")
     assert "Idempotency-Key" in err["message"]
     _unchanged(db, before)
 
@@ -235,7 +235,7 @@ def test_points_write_without_header_is_missing_idempotency_key(
 ) -> None:
     before = snapshot(db)
     r = seeded.post(f"/v1/members/c1/{path}", json={"points": 5, "reason": "Because"})
-    assert_error(r, 422, "missing_idempotency_key")
+    assert_error(r, 400, "missing_idempotency_key")
     _unchanged(db, before)
 
 

@@ -422,9 +422,9 @@ class TestExportMembers:
             reader = csv.reader(exported)
             assert tuple(next(reader)) == MEMBER_COLUMNS
             assert list(reader) == [
-                ["a-1", "", "20", "20", "20.00"],
-                ["b-2", "", "1599", "1599", "1599.99"],
-                ["c-3", "", "0", "0", "0.00"],
+                ["a-1", "", "20", "20", "20.00", "0", "0", "0", "0", "", ""],
+                ["b-2", "", "1599", "1599", "1599.99", "0", "0", "0", "0", "", ""],
+                ["c-3", "", "0", "0", "0.00", "0", "0", "0", "0", "", ""],
             ]
         assert [p.name for p in target.parent.iterdir()] == ["members.csv"]
 
@@ -500,7 +500,7 @@ class TestCli:
         assert "exported 1 members" in result.output
         assert target.read_text(encoding="utf-8").splitlines() == [
             ",".join(MEMBER_COLUMNS),
-            "c1,,12,12,12.34",
+            "c1,,12,12,12.34,0,0,0,0,,",
         ]
 
 

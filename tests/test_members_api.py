@@ -187,7 +187,8 @@ def test_invalid_profile_field_is_422_on_create(
     r = client.post("/v1/members", json=body)
     assert r.status_code == 422, r.text
     error = r.json()["error"]
-    assert error["code"] == "validation_error"
+    expected = "invalid_external_id" if field == "external_id" else "validation_error"
+    assert error["code"] == expected
     assert error["details"][0]["loc"][:2] == ["body", field]
     assert member_count(db) == 0
 

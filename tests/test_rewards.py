@@ -309,7 +309,7 @@ class TestRedeem:
         use(db)
         enrol(db, "ana", points=1000)
         response = client.post("/v1/members/ana/redemptions", json={"reward_id": "coupon-5"})
-        assert response.status_code == 422
+        assert response.status_code == 400
         assert response.json()["error"]["code"] == "missing_idempotency_key"
 
     def test_refusals_have_precise_codes_and_change_nothing(
@@ -518,7 +518,7 @@ class TestRollback:
         assert missing.status_code == 404
         assert missing.json()["error"]["code"] == "redemption_not_found"
         no_key = client.post("/v1/redemptions/999/rollback")
-        assert no_key.status_code == 422
+        assert no_key.status_code == 400
         assert no_key.json()["error"]["code"] == "missing_idempotency_key"
         bad_id = client.post("/v1/redemptions/abc/rollback", headers={"Idempotency-Key": "y"})
         assert bad_id.status_code == 422

@@ -22,10 +22,13 @@ from lealta.kit.http import (
     DbDep,
     IdempotencyKey,
     Reader,
+    RequiredIdempotencyKey,
     Writer,
+    replayable,
     respond,
 )
 from lealta.kit.idempotency import check_key, run_maybe_once, run_once
+from lealta.kit.ids import ExternalId
 from lealta.members import service as members
 
 router = APIRouter(prefix="/v1", tags=["coupons"], responses=ERROR_RESPONSES)
@@ -49,7 +52,11 @@ def validate_coupon(
 
 
 @router.post(
-    "/coupons/{code}/redeem", status_code=201, response_model=RedeemOut, summary="Use a coupon"
+    "/coupons/{code}/redeem",
+    status_code=201,
+    response_model=RedeemOut,
+    summary="Use a coupon",
+    responses=replayable(RedeemOut),
 )
 def redeem_coupon(
     code: str,
@@ -57,7 +64,7 @@ def redeem_coupon(
     principal: Writer,
     db: DbDep,
     clock: ClockDep,
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: RequiredIdempotencyKey,
 ) -> JSONResponse:
     """Apply the coupon to an order. Requires an `Idempotency-Key`. Concurrent tills cannot
     exceed the coupon's uses: `409 coupon_used_up` for the late ones; other refusals are
@@ -96,7 +103,12 @@ def redeem_coupon(
     return respond(outcome)
 
 
-@router.post("/coupons/{code}/rollback", response_model=RollbackOut, summary="Undo a coupon's use")
+@router.post(
+    "/coupons/{code}/rollback",
+    response_model=RollbackOut,
+    summary="Undo a coupon's use",
+    responses=replayable(RollbackOut),
+)
 def rollback_coupon(
     code: str,
     data: RollbackIn,
@@ -146,7 +158,9 @@ def get_coupon(code: str, principal: Reader, db: DbDep, clock: ClockDep) -> Coup
 @router.get(
     "/members/{external_id}/coupons", response_model=WalletOut, summary="The member's coupons"
 )
-def member_coupons(external_id: str, principal: Reader, db: DbDep, clock: ClockDep) -> WalletOut:
+def member_coupons(
+    external_id: ExternalId, principal: Reader, db: DbDep, clock: ClockDep
+) -> WalletOut:
     """The coupon wallet: usable coupons first (soonest to expire first), then used, expired
     and cancelled ones, newest first."""
     now = clock.now()

@@ -8,10 +8,12 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from lealta.kit.ids import ExternalId
+
 Amount = Annotated[Decimal, Field(ge=0, max_digits=18, allow_inf_nan=False)]
 CouponCode = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 OrderRef = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
-CustomerId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
+CustomerId = ExternalId
 CouponStatus = Literal["active", "redeemed", "expired", "void"]
 
 

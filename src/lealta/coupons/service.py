@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
-from sqlalchemy import case, select, update
+from sqlalchemy import ColumnElement, case, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -252,8 +252,20 @@ def issue(
 
 
 def find(session: Session, code: str) -> Coupon | None:
-    """The coupon with this code (any case, surrounding spaces ignored), if any."""
-    return session.scalars(select(Coupon).where(Coupon.code == codes.normalise(code))).first()
+    """The coupon with this code (any case, spaces and dashes ignored), if any."""
+    where, order = _by_code(code)
+    return session.scalars(select(Coupon).where(where).order_by(order)).first()
+
+
+def _by_code(code: str) -> tuple[ColumnElement[bool], ColumnElement[int]]:
+    """Where and order clauses matching a typed code on its normalised key (any case, dashes
+    and spaces ignored); a code stored before keys existed that clashed with another is still
+    found by its exact form, first."""
+    exact = code.strip().upper()
+    return (
+        or_(Coupon.code_key == codes.normalise(code), Coupon.code == exact),
+        case((Coupon.code == exact, 0), else_=1),
+    )
 
 
 def get(session: Session, code: str) -> Coupon:
@@ -364,9 +376,8 @@ def rollback_use(
 ) -> tuple[Coupon, CouponUse]:
     """Undo the coupon's use on ``order_id`` (order cancelled): the use is stamped rolled
     back and the coupon can be used again while it is valid."""
-    coupon = session.scalars(
-        lock_for_update(select(Coupon).where(Coupon.code == codes.normalise(code)))
-    ).first()
+    where, order = _by_code(code)
+    coupon = session.scalars(lock_for_update(select(Coupon).where(where).order_by(order))).first()
     if coupon is None:
         raise CouponNotFound(f"No coupon with code '{code}'.", details={"code": code})
     use = _live_use(session, coupon.id, order_id)
@@ -488,7 +499,7 @@ def use_out(use: CouponUse, currency: str) -> CouponUseOut:
 def validation_out(code: str, coupon: Coupon | None, result: Check, cart: Cart) -> ValidationOut:
     currency = coupon.currency if coupon is not None else cart.currency
     return ValidationOut(
-        code=coupon.code if coupon is not None else codes.normalise(code),
+        code=coupon.code if coupon is not None else code.strip().upper(),
         valid=result.valid,
         discount=str(from_minor(result.discount_minor, currency)),
         currency=currency,

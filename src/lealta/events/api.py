@@ -12,6 +12,7 @@ from lealta.kit.http import (
     IdempotencyKey,
     SettingsDep,
     Writer,
+    replayable,
     respond,
 )
 from lealta.programme import service as programmes
@@ -24,7 +25,7 @@ router = APIRouter(prefix="/v1/events", tags=["events"], responses=ERROR_RESPONS
     status_code=201,
     response_model=EventResult,
     summary="Ingest one event",
-    responses={200: {"description": "Replay of an event already processed", "model": EventResult}},
+    responses=replayable(EventResult),
 )
 def ingest_event(
     event: EventIn,
@@ -47,6 +48,7 @@ def ingest_event(
             now=clock.now(),
             actor=principal.actor,
             auto_enrol=settings.auto_enrol,
+            max_amount=settings.max_order_amount,
         )
         outcome = service.ingest(session, event, ctx, key=idempotency_key)
     return respond(outcome)
@@ -98,5 +100,6 @@ def ingest_batch(
             now=clock.now(),
             actor=principal.actor,
             auto_enrol=settings.auto_enrol,
+            max_amount=settings.max_order_amount,
         )
         return service.ingest_batch(session, batch.events, ctx)

@@ -6,8 +6,9 @@ from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from lealta.kit.ids import ExternalId
 from lealta.kit.storable import check_storable
-from lealta.members.schemas import ExternalId, MemberFields
+from lealta.members.schemas import MemberFields
 
 ORDER_PAID = "order.paid"
 ORDER_REFUNDED = "order.refunded"
@@ -164,6 +165,10 @@ class EventResult(BaseModel):
     postings: list[PostingOut]
     points_delta: int
     balance: dict[str, Any]
+    thresholds_forfeited: int = Field(
+        default=0,
+        description="Spend-threshold crossings beyond the reward's max_per_event: not issued.",
+    )
 
 
 class BatchItemResult(BaseModel):

@@ -27,16 +27,33 @@ from lealta.events.schemas import (
     EventResult,
     PostingOut,
 )
+from lealta.kit import ids
 from lealta.kit.db import insert_ignore
 from lealta.kit.errors import Conflict, InvalidInput, LealtaError, NotFound
-from lealta.kit.idempotency import Outcome, check_key, run_once
-from lealta.kit.money import exponent, normalise_currency, to_minor
+from lealta.kit.idempotency import Outcome, check_key, request_hash, run_once
+from lealta.kit.money import (
+    DEFAULT_MAX_AMOUNT,
+    check_max_amount,
+    exponent,
+    normalise_currency,
+    to_minor,
+)
+from lealta.kit.timestamps import check_moment
 from lealta.ledger import lifecycle
 from lealta.ledger import service as ledger
 from lealta.ledger.maths import reversal_points
 from lealta.members import attributes
 from lealta.members import service as members
-from lealta.models import Account, Event, LedgerEntry, Member, Order, OrderItem, OutboxMessage
+from lealta.models import (
+    Account,
+    Event,
+    IdempotencyRecord,
+    LedgerEntry,
+    Member,
+    Order,
+    OrderItem,
+    OutboxMessage,
+)
 from lealta.programme.schema import Programme
 from lealta.rewards.thresholds import threshold_reached
 from lealta.rules.engine import (
@@ -51,7 +68,6 @@ from lealta.rules.engine import (
 from lealta.tiers import service as tiers
 
 SCOPE = "event"
-FUTURE_SKEW = timedelta(minutes=5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +76,8 @@ class IngestContext:
     now: datetime
     actor: str
     auto_enrol: bool = True
+    max_amount: Decimal = DEFAULT_MAX_AMOUNT
+    """Largest order total, item price or refund, in major units (``LEALTA_MAX_ORDER_AMOUNT``)."""
 
 
 class OrderAlreadyRecorded(Conflict):
@@ -74,20 +92,84 @@ class RefundExceedsOrder(Conflict):
     code = "refund_exceeds_order"
 
 
+class RefundBeforeOrder(Conflict):
+    code = "refund_before_order"
+
+
+class EventIdReused(Conflict):
+    code = "event_id_reused"
+
+
 def ingest(session: Session, event: EventIn, ctx: IngestContext, *, key: str | None) -> Outcome:
-    """Process one event exactly once; a replay returns the first response unchanged."""
+    """Process one event exactly once; a replay returns the first response unchanged.
+
+    Two keys guard an event: the transport key (the ``Idempotency-Key`` header, else the
+    event id) and the event's own ``id``, its natural key. One event id is processed once,
+    whatever header comes with it: the same event sent again with a fresh header replays the
+    first response; the same id with a different body is a ``409 event_id_reused``.
+    """
     key = check_key(key if key is not None else event.id)
+    check_moment(event.occurred_at, now=ctx.now)
     # The event id is part of the request: one header key sent with two different events
     # is a reused key (409), not a replay.
     payload = event.model_dump(mode="json", exclude_none=True)
-    return run_once(
-        session,
-        scope=SCOPE,
-        key=key,
-        payload=payload,
-        now=ctx.now,
-        effect=lambda: (201, _process(session, event, ctx, key).model_dump(mode="json")),
-    )
+    if event.id is not None:
+        earlier = _earlier_with_id(session, event.id, payload, key)
+        if earlier is not None:
+            return earlier
+    try:
+        with session.begin_nested():
+            return run_once(
+                session,
+                scope=SCOPE,
+                key=key,
+                payload=payload,
+                now=ctx.now,
+                effect=lambda: (201, _process(session, event, ctx, key).model_dump(mode="json")),
+            )
+    except _EventIdTaken:
+        # A concurrent request with the same event id (and another header) committed first.
+        assert event.id is not None
+        earlier = _earlier_with_id(session, event.id, payload, key)
+        if earlier is not None:
+            return earlier
+        raise Conflict(  # pragma: no cover - only if the other event vanished meanwhile
+            "A concurrent request with the same event id failed; retry.",
+            code="idempotency_retry",
+        ) from None
+
+
+class _EventIdTaken(Exception):
+    """Raised inside the savepoint when the event id was recorded by another request."""
+
+
+def _earlier_with_id(
+    session: Session, event_id: str, payload: dict[str, Any], key: str
+) -> Outcome | None:
+    """The first response for an event id already processed (a replay), a 409 if that event
+    had another body, or None when the id is new."""
+    earlier = session.execute(
+        select(Event.idempotency_key).where(Event.external_id == event_id)
+    ).one_or_none()
+    if earlier is None:
+        return None
+    record = session.scalars(
+        select(IdempotencyRecord).where(
+            IdempotencyRecord.scope == SCOPE, IdempotencyRecord.key == earlier.idempotency_key
+        )
+    ).one_or_none()
+    if record is None or record.request_hash != request_hash(payload):
+        if earlier.idempotency_key == key:
+            raise Conflict(
+                "This idempotency key was already used with a different request.",
+                code="idempotency_key_reused",
+                details={"key": key},
+            )
+        raise EventIdReused(
+            f"Event '{event_id}' was already processed with a different body.",
+            details={"event_id": event_id},
+        )
+    return Outcome(record.status_code, record.response, replayed=True)
 
 
 def ingest_batch(
@@ -151,11 +233,11 @@ def validation_error_body(exc: ValidationError) -> dict[str, Any]:
         {"loc": list(err["loc"]), "message": err["msg"], "type": err["type"]}
         for err in exc.errors(include_url=False, include_context=False, include_input=False)
     ]
-    first = details[0] if details else {"loc": [], "message": "invalid"}
+    first = details[0] if details else {"loc": [], "message": "invalid", "type": ""}
     where = ".".join(str(p) for p in first["loc"]) or "body"
     return {
         "error": {
-            "code": "validation_error",
+            "code": ids.ERROR_CODE if first["type"] == ids.ERROR_CODE else "validation_error",
             "message": f"{where}: {first['message']}",
             "details": details,
         }
@@ -163,12 +245,6 @@ def validation_error_body(exc: ValidationError) -> dict[str, Any]:
 
 
 def _process(session: Session, event: EventIn, ctx: IngestContext, key: str) -> EventResult:
-    if event.occurred_at > ctx.now + FUTURE_SKEW:
-        raise InvalidInput(
-            "occurred_at is in the future.",
-            code="occurred_in_future",
-            details={"occurred_at": event.occurred_at.isoformat()},
-        )
     if event.customer is not None:
         attributes.check(ctx.programme, event.customer.attributes)
     member = members.get_or_enrol(
@@ -180,27 +256,46 @@ def _process(session: Session, event: EventIn, ctx: IngestContext, key: str) -> 
         now=ctx.now,
         auto_enrol=ctx.auto_enrol,
     )
+    # The event id is claimed first: a concurrent request with the same id waits here for
+    # the other transaction and, if that one committed, gives way (see ``ingest``).
+    recorded = insert_ignore(
+        session,
+        Event,
+        {
+            "idempotency_key": key,
+            "external_id": event.id,
+            "event_type": event.type,
+            "member_id": member.id,
+            "payload": event.model_dump(mode="json", exclude_none=True),
+            "occurred_at": event.occurred_at,
+            "received_at": ctx.now,
+        },
+        conflict=["external_id"],
+    )
+    if recorded is None:
+        raise _EventIdTaken(event.id)
     account = ledger.lock_account(session, member.id)
     # Bring the account to the event's moment first: releases, expiries and tier reviews due
     # by then happen before the event, exactly as they would have live.
     lifecycle.catch_up(session, account, at=event.occurred_at, now=ctx.now)
     tiers.review(session, ctx.programme, account, at=event.occurred_at, now=ctx.now)
+    forfeited = 0
     if event.type == ORDER_PAID:
         entries = _order_paid(session, event, ctx, member, account, key)
+        assert event.order is not None
+        forfeited = _spend_thresholds(
+            session,
+            ctx,
+            member,
+            account,
+            at=event.occurred_at,
+            order_id=event.order.id,
+            event_id=key,
+        )
     elif event.type == ORDER_REFUNDED:
         entries = _order_refunded(session, event, ctx, member, account, key)
     else:
         entries = _custom(session, event, ctx, member, account, key)
-    session.add(
-        Event(
-            idempotency_key=key,
-            event_type=event.type,
-            member_id=member.id,
-            payload=event.model_dump(mode="json", exclude_none=True),
-            occurred_at=event.occurred_at,
-            received_at=ctx.now,
-        )
-    )
     delta = sum(e.points for e in entries)
     session.add(
         OutboxMessage(
@@ -228,6 +323,7 @@ def _process(session: Session, event: EventIn, ctx: IngestContext, key: str) -> 
             for e in entries
         ],
         points_delta=delta,
+        thresholds_forfeited=forfeited,
         balance=members.balance_of(member.external_id, account, ctx.programme.currency).model_dump(
             mode="json"
         ),
@@ -326,19 +422,26 @@ def _check_currency(programme: Programme, currency: str) -> str:
     return code
 
 
+def _amount(ctx: IngestContext, amount: Decimal, currency: str, field: str) -> int:
+    """``amount`` in minor units, within ``ctx.max_amount`` (else ``amount_too_large``)."""
+    return check_max_amount(
+        to_minor(amount, currency, field=field), currency, ctx.max_amount, field=field
+    )
+
+
 def _order_paid(
     session: Session, event: EventIn, ctx: IngestContext, member: Member, account: Account, key: str
 ) -> list[LedgerEntry]:
     assert event.order is not None
     order_in = event.order
     currency = _check_currency(ctx.programme, order_in.currency)
-    total_minor = to_minor(order_in.total, currency, field="order.total")
+    total_minor = _amount(ctx, order_in.total, currency, "order.total")
     items = [
         Item(
             i.sku,
             i.category,
             i.quantity,
-            to_minor(i.unit_price, currency, field=f"order.items.{n}.unit_price"),
+            _amount(ctx, i.unit_price, currency, f"order.items.{n}.unit_price"),
         )
         for n, i in enumerate(order_in.items)
     ]
@@ -414,7 +517,6 @@ def _order_paid(
     )
     if upgrade is not None:
         entries.extend(upgrade.entries)
-    _spend_thresholds(session, ctx, member, account, at=event.occurred_at, order_id=order_in.id)
     return entries
 
 
@@ -426,22 +528,29 @@ def _spend_thresholds(
     *,
     at: datetime,
     order_id: str,
-) -> None:
+    event_id: str,
+) -> int:
     """Seed 003: each multiple of ``every`` crossed by net spend issues the rule's reward once.
 
     A high-water mark of net spend makes a refunded and re-bought 500 € count once, not twice.
+    One event issues at most the rule's ``max_per_event`` rewards (the lowest crossings); the
+    rest are forfeited, the high-water mark moves past them all, and a ``threshold.forfeited``
+    outbox message records them. Returns how many crossings were forfeited.
     """
     before = account.spend_high_water_minor
     after = max(before, account.qualifying_spend_minor)
     account.spend_high_water_minor = after
     if after == before:
-        return
+        return 0
     exp = exponent(ctx.programme.currency)
+    forfeited_total = 0
     for rule in ctx.programme.thresholds:
         if not rule.active:
             continue
         step = int(rule.every.scaleb(exp))
-        for multiple in range(before // step + 1, after // step + 1):
+        first, last = before // step + 1, after // step
+        issued_to = min(last, first + rule.max_per_event - 1)
+        for multiple in range(first, issued_to + 1):
             threshold_reached(
                 session,
                 ctx.programme,
@@ -453,6 +562,27 @@ def _spend_thresholds(
                 now=ctx.now,
                 order_id=order_id,
             )
+        forfeited = max(0, last - issued_to)
+        if forfeited:
+            forfeited_total += forfeited
+            session.add(
+                OutboxMessage(
+                    topic="threshold.forfeited",
+                    member_id=member.id,
+                    payload={
+                        "rule_id": rule.id,
+                        "reward_id": rule.reward,
+                        "order_id": order_id,
+                        "event_id": event_id,
+                        "issued": issued_to - first + 1,
+                        "forfeited": forfeited,
+                        "max_per_event": rule.max_per_event,
+                        "at": at.isoformat(),
+                    },
+                    created_at=ctx.now,
+                )
+            )
+    return forfeited_total
 
 
 def _order_refunded(
@@ -466,6 +596,15 @@ def _order_refunded(
             f"No order '{refund.order_id}' for customer '{member.external_id}'.",
             details={"order_id": refund.order_id},
         )
+    if event.occurred_at < order.occurred_at:
+        raise RefundBeforeOrder(
+            f"The refund is dated before order '{order.external_id}' was paid.",
+            details={
+                "order_id": order.external_id,
+                "order_occurred_at": order.occurred_at.isoformat(),
+                "occurred_at": event.occurred_at.isoformat(),
+            },
+        )
     if refund.currency is not None and normalise_currency(refund.currency) != order.currency:
         raise InvalidInput(
             f"Order '{order.external_id}' was paid in {order.currency}.",
@@ -476,7 +615,7 @@ def _order_refunded(
     amount = (
         left
         if refund.amount is None
-        else to_minor(refund.amount, order.currency, field="refund.amount")
+        else _amount(ctx, refund.amount, order.currency, "refund.amount")
     )
     if refund.amount is not None and amount == 0:
         raise InvalidInput(

@@ -12,6 +12,10 @@ behind and does not stop the others. If the import stops half-way (the process i
 the database goes away, a line is not UTF-8), the chunks already committed stay; fixing the
 cause and importing the same file again is safe.
 
+Every row is held to the API's bounds: ``occurred_at`` inside the accepted window
+(``occurred_too_early``, ``occurred_in_future``), amounts at most ``LEALTA_MAX_ORDER_AMOUNT``
+major units (``amount_too_large``); a refund dated before its order is ``refund_before_order``.
+
 Rows are processed in file order and each at its ``occurred_at``. Point lots are consumed in
 processing order, so a history file should be sorted chronologically (oldest first); the
 report counts rows that go back in time (``out_of_order``).
@@ -41,6 +45,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
@@ -49,8 +54,10 @@ from sqlalchemy.orm import Session
 
 from lealta.events.schemas import ORDER_PAID, ORDER_REFUNDED, EventIn
 from lealta.events.service import IngestContext, ingest
+from lealta.kit import ids
 from lealta.kit.db import Database
 from lealta.kit.errors import LealtaError
+from lealta.kit.money import DEFAULT_MAX_AMOUNT
 from lealta.programme.schema import Programme
 
 REQUIRED_COLUMNS = ("customer_id", "order_id", "occurred_at", "amount", "currency")
@@ -132,6 +139,7 @@ def import_orders(
     on_progress: ProgressCallback | None = None,
     auto_enrol: bool = True,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    max_amount: Decimal = DEFAULT_MAX_AMOUNT,
 ) -> ImportReport:
     """Import the orders and refunds in the CSV at ``path``, in file order.
 
@@ -144,7 +152,9 @@ def import_orders(
         raise ValueError("chunk_size must be at least 1")
     started = time.perf_counter()
     report = ImportReport()
-    ctx = IngestContext(programme=programme, now=now, actor=actor, auto_enrol=auto_enrol)
+    ctx = IngestContext(
+        programme=programme, now=now, actor=actor, auto_enrol=auto_enrol, max_amount=max_amount
+    )
     with _open(path) as raw:
         source = _Lines(raw)
         reader = csv.reader(source, strict=True)
@@ -362,7 +372,9 @@ def _to_event(columns: _Columns, line: int, cells: list[str]) -> tuple[str, Even
     try:
         return key, EventIn.model_validate(raw)
     except ValidationError as exc:
-        raise LealtaError(_describe(exc), code="validation_error") from None
+        bad_id = any(e["type"] == ids.ERROR_CODE for e in exc.errors())
+        code = ids.ERROR_CODE if bad_id else "validation_error"
+        raise LealtaError(_describe(exc), code=code) from None
 
 
 def _present(**values: str) -> dict[str, str]:

@@ -19,10 +19,23 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from lealta.kit.db import insert_ignore
-from lealta.kit.errors import Conflict, InvalidInput
+from lealta.kit.errors import Conflict, InvalidInput, LealtaError
 from lealta.models import IdempotencyRecord
 
 MAX_KEY_LENGTH = 200
+
+
+class MissingIdempotencyKey(LealtaError):
+    """A write that must be idempotent came without a key: the request is incomplete (400)."""
+
+    status_code = 400
+    code = "missing_idempotency_key"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "This write needs an idempotency key: send an 'Idempotency-Key' header"
+            " (or an event 'id')."
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,11 +56,7 @@ def request_hash(payload: Any) -> str:
 
 def check_key(key: str | None) -> str:
     if key is None or not key.strip():
-        raise InvalidInput(
-            "This write needs an idempotency key: send an 'Idempotency-Key' header"
-            " (or an event 'id').",
-            code="missing_idempotency_key",
-        )
+        raise MissingIdempotencyKey()
     key = key.strip()
     if len(key) > MAX_KEY_LENGTH:
         raise InvalidInput(

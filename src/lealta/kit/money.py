@@ -62,3 +62,27 @@ def to_minor(amount: Decimal, currency: str, *, field: str = "amount") -> int:
 
 def from_minor(minor: int, currency: str) -> Decimal:
     return Decimal(minor).scaleb(-exponent(currency))
+
+
+DEFAULT_MAX_AMOUNT = Decimal("10000000")
+"""Largest single amount accepted (``LEALTA_MAX_ORDER_AMOUNT``), in major units."""
+
+
+class AmountTooLarge(InvalidInput):
+    code = "amount_too_large"
+
+
+def check_max_amount(minor: int, currency: str, maximum: Decimal, *, field: str = "amount") -> int:
+    """``minor`` if it is at most ``maximum`` major units of ``currency``, else
+    ``amount_too_large`` (422): one order must not be able to do unbounded work."""
+    limit = int(maximum.scaleb(exponent(currency)))
+    if minor > limit:
+        raise AmountTooLarge(
+            f"{field} is larger than the maximum of {maximum} {currency}.",
+            details={
+                "field": field,
+                "value": str(from_minor(minor, currency)),
+                "max": str(maximum),
+            },
+        )
+    return minor

@@ -14,12 +14,14 @@ from lealta.kit.http import (
     ERROR_RESPONSES,
     ClockDep,
     DbDep,
-    IdempotencyKey,
     Reader,
+    RequiredIdempotencyKey,
     Writer,
+    replayable,
     respond,
 )
 from lealta.kit.idempotency import check_key, run_once
+from lealta.kit.ids import ExternalId
 from lealta.ledger import operations, service
 from lealta.ledger.schemas import AdjustmentIn, EntryPage, SpendIn, WriteResult
 from lealta.members import service as members
@@ -30,7 +32,7 @@ router = APIRouter(prefix="/v1/members", tags=["points"], responses=ERROR_RESPON
 
 @router.get("/{external_id}/ledger", response_model=EntryPage, summary="Ledger history")
 def ledger_history(
-    external_id: str,
+    external_id: ExternalId,
     principal: Reader,
     db: DbDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
@@ -48,14 +50,15 @@ def ledger_history(
     status_code=201,
     response_model=WriteResult,
     summary="Adjust points by hand",
+    responses=replayable(WriteResult),
 )
 def adjust_points(
-    external_id: str,
+    external_id: ExternalId,
     data: AdjustmentIn,
     principal: Writer,
     db: DbDep,
     clock: ClockDep,
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: RequiredIdempotencyKey,
 ) -> JSONResponse:
     """Credit (positive) or debit (negative) with a mandatory reason; audited. Requires an
     `Idempotency-Key`. A debit larger than the balance is refused (`insufficient_points`)."""
@@ -69,14 +72,15 @@ def adjust_points(
     status_code=201,
     response_model=WriteResult,
     summary="Spend points (pay with points)",
+    responses=replayable(WriteResult),
 )
 def spend_points(
-    external_id: str,
+    external_id: ExternalId,
     data: SpendIn,
     principal: Writer,
     db: DbDep,
     clock: ClockDep,
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: RequiredIdempotencyKey,
 ) -> JSONResponse:
     """Debit points at checkout. Concurrent spends can never overspend: each one locks the
     member's account, and a spend the balance cannot cover fails with `409 insufficient_points`.
@@ -88,7 +92,7 @@ def spend_points(
 
 def _points_write(
     kind: str,
-    external_id: str,
+    external_id: ExternalId,
     data: AdjustmentIn | SpendIn,
     operation: Callable[..., WriteResult],
     principal: Principal,

@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 
 from lealta.audit import service as audit
 from lealta.kit.errors import InvalidInput
+from lealta.kit.timestamps import check_moment
 from lealta.ledger import service as ledger
 from lealta.ledger.schemas import AdjustmentIn, EntryOut, SpendIn, WriteResult
 from lealta.members import service as members
@@ -30,9 +31,9 @@ def adjust(
     """Credit or debit by hand, with a reason, audited. A debit never takes the balance below 0."""
     if data.points == 0:
         raise InvalidInput("An adjustment of 0 points changes nothing.", code="zero_points")
+    occurred_at = now if data.occurred_at is None else check_moment(data.occurred_at, now=now)
     member = members.get(session, external_id)
     account = ledger.lock_account(session, member.id)
-    occurred_at = data.occurred_at or now
     source = ledger.Source("adjustment", None, actor)
     if data.points > 0:
         entry = ledger.credit(

@@ -13,9 +13,11 @@ from lealta.kit.http import (
     IdempotencyKey,
     Reader,
     Writer,
+    replayable,
     respond,
 )
 from lealta.kit.idempotency import run_maybe_once
+from lealta.kit.ids import ExternalId
 from lealta.kit.money import from_minor
 from lealta.kit.pagination import newest_first
 from lealta.members import attributes, service
@@ -26,7 +28,13 @@ from lealta.programme import service as programmes
 router = APIRouter(prefix="/v1/members", tags=["members"], responses=ERROR_RESPONSES)
 
 
-@router.post("", status_code=201, response_model=MemberOut, summary="Enrol a member")
+@router.post(
+    "",
+    status_code=201,
+    response_model=MemberOut,
+    summary="Enrol a member",
+    responses=replayable(MemberOut),
+)
 def create_member(
     data: MemberCreate,
     principal: Writer,
@@ -56,14 +64,14 @@ def create_member(
 
 
 @router.get("/{external_id}", response_model=MemberOut, summary="Get a member")
-def get_member(external_id: str, principal: Reader, db: DbDep) -> MemberOut:
+def get_member(external_id: ExternalId, principal: Reader, db: DbDep) -> MemberOut:
     with db.unit_of_work(write=False) as session:
         return service.to_out(session, service.get(session, external_id))
 
 
 @router.patch("/{external_id}", response_model=MemberOut, summary="Update a member")
 def update_member(
-    external_id: str,
+    external_id: ExternalId,
     data: MemberUpdate,
     principal: Writer,
     db: DbDep,
@@ -78,9 +86,14 @@ def update_member(
         return service.to_out(session, member)
 
 
-@router.post("/{external_id}/consents", response_model=MemberOut, summary="Record consent")
+@router.post(
+    "/{external_id}/consents",
+    response_model=MemberOut,
+    summary="Record consent",
+    responses=replayable(MemberOut),
+)
 def record_consent(
-    external_id: str,
+    external_id: ExternalId,
     data: ConsentIn,
     principal: Writer,
     db: DbDep,
@@ -109,7 +122,9 @@ def record_consent(
 
 
 @router.get("/{external_id}/balance", response_model=BalanceOut, summary="Points balance")
-def get_balance(external_id: str, principal: Reader, db: DbDep, clock: ClockDep) -> BalanceOut:
+def get_balance(
+    external_id: ExternalId, principal: Reader, db: DbDep, clock: ClockDep
+) -> BalanceOut:
     """Available, pending, lifetime figures, and what expires soon (with the next date)."""
     with db.unit_of_work(write=False) as session:
         member = service.get(session, external_id)
@@ -151,7 +166,7 @@ class OrderPage(BaseModel):
 
 @router.get("/{external_id}/orders", response_model=OrderPage, summary="Order history")
 def list_orders(
-    external_id: str,
+    external_id: ExternalId,
     principal: Reader,
     db: DbDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,

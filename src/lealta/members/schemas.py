@@ -14,9 +14,9 @@ from pydantic import (
     model_validator,
 )
 
+from lealta.kit.ids import ExternalId
 from lealta.kit.storable import check_storable
 
-ExternalId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
 Language = Literal["es", "en"]
 ConsentPurpose = Literal["marketing_email", "marketing_sms", "marketing_push", "data_processing"]
 AttributeValue = str | int | float | bool | None
@@ -33,7 +33,16 @@ class MemberFields(BaseModel):
     name: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = None
     birthday: date | None = None
     language: Language | None = None
-    timezone: str | None = None
+    timezone: (
+        Annotated[
+            str,
+            Field(
+                description="An IANA time zone, e.g. Europe/Madrid.",
+                json_schema_extra=lambda schema: schema.update(enum=sorted(_zones())),
+            ),
+        ]
+        | None
+    ) = None
     attributes: dict[Annotated[str, StringConstraints(max_length=64)], AttributeValue] | None = (
         Field(default=None, max_length=100)
     )

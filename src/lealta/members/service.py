@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from lealta.kit.errors import Conflict, NotFound
 from lealta.kit.money import from_minor
+from lealta.kit.timestamps import check_birthday
 from lealta.members.schemas import (
     BalanceOut,
     ConsentIn,
@@ -62,7 +63,7 @@ def create(
 ) -> Member:
     """Enrol a new member (``409 member_exists`` if the external id is taken)."""
     member = _new_member(data.external_id, data.enrolment_channel, enrolled_at or now, now)
-    _apply_fields(member, data)
+    _apply_fields(member, data, now=now)
     if not _insert(session, member, now):
         raise MemberExists(
             f"A member with external id '{data.external_id}' already exists.",
@@ -75,7 +76,7 @@ def create(
 
 def update(session: Session, member: Member, data: MemberFields, *, now: datetime) -> Member:
     """Set the fields present in ``data``; absent fields stay as they are."""
-    _apply_fields(member, data)
+    _apply_fields(member, data, now=now)
     member.updated_at = now
     session.flush()
     return member
@@ -106,7 +107,7 @@ def get_or_enrol(
         )
     member = _new_member(external_id, channel, at, now)
     if profile is not None:
-        _apply_fields(member, profile)
+        _apply_fields(member, profile, now=now)
     if not _insert(session, member, now):
         return get(session, external_id)
     return member
@@ -248,7 +249,8 @@ def _new_account(member_id: int, now: datetime) -> Account:
     )
 
 
-def _apply_fields(member: Member, data: MemberFields) -> None:
+def _apply_fields(member: Member, data: MemberFields, *, now: datetime) -> None:
+    check_birthday(data.birthday, now=now)
     values: dict[str, Any] = data.model_dump(
         exclude_unset=True, include=set(MemberFields.model_fields)
     )

@@ -3,10 +3,17 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, text
+from sqlalchemy.engine.default import DefaultExecutionContext
 from sqlalchemy.orm import Mapped, mapped_column
 
+from lealta.coupons.codes import normalise
 from lealta.kit.db import Base, JSONType
 from lealta.models._types import BigId
+
+
+def _code_key(context: DefaultExecutionContext) -> str:
+    return normalise(str(context.get_current_parameters()["code"]))  # type: ignore[no-untyped-call]
+
 
 COUPON_SOURCES = ("redemption", "threshold", "admin")
 COUPON_STATUSES = ("active", "redeemed", "expired", "void")
@@ -28,11 +35,15 @@ class Coupon(Base):
         CheckConstraint("source IN ('redemption', 'threshold', 'admin')", name="ck_coupons_source"),
         CheckConstraint("uses >= 0 AND uses <= uses_allowed", name="ck_coupons_uses"),
         Index("ix_coupons_member_status", "member_id", "status"),
+        Index("ix_coupons_code_key", "code_key", unique=True),
         Index("ix_coupons_status_valid_until", "status", "valid_until"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     code: Mapped[str] = mapped_column(String(64), unique=True)
+    # The code as looked up (``coupons.codes.normalise``: upper-case, no dashes or spaces);
+    # unique, so two codes differing only in their dashes never coexist.
+    code_key: Mapped[str] = mapped_column(String(64), default=_code_key)
     member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
     reward_id: Mapped[str] = mapped_column(String(64))
     source: Mapped[str] = mapped_column(String(16))

@@ -49,6 +49,18 @@ class Translations(_Model):
         return (self.en if language == "en" else None) or self.es
 
 
+# A name shown to people: one plain string (any language), or ``{es: ..., en: ...}``.
+Name = Annotated[
+    Text | Translations,
+    Field(description='Plain text, or per language: {es: "...", en: "..."} (es required).'),
+]
+
+
+def name_in(name: str | Translations, language: str) -> str:
+    """A :data:`Name` in ``language`` (Spanish when there is no English, a plain string as is)."""
+    return name if isinstance(name, str) else name.get(language)
+
+
 # --- earning ----------------------------------------------------------------------------
 
 
@@ -102,7 +114,7 @@ class EarningRule(_Model):
     """
 
     id: Slug
-    name: Text
+    name: Name
     kind: Literal["points", "per_unit", "multiplier"] = "points"
     event: EventType = Field(description="Event type this rule listens to.")
     condition: Cel | None = Field(
@@ -117,6 +129,9 @@ class EarningRule(_Model):
     window: Window | None = None
     caps: Caps | None = None
     active: bool = True
+
+    def label(self, language: str) -> str:
+        return name_in(self.name, language)
 
     @model_validator(mode="after")
     def _kind_fields(self) -> EarningRule:
@@ -136,10 +151,20 @@ class SpendThresholdRule(_Model):
     """Seed 003: every time cumulative spend crosses a multiple of ``every``, issue a reward."""
 
     id: Slug
-    name: Text
+    name: Name
     every: Annotated[Decimal, Field(gt=0)]
     reward: Slug = Field(description="Reward id issued free of points each time.")
+    max_per_event: Annotated[int, Field(ge=1, le=100)] = Field(
+        default=10,
+        description=(
+            "Most rewards one event may issue. Crossings beyond it in one event are forfeited"
+            " (not issued, not carried); they are reported on the event and in the outbox."
+        ),
+    )
     active: bool = True
+
+    def label(self, language: str) -> str:
+        return name_in(self.name, language)
 
 
 # --- tiers ------------------------------------------------------------------------------
@@ -340,6 +365,9 @@ class Programme(_Model):
 
     def reward(self, reward_id: str) -> Reward | None:
         return next((r for r in self.rewards if r.id == reward_id), None)
+
+    def rule(self, rule_id: str) -> EarningRule | None:
+        return next((r for r in self.rules if r.id == rule_id), None)
 
 
 def _unique(where: str, ids: list[str]) -> None:

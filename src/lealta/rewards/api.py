@@ -12,12 +12,14 @@ from lealta.kit.http import (
     ERROR_RESPONSES,
     ClockDep,
     DbDep,
-    IdempotencyKey,
     Reader,
+    RequiredIdempotencyKey,
     Writer,
+    replayable,
     respond,
 )
 from lealta.kit.idempotency import check_key, run_once
+from lealta.kit.ids import ExternalId
 from lealta.members import service as members
 from lealta.models import Account, Member, Redemption
 from lealta.programme import service as programmes
@@ -38,7 +40,7 @@ router = APIRouter(prefix="/v1", tags=["rewards"], responses=ERROR_RESPONSES)
     summary="Rewards the member can choose",
 )
 def member_rewards(
-    external_id: str, principal: Reader, db: DbDep, clock: ClockDep
+    external_id: ExternalId, principal: Reader, db: DbDep, clock: ClockDep
 ) -> MemberRewardsOut:
     """Every reward with `redeemable` and, when locked, each reason with a message:
     `insufficient_points` (with `points_needed`), `tier_required`, `not_eligible`,
@@ -65,14 +67,15 @@ def member_rewards(
     status_code=201,
     response_model=RedemptionOut,
     summary="Redeem a reward",
+    responses=replayable(RedemptionOut),
 )
 def redeem_reward(
-    external_id: str,
+    external_id: ExternalId,
     data: RedemptionIn,
     principal: Writer,
     db: DbDep,
     clock: ClockDep,
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: RequiredIdempotencyKey,
 ) -> JSONResponse:
     """One click, one transaction: points debited, a unit of stock taken, and a unique coupon
     issued (coupon rewards) or a fulfilment record created (products, experiences); pay with
@@ -113,7 +116,7 @@ def redeem_reward(
     summary="The member's redemptions",
 )
 def member_redemptions(
-    external_id: str,
+    external_id: ExternalId,
     principal: Reader,
     db: DbDep,
     clock: ClockDep,
@@ -133,13 +136,14 @@ def member_redemptions(
     "/redemptions/{redemption_id}/rollback",
     response_model=RedemptionOut,
     summary="Roll back a redemption",
+    responses=replayable(RedemptionOut),
 )
 def rollback_redemption(
     redemption_id: int,
     principal: Writer,
     db: DbDep,
     clock: ClockDep,
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: RequiredIdempotencyKey,
 ) -> JSONResponse:
     """Give the points back to the very lots they came from, return the unit to stock and void
     the coupon. Requires an `Idempotency-Key`. `409 coupon_already_used` if the coupon was

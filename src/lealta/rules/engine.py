@@ -262,7 +262,7 @@ def evaluate(
             exact = r.points * quantity
         points = _apply_caps(r, member.usage.get(r.id, RuleUsage()), round_points(exact, rounding))
         if points > 0:
-            postings.append(Posting(points, r.id, r.name))
+            postings.append(Posting(points, r.id, r.label("en")))
     return postings
 
 

@@ -4,6 +4,7 @@ from fastapi import APIRouter
 
 from lealta.kit.errors import NotFound
 from lealta.kit.http import ERROR_RESPONSES, ClockDep, DbDep, Reader
+from lealta.kit.ids import ExternalId
 from lealta.members import service as members
 from lealta.models import Account
 from lealta.programme import service as programmes
@@ -43,7 +44,7 @@ def benefits_out(benefits: Benefits) -> BenefitsOut:
 
 
 @router.get("/{external_id}/tier", response_model=TierOut, summary="Tier and progress")
-def get_tier(external_id: str, principal: Reader, db: DbDep, clock: ClockDep) -> TierOut:
+def get_tier(external_id: ExternalId, principal: Reader, db: DbDep, clock: ClockDep) -> TierOut:
     """Current tier, qualifying value, next tier, progress %, amount needed and an estimated
     date to reach it from the member's own spending rate."""
     now = clock.now()
@@ -86,7 +87,7 @@ def get_tier(external_id: str, principal: Reader, db: DbDep, clock: ClockDep) ->
 @router.get(
     "/{external_id}/benefits", response_model=MemberBenefitsOut, summary="Benefits for checkout"
 )
-def get_benefits(external_id: str, principal: Reader, db: DbDep) -> MemberBenefitsOut:
+def get_benefits(external_id: ExternalId, principal: Reader, db: DbDep) -> MemberBenefitsOut:
     """The member's tier benefits as data (discount %, free shipping, flags) for checkout."""
     with db.unit_of_work(write=False) as session:
         programme = programmes.current(session)
