@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.resources import files
@@ -10,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from sqlalchemy import text
 from starlette.middleware.sessions import SessionMiddleware
 
@@ -18,10 +19,20 @@ from lealta import __version__
 from lealta.config import Settings, get_settings
 from lealta.coupons.api import router as coupons_router
 from lealta.events.api import router as events_router
+from lealta.kit import openapi
 from lealta.kit.clock import Clock, SystemClock
 from lealta.kit.db import Database
-from lealta.kit.http import BodyLimitMiddleware, ObservabilityMiddleware, install_error_handlers
+from lealta.kit.http import (
+    RETRY_AFTER,
+    BodyLimitMiddleware,
+    ErrorResponse,
+    ObservabilityMiddleware,
+    get_principal,
+    install_error_handlers,
+)
 from lealta.kit.logging import configure as configure_logging
+from lealta.kit.logging import get_logger
+from lealta.kit.redact import install_access_log_filter
 from lealta.ledger.api import router as ledger_router
 from lealta.members.api import router as members_router
 from lealta.programme.api import router as programme_router
@@ -31,6 +42,8 @@ from lealta.web.admin.routes_auth import router as admin_auth_router
 from lealta.web.admin.routes_core import router as admin_core_router
 from lealta.web.admin.routes_ops import router as admin_ops_router
 from lealta.web.cockpit.routes import router as cockpit_router
+from lealta.web.headers import SecurityHeadersMiddleware, with_hashed_scripts
+from lealta.web.lang import router as lang_router
 
 DESCRIPTION = """
 Lealta is the loyalty heart of a CRM: send it orders and events, read balances and history.
@@ -45,6 +58,8 @@ events may use their `id`). A replay returns the first response with
 **Errors** always have the shape `{"error": {"code", "message", "details"}}` with a stable `code`.
 """
 
+log = get_logger("lealta.app")
+
 
 def create_app(
     settings: Settings | None = None, *, db: Database | None = None, clock: Clock | None = None
@@ -55,10 +70,14 @@ def create_app(
         settings.database_url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout,
+        connect_timeout=settings.db_connect_timeout,
+        statement_timeout=settings.db_statement_timeout or None,
     )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        log.info("worker_started", pid=os.getpid())
         yield
         if db is None:
             database.dispose()
@@ -75,6 +94,7 @@ def create_app(
     app.state.db = database
     app.state.clock = clock or SystemClock()
     install_error_handlers(app)
+    openapi.install(app, get_principal)
     app.include_router(events_router)
     app.include_router(members_router)
     app.include_router(ledger_router)
@@ -86,34 +106,76 @@ def create_app(
     app.include_router(cockpit_router)
     app.include_router(admin_ops_router)
     app.include_router(admin_core_router)
+    app.include_router(lang_router)
 
     @app.get("/health", tags=["ops"], summary="Liveness")
-    def health() -> dict[str, str]:
-        """The process is up (no database call)."""
+    async def health() -> dict[str, str]:
+        """The process is up. No I/O and no thread: answers while every worker thread waits
+        on the database."""
         return {"status": "ok"}
 
-    @app.get("/ready", tags=["ops"], summary="Readiness")
+    @app.get(
+        "/ready",
+        tags=["ops"],
+        summary="Readiness",
+        responses={
+            200: {
+                "description": "Ready",
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {
+                                "status": {"type": "string", "enum": ["ready"]},
+                                "database": {"type": "string"},
+                            },
+                            "required": ["status", "database"],
+                        }
+                    }
+                },
+            },
+            503: {
+                "description": "Not ready (not_ready)",
+                "model": ErrorResponse,
+                "headers": {"Retry-After": RETRY_AFTER},
+            },
+        },
+    )
     def ready() -> Response:
         """The database answers and the schema is migrated."""
         try:
             with database.unit_of_work(write=False) as session:
                 session.execute(text("SELECT 1 FROM alembic_version"))
         except Exception as exc:  # any failure means "not ready", reported as 503
+            # The cause (host, driver text) goes to the log only: the endpoint is anonymous.
+            log.warning("not_ready", error=(str(exc).splitlines() or [""])[0])
             return JSONResponse(
                 {
                     "error": {
                         "code": "not_ready",
-                        "message": str(exc).splitlines()[0],
+                        "message": "The database is unreachable or not migrated.",
                         "details": None,
                     }
                 },
                 status_code=503,
+                headers={"Retry-After": "5"},
             )
         return JSONResponse({"status": "ready", "database": database.dialect})
 
-    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics")
+    @app.get(
+        "/metrics",
+        tags=["ops"],
+        summary="Prometheus metrics",
+        response_class=Response,
+        responses={
+            200: {
+                "description": "Prometheus text exposition format 0.0.4.",
+                "content": {CONTENT_TYPE_PLAIN_0_0_4: {"schema": {"type": "string"}}},
+            }
+        },
+    )
     def metrics() -> Response:
-        return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_PLAIN_0_0_4)
 
     # The API docs are served from files installed with the package (fastapi-offline ships
     # Swagger UI 5, which reads OpenAPI 3.1), so /docs works with no network.
@@ -125,12 +187,14 @@ def create_app(
 
     @app.get("/docs", include_in_schema=False)
     def docs() -> Response:
-        return get_swagger_ui_html(
-            openapi_url="/openapi.json",
-            title="Lealta API",
-            swagger_js_url="/static/docs/swagger-ui-bundle.js",
-            swagger_css_url="/static/docs/swagger-ui.css",
-            swagger_favicon_url="/static/docs/favicon.png",
+        return with_hashed_scripts(
+            get_swagger_ui_html(
+                openapi_url="/openapi.json",
+                title="Lealta API",
+                swagger_js_url="/static/docs/swagger-ui-bundle.js",
+                swagger_css_url="/static/docs/swagger-ui.css",
+                swagger_favicon_url="/static/docs/favicon.png",
+            )
         )
 
     app.mount("/static", StaticFiles(directory=str(files("lealta.web") / "static")), name="static")
@@ -144,5 +208,7 @@ def create_app(
     )
     # Order matters: the limit sits inside observability so refused bodies are still counted.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(ObservabilityMiddleware)
+    install_access_log_filter()
     return app

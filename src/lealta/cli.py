@@ -82,15 +82,33 @@ def run(
     settings = get_settings()
     if migrate:
         migrate_upgrade(settings.database_url)
-    uvicorn.run(
+    count = workers or settings.workers
+    if count <= 1:
+        uvicorn.run(
+            "lealta.app:create_app",
+            factory=True,
+            host=host or settings.host,
+            port=port or settings.port,
+            access_log=False,
+            log_level="warning",
+        )
+        return
+    # Several workers: our supervisor (lealta.serve) precompiles, waits longer, and logs.
+    config = uvicorn.Config(
         "lealta.app:create_app",
         factory=True,
         host=host or settings.host,
         port=port or settings.port,
-        workers=workers or settings.workers,
+        workers=count,
         access_log=False,
         log_level="warning",
+        timeout_worker_healthcheck=settings.worker_healthcheck_timeout,
     )
+    from lealta.kit.logging import configure as configure_logging
+    from lealta.serve import serve_workers
+
+    configure_logging(settings.log_level, settings.log_format)
+    serve_workers(config, settings.data_dir / "pycache")
 
 
 @db_app.command("upgrade")
@@ -216,6 +234,7 @@ def import_orders(
                 now=SystemClock().now(),
                 actor="cli:import",
                 auto_enrol=settings.auto_enrol,
+                max_amount=settings.max_order_amount,
                 on_progress=lambda rows, done: progress.update(task, completed=done, rows=rows),
             )
     except LealtaError as exc:
@@ -257,10 +276,10 @@ def import_orders(
 def export_members(
     file: Annotated[Path, typer.Argument(help="Where to write the CSV (replaced if present).")],
 ) -> None:
-    """Write every member's tier, points and qualifying spend to FILE (CSV)."""
+    """Write every member's tier, balance buckets, qualifying spend and next expiry to FILE."""
     database = _database()
     try:
-        count = exports.export_members(database, file)
+        count = exports.export_members(database, file, now=SystemClock().now())
     except LealtaError as exc:
         raise fail(exc) from None
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -25,6 +26,18 @@ class Settings(BaseSettings):
     )
     db_pool_size: int = 10
     db_max_overflow: int = 20
+    db_pool_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds to wait for a pooled connection."
+    )
+    db_connect_timeout: float = Field(
+        default=5.0, gt=0, description="Seconds to open a connection."
+    )
+    db_statement_timeout: float = Field(
+        default=30.0, ge=0, description="Seconds one statement may run in the server; 0: no limit."
+    )
+    worker_healthcheck_timeout: int = Field(
+        default=60, gt=0, description="Seconds a worker process may take to answer the supervisor."
+    )
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
@@ -34,6 +47,12 @@ class Settings(BaseSettings):
         default=True, description="Create a member on the first event naming an unknown customer."
     )
     max_batch_events: int = 1000
+    max_order_amount: Decimal = Field(
+        default=Decimal("10000000"),
+        gt=0,
+        le=Decimal("1000000000000"),
+        description="Largest order total, item price or refund, in major units of the currency.",
+    )
     max_body_bytes: int = 4 * 1024 * 1024
     secret_key: str = Field(
         default=DEV_SECRET,

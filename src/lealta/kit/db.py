@@ -9,6 +9,7 @@ the database lock up front instead of failing half-way; on PostgreSQL rows are l
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -58,21 +59,66 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSONType}
 
 
-def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20) -> Engine:
-    """Create the engine with the per-dialect settings Lealta relies on."""
+def make_engine(
+    url: str,
+    *,
+    pool_size: int = 10,
+    max_overflow: int = 20,
+    pool_timeout: float = 10.0,
+    connect_timeout: float = 5.0,
+    statement_timeout: float | None = None,
+) -> Engine:
+    """Create the engine with the per-dialect settings Lealta relies on.
+
+    Every wait on the database is bounded: ``pool_timeout`` for a free pooled connection
+    (then :class:`sqlalchemy.exc.TimeoutError`), ``connect_timeout`` for opening one (a server
+    that accepts TCP but never answers), and ``statement_timeout`` (None: no limit) for one
+    statement, lock waits included. On PostgreSQL the statement timeout travels in the
+    connection's startup options, so it costs no statement per request, and TCP keepalives plus
+    ``tcp_user_timeout`` bound a connection whose server or network vanished mid-query. On
+    SQLite the statement timeout is the busy timeout (waiting for the write lock).
+    """
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
+        pool_args: dict[str, Any] = {}
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-        _configure_sqlite(engine)
+            pool_args = {
+                "pool_size": pool_size,
+                "max_overflow": max_overflow,
+                "pool_timeout": pool_timeout,
+            }
+        busy = 30.0 if statement_timeout is None else statement_timeout
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": busy}, **pool_args
+        )
+        _configure_sqlite(engine, busy_ms=max(1, round(busy * 1000)))
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    return create_engine(url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True)
+    connect_args: dict[str, Any] = {
+        # libpq counts whole seconds (and at least 2).
+        "connect_timeout": max(1, math.ceil(connect_timeout)),
+        "keepalives": 1,
+        "keepalives_idle": 30,
+        "keepalives_interval": 10,
+        "keepalives_count": 3,
+        # Data unacknowledged for 30 s means the peer is gone (milliseconds).
+        "tcp_user_timeout": 30_000,
+    }
+    if statement_timeout:
+        connect_args["options"] = f"-c statement_timeout={max(1, round(statement_timeout * 1000))}"
+    return create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_timeout=pool_timeout,
+        pool_pre_ping=True,
+        connect_args=connect_args,
+    )
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, *, busy_ms: int = 30_000) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         # Let SQLAlchemy's "begin" event below decide how transactions start.
@@ -81,7 +127,7 @@ def _configure_sqlite(engine: Engine) -> None:
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA synchronous=NORMAL")
-        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute(f"PRAGMA busy_timeout={busy_ms}")
         cur.close()
 
     @event.listens_for(engine, "begin")
@@ -93,9 +139,25 @@ def _configure_sqlite(engine: Engine) -> None:
 class Database:
     """Holds the engine and the two session factories (reading and writing)."""
 
-    def __init__(self, url: str, *, pool_size: int = 10, max_overflow: int = 20) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        max_overflow: int = 20,
+        pool_timeout: float = 10.0,
+        connect_timeout: float = 5.0,
+        statement_timeout: float | None = None,
+    ) -> None:
         self.url = url
-        self.engine = make_engine(url, pool_size=pool_size, max_overflow=max_overflow)
+        self.engine = make_engine(
+            url,
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            pool_timeout=pool_timeout,
+            connect_timeout=connect_timeout,
+            statement_timeout=statement_timeout,
+        )
         self.dialect = self.engine.dialect.name
         write_engine = self.engine.execution_options(**{_WRITE_OPTION: True})
         self._read = sessionmaker(self.engine, expire_on_commit=False, autoflush=False)

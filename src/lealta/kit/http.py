@@ -9,20 +9,25 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import iter_route_contexts
 from prometheus_client import Counter, Histogram
 from pydantic import BaseModel
 from sqlalchemy.exc import DataError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lealta.apikeys import service as apikeys
 from lealta.apikeys.service import Principal
 from lealta.config import Settings
+from lealta.kit import ids
 from lealta.kit.clock import Clock
 from lealta.kit.db import Database
 from lealta.kit.errors import LealtaError
-from lealta.kit.idempotency import Outcome
+from lealta.kit.idempotency import MissingIdempotencyKey, Outcome
 from lealta.kit.logging import get_logger
+from lealta.kit.redact import redact_target
 
 log = get_logger("lealta.http")
 
@@ -45,17 +50,29 @@ class ErrorResponse(BaseModel):
     error: ErrorDetail
 
 
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+RETRY_AFTER: dict[str, Any] = {
+    "description": "Seconds to wait before retrying.",
+    "schema": {"type": "string"},
+}
+_ERROR_STATUSES: dict[int | str, dict[str, Any]] = {
     code: {"description": desc, "model": ErrorResponse}
     for code, desc in {
-        400: "Malformed request (bad JSON, missing key)",
+        400: "Malformed request (malformed_json, missing_idempotency_key)",
         401: "Missing or invalid API key",
         403: "API key lacks the scope",
         404: "Unknown member, order or route",
         409: "Business conflict (insufficient points, already recorded, key reused)",
         413: "Body or batch too large",
-        422: "Payload failed validation",
+        422: "Payload failed validation (validation_error, invalid_external_id, …)",
     }.items()
+}
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **_ERROR_STATUSES,
+    503: {
+        "description": "The database is busy or unreachable; retry (database_unavailable)",
+        "model": ErrorResponse,
+        "headers": {"Retry-After": RETRY_AFTER},
+    },
 }
 
 
@@ -64,11 +81,30 @@ PAGE_PREFIXES = ("/admin", "/me", "/till")
 
 def is_page(request: Request) -> bool:
     """Requests for the HTML console and cockpit get HTML errors; the API gets JSON."""
-    return request.url.path.startswith(PAGE_PREFIXES)
+    path = request.url.path
+    return any(path == prefix or path.startswith(prefix + "/") for prefix in PAGE_PREFIXES)
 
 
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details}}
+
+
+DB_RETRY_AFTER = 5  # seconds, the Retry-After of a 503 database_unavailable
+
+
+def db_unavailable_page(request: Request, headers: dict[str, str]) -> Response:
+    """The styled 503 page, rendered without touching the database (no signed-in user)."""
+    from lealta.web import i18n
+    from lealta.web.templating import render
+
+    language = i18n.negotiate(request)
+    _ = i18n.gettext_for(language)
+    message = _("The database is busy or cannot be reached. Try again in a moment.")
+    context = {"code": "database_unavailable", "message": message, "back_url": request.url.path}
+    response = render(request, "error.html", context, language=language, status_code=503)
+    response.headers["Cache-Control"] = "no-store"
+    response.headers.update(headers)
+    return response
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -77,17 +113,18 @@ def install_error_handlers(app: FastAPI) -> None:
         if is_page(request):
             from starlette.responses import RedirectResponse
 
-            from lealta.web.templating import render
+            from lealta.web.errors import error_page
 
             if exc.status_code == 401:
                 login = "/me/login" if request.url.path.startswith("/me") else "/admin/login"
                 return RedirectResponse(f"{login}?next={request.url.path}", status_code=303)
 
-            return render(
+            return await run_in_threadpool(
+                error_page,
                 request,
-                "error.html",
-                {"message": exc.message, "code": exc.code},
                 status_code=exc.status_code,
+                code=exc.code,
+                message=exc.message,
             )
         return JSONResponse(exc.to_dict(), status_code=exc.status_code)
 
@@ -99,6 +136,9 @@ def install_error_handlers(app: FastAPI) -> None:
                 error_body("malformed_json", "The request body is not valid JSON."),
                 status_code=400,
             )
+        if any(_is_missing_idempotency_key(e) for e in errors):
+            missing = MissingIdempotencyKey()
+            return JSONResponse(missing.to_dict(), status_code=missing.status_code)
         details = [
             {
                 "loc": [str(p) for p in e.get("loc", ())],
@@ -107,16 +147,32 @@ def install_error_handlers(app: FastAPI) -> None:
             }
             for e in errors
         ]
-        first = details[0] if details else {"loc": [], "message": "invalid"}
+        first = details[0] if details else {"loc": [], "message": "invalid", "type": ""}
         where = ".".join(first["loc"]) or "body"
+        code = ids.ERROR_CODE if first["type"] == ids.ERROR_CODE else "validation_error"
         return JSONResponse(
-            error_body("validation_error", f"{where}: {first['message']}", details),
+            error_body(code, f"{where}: {first['message']}", details),
             status_code=422,
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+        if exc.status_code == 405:
+            # Starlette names only the first route that matched the path; a path served by
+            # several routes (GET and PATCH /v1/members/{id}) allows all of their methods.
+            exc.headers = {**(exc.headers or {}), "Allow": ", ".join(allowed_methods(request))}
+        if is_page(request) and exc.status_code in (404, 405):
+            from lealta.web.errors import error_page
+
+            return await run_in_threadpool(
+                error_page,
+                request,
+                status_code=exc.status_code,
+                code=codes[exc.status_code],
+                message=str(exc.detail),
+                headers=getattr(exc, "headers", None),
+            )
         return JSONResponse(
             error_body(codes.get(exc.status_code, "http_error"), str(exc.detail)),
             status_code=exc.status_code,
@@ -134,12 +190,19 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(OperationalError)
-    async def _db_busy(_: Request, exc: OperationalError) -> JSONResponse:
-        log.warning("database_unavailable", error=str(exc.orig))
+    @app.exception_handler(PoolTimeoutError)
+    async def _db_busy(request: Request, exc: Exception) -> Response:
+        # Unreachable, timed out (connect or statement timeout, lock wait) or no free pooled
+        # connection: the unit of work rolled back, so the client may simply retry.
+        cause = getattr(exc, "orig", None) or exc
+        log.warning("database_unavailable", error=(str(cause).splitlines() or [""])[0])
+        headers = {"Retry-After": str(DB_RETRY_AFTER)}
+        if is_page(request):
+            return db_unavailable_page(request, headers)
         return JSONResponse(
             error_body("database_unavailable", "The database is busy or unreachable; retry."),
             status_code=503,
-            headers={"Retry-After": "1"},
+            headers=headers,
         )
 
     @app.exception_handler(Exception)
@@ -148,6 +211,22 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(
             error_body("internal_error", "Something went wrong on our side."), status_code=500
         )
+
+
+def _is_missing_idempotency_key(error: Any) -> bool:
+    loc = tuple(error.get("loc", ()))
+    return error.get("type") == "missing" and loc == ("header", IDEMPOTENCY_HEADER)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path, for a 405's ``Allow`` header."""
+    path = request.scope.get("path", "")
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.routes):
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(path) and route.methods:
+            methods.update(route.methods)
+    return sorted(methods)
 
 
 class BodyLimitMiddleware:
@@ -224,7 +303,7 @@ class ObservabilityMiddleware:
                 log.info(
                     "request",
                     method=method,
-                    path=scope.get("path"),
+                    path=redact_target(str(scope.get("path", ""))),
                     route=route,
                     status=status,
                     ms=round(elapsed * 1000, 2),
@@ -296,11 +375,41 @@ ClockDep = Annotated[Clock, Depends(get_clock)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 Reader = Annotated[Principal, Depends(get_principal)]
 Writer = Annotated[Principal, Depends(get_writer)]
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 IdempotencyKey = Annotated[
     str | None,
     Header(
-        alias="Idempotency-Key",
+        alias=IDEMPOTENCY_HEADER,
         description="Unique per logical write; a replay returns the first response.",
         max_length=200,
+        pattern=r"\S",
     ),
 ]
+RequiredIdempotencyKey = Annotated[
+    str,
+    Header(
+        alias=IDEMPOTENCY_HEADER,
+        description="Required. Unique per logical write; a replay returns the first response."
+        " Without it: 400 missing_idempotency_key.",
+        max_length=200,
+        pattern=r"\S",
+    ),
+]
+
+
+def replayable(model: type[BaseModel]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for an idempotent write: the replay is a 200 with a marker."""
+    return {
+        200: {
+            "model": model,
+            "description": "A replay of the first response for this `Idempotency-Key` (with"
+            " `Idempotent-Replayed: true`), or the result itself for writes whose success is"
+            " 200.",
+            "headers": {
+                "Idempotent-Replayed": {
+                    "description": "`true` when this is the stored first response, replayed.",
+                    "schema": {"type": "string", "enum": ["true"]},
+                }
+            },
+        }
+    }
