@@ -62,7 +62,7 @@ def data(db: Database, clock: FixedClock) -> None:
         for external_id, name, email in (
             ("cust-1", "María García", "maria@example.com"),
             ("cust-2", "Jordi Puig", "jordi@example.com"),
-            ("shop/50%_off", "Ana López", None),
+            ("shop-50_off", "Ana López 50%_off", None),
         ):
             members.create(
                 session,
@@ -166,7 +166,7 @@ class TestSignIn:
             "/admin/login",
             data={"email": "support@example.com", "password": PASSWORD, "csrf_token": token},
         )
-        assert right.status_code == 423
+        assert right.status_code == 401  # locked: the same answer as a wrong password
         assert web.get("/admin").status_code == 303
         assert count(db, AuditLog, AuditLog.action == "admin_user.locked") == 1
 
@@ -386,8 +386,8 @@ class TestMembers:
             ("CUST-", ["cust-1", "cust-2"], []),
             ("maría", ["cust-1"], ["cust-2"]),
             ("JORDI@EXAMPLE", ["cust-2"], ["cust-1"]),
-            ("50%_", ["shop/50%_off"], ["cust-1"]),
-            ("%", ["shop/50%_off"], ["cust-1", "cust-2"]),
+            ("50%_", ["shop-50_off"], ["cust-1"]),
+            ("%", ["shop-50_off"], ["cust-1", "cust-2"]),
         ],
     )
     def test_search(

@@ -431,7 +431,7 @@ class TestPages:
         )
         assert gold.status_code == 409
         no_key = web.post("/me/rewards/free-shipping/redeem", data={"csrf_token": token})
-        assert no_key.status_code == 422
+        assert no_key.status_code == 400
         unknown = web.post(
             "/me/rewards/nope/redeem", data={"csrf_token": token, "idempotency_key": "k3"}
         )

@@ -31,3 +31,6 @@ class AdminUser(Base):
     disabled: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime]
     last_login_at: Mapped[datetime | None]
+    # Signed session cookies carry the generation they were issued under; raising it (sign
+    # out, new password, new role, disabled) ends every session of the user at once.
+    session_generation: Mapped[int] = mapped_column(default=0, server_default="0")

@@ -30,6 +30,8 @@ class Member(Base):
     avatar_path: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    # Raised when the member signs out of the cockpit: older session cookies stop working.
+    session_generation: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
 class Consent(Base):

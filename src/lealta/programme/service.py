@@ -35,6 +35,11 @@ _cache: dict[str, Programme] = {}
 
 class ProgrammeInvalid(InvalidInput):
     code = "invalid_programme"
+    # What went wrong, for pages that say it in the reader's language: ``syntax`` (with
+    # ``line``/``column`` when known), ``not_mapping`` or ``invalid`` (see ``details``).
+    kind: str = "invalid"
+    line: int | None = None
+    column: int | None = None
 
 
 class VersionNotFound(NotFound):
@@ -55,15 +60,21 @@ def parse_text(text: str, *, source: str = "document") -> dict[str, Any]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ProgrammeInvalid(
+        invalid = ProgrammeInvalid(
             f"{source} is not valid YAML/JSON{where}.",
             details=[{"path": "", "message": str(exc).splitlines()[0]}],
-        ) from exc
+        )
+        invalid.kind = "syntax"
+        if mark:
+            invalid.line, invalid.column = mark.line + 1, mark.column + 1
+        raise invalid from exc
     if not isinstance(data, dict):
-        raise ProgrammeInvalid(
+        invalid = ProgrammeInvalid(
             f"{source} must be a mapping at the top level.",
             details=[{"path": "", "message": "expected a mapping"}],
         )
+        invalid.kind = "not_mapping"
+        raise invalid
     return data
 
 

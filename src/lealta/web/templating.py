@@ -18,11 +18,19 @@ from fastapi.templating import Jinja2Templates
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
-from lealta.web import i18n
+from lealta.web import describe, i18n
+from lealta.web import lang as switch
 from lealta.web.security import csrf_token
 
 templates = Jinja2Templates(directory=str(files("lealta.web") / "templates"))
 templates.env.autoescape = True
+# Stored records in the page's language: ``entry_text(_, entry, programme, lang)`` etc.
+templates.env.globals.update(
+    entry_text=describe.entry_text,
+    tier_change_text=describe.tier_change_text,
+    benefit_flag=describe.benefit_flag,
+    consent_label=describe.consent_label,
+)
 
 
 def render(
@@ -50,6 +58,10 @@ def render(
         ),
     }
     ctx.update(context or {})
+    # The ES/EN links: back to this page (its GET form when answering a POST) in the other
+    # language; ``page_url`` in the context names the GET page of a form.
+    here = switch.current_page(request, ctx.get("page_url"))
+    ctx["lang_urls"] = {code: switch.switch_url(code, here) for code in i18n.LANGUAGES}
     response = templates.TemplateResponse(request, name, ctx, status_code=status_code)
     if request.query_params.get("lang") in i18n.LANGUAGES:
         response.set_cookie(i18n.COOKIE, lang, max_age=365 * 24 * 3600, samesite="lax")

@@ -2,7 +2,9 @@
 
 Roles, from most to least power: ``admin`` (everything, users and API keys), ``marketer``
 (programme, rewards), ``support`` (members, adjustments, coupons, the till), ``read_only``
-(every page, no action). :func:`require` is the one check used on every page and action.
+(the pages that need only ``view``: no till, users or API keys; no action). The console's
+navigation shows a role only the pages it may open. :func:`require` is the one check used
+on every page and action.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.requests import Request
@@ -23,6 +25,7 @@ from lealta.models import ROLES, AdminUser
 
 _hasher = PasswordHasher()
 SESSION_KEY = "admin_user_id"
+GENERATION_KEY = "admin_session_generation"
 MIN_PASSWORD = 10
 
 # What each role may do; a page or action names the capability it needs.
@@ -40,13 +43,14 @@ class NotSignedIn(LealtaError):
 
 
 class InvalidCredentials(LealtaError):
+    """A wrong password, an unknown or disabled email, or a locked account: one answer for all,
+    so the response never tells whether an account exists or is locked."""
+
     status_code = 401
     code = "invalid_credentials"
 
 
-class AccountLocked(LealtaError):
-    status_code = 423
-    code = "account_locked"
+REFUSED = "Wrong email or password, or too many failed attempts."
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,9 +124,16 @@ def create_user(
 
 
 def set_password(session: Session, user: AdminUser, password: str, *, now: datetime) -> None:
+    """A new password; it also ends every session of the user."""
     user.password_hash = hash_password(password)
     user.failed_attempts = 0
     user.locked_until = None
+    end_sessions(user)
+
+
+def end_sessions(user: AdminUser) -> None:
+    """End every console session of ``user`` (their cookies name an older generation)."""
+    user.session_generation = AdminUser.session_generation + 1
 
 
 def authenticate(
@@ -136,24 +147,37 @@ def authenticate(
 ) -> AdminUser:
     """The user for these credentials. Failures count; at ``max_attempts`` the account locks.
 
-    The same message is given for an unknown email and a wrong password.
+    Each attempt is counted *before* the password is checked, by one conditional ``UPDATE``
+    that also refuses a locked account; the row stays locked until the transaction ends, so
+    parallel guesses queue and at most ``max_attempts`` of them are ever checked against the
+    hash before the lock. A locked account refuses the right password too, until the lock
+    ends. An unknown email, a disabled user, a locked account and a wrong password all get the
+    same ``401 invalid_credentials`` after the same hashing work.
     """
-    user = session.scalars(
-        select(AdminUser).where(func.lower(AdminUser.email) == email.strip().lower())
-    ).one_or_none()
-    if user is None or user.disabled:
+    user_id = session.scalar(
+        select(AdminUser.id).where(func.lower(AdminUser.email) == email.strip().lower())
+    )
+    attempt = None
+    if user_id is not None:
+        attempt = session.execute(
+            update(AdminUser)
+            .where(
+                AdminUser.id == user_id,
+                AdminUser.disabled.is_(False),
+                or_(AdminUser.locked_until.is_(None), AdminUser.locked_until <= now),
+            )
+            .values(failed_attempts=AdminUser.failed_attempts + 1)
+            .returning(AdminUser.failed_attempts)
+            .execution_options(synchronize_session=False)
+        ).scalar_one_or_none()
+    user = session.get(AdminUser, user_id, populate_existing=True) if attempt is not None else None
+    if user is None or attempt is None:
         _hasher.hash(password)  # same work either way: no timing hint that the email exists
-        raise InvalidCredentials("Wrong email or password.")
-    if user.locked_until is not None and user.locked_until > now:
-        raise AccountLocked(
-            "Too many failed attempts: this account is locked for a while. Try again later.",
-            details={"locked_until": user.locked_until.isoformat()},
-        )
+        raise InvalidCredentials(REFUSED)
     try:
         _hasher.verify(user.password_hash, password)
     except (VerificationError, InvalidHashError):
-        user.failed_attempts += 1
-        if user.failed_attempts >= max_attempts:
+        if attempt >= max_attempts:
             user.locked_until = now + timedelta(minutes=lock_minutes)
             user.failed_attempts = 0
             audit.record(
@@ -164,7 +188,7 @@ def authenticate(
                 target_id=user.email,
                 now=now,
             )
-        raise InvalidCredentials("Wrong email or password.") from None
+        raise InvalidCredentials(REFUSED) from None
     user.failed_attempts = 0
     user.locked_until = None
     user.last_login_at = now
@@ -174,19 +198,45 @@ def authenticate(
 
 
 def sign_in(request: Request, user: AdminUser) -> None:
+    """Start a session: the cookie names the user and their current session generation."""
     request.session.clear()
     request.session[SESSION_KEY] = user.id
+    request.session[GENERATION_KEY] = user.session_generation
 
 
-def sign_out(request: Request) -> None:
+def sign_out(session: Session, request: Request, user_id: int) -> None:
+    """End this session and every other one of the user (a copied cookie stops working)."""
+    session.execute(
+        update(AdminUser)
+        .where(AdminUser.id == user_id)
+        .values(session_generation=AdminUser.session_generation + 1)
+        .execution_options(synchronize_session=False)
+    )
+    forget(request)
+
+
+def forget(request: Request) -> None:
     request.session.pop(SESSION_KEY, None)
+    request.session.pop(GENERATION_KEY, None)
 
 
 def current(session: Session, request: Request) -> Staff:
-    """The signed-in user or ``401 not_signed_in`` (pages redirect to the sign-in form)."""
+    """The signed-in user or ``401 not_signed_in`` (pages redirect to the sign-in form).
+
+    The cookie is only good while its generation is the user's current one: signing out, a
+    new password, a new role or disabling the user raises it and ends the session.
+    """
     user_id = request.session.get(SESSION_KEY)
+    generation = request.session.get(GENERATION_KEY)
     user = session.get(AdminUser, user_id) if isinstance(user_id, int) else None
-    if user is None or user.disabled:
+    if (
+        user is None
+        or user.disabled
+        or not isinstance(generation, int)
+        or generation != user.session_generation
+    ):
+        if user_id is not None:
+            forget(request)
         raise NotSignedIn("Sign in to the admin console.")
     return Staff(user.id, user.email, user.name, user.role)
 

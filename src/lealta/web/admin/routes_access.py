@@ -105,6 +105,7 @@ def change_role(
         user = _get_user(session, user_id)
         previous = user.role
         user.role = role
+        auth.end_sessions(user)  # the user signs in again under the new role
         audit.record(
             session,
             actor=staff.actor,
@@ -169,6 +170,7 @@ def _set_disabled(
     with db.unit_of_work() as session:
         user = _get_user(session, user_id)
         user.disabled = disabled
+        auth.end_sessions(user)
         if not disabled:
             # Re-enabling also lifts a lock-out: the admin vouches for the person.
             user.failed_attempts = 0

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
 from lealta.kit.http import ClockDep, DbDep, SettingsDep
+from lealta.web import i18n
 from lealta.web.admin import auth
 from lealta.web.admin.deps import StaffDep
 from lealta.web.security import check_csrf
@@ -40,8 +41,7 @@ def login(
     next: Annotated[str, Form()] = "/admin",
 ) -> Response:
     check_csrf(request, csrf_token)
-    _ = request
-    refused: auth.InvalidCredentials | auth.AccountLocked | None = None
+    refused: auth.InvalidCredentials | None = None
     with db.unit_of_work() as session:
         try:
             user = auth.authenticate(
@@ -53,22 +53,34 @@ def login(
                 lock_minutes=settings.admin_lockout_minutes,
             )
             auth.sign_in(request, user)
-        except (auth.InvalidCredentials, auth.AccountLocked) as exc:
+        except auth.InvalidCredentials as exc:
             # Caught inside the unit of work so the failed attempt (and a lock) is committed;
             # raising out of it would roll the counter back and nobody would ever be locked.
             refused = exc
     if refused is not None:
+        # One answer for a wrong password, an unknown email and a locked account.
+        _ = i18n.gettext_for(i18n.negotiate(request))
+        message = _(
+            "Wrong email or password. After %(attempts)s failed attempts, signing in is"
+            " paused for %(minutes)s minutes.",
+            attempts=settings.admin_lockout_attempts,
+            minutes=settings.admin_lockout_minutes,
+        )
         return render(
             request,
             "admin/login.html",
-            {"error": refused.message, "email": email, "next": _safe_next(next)},
+            {"error": message, "email": email, "next": _safe_next(next)},
             status_code=refused.status_code,
         )
     return RedirectResponse(_safe_next(next), status_code=303)
 
 
 @router.post("/logout")
-def logout(request: Request, staff: StaffDep, csrf_token: Annotated[str, Form()] = "") -> Response:
+def logout(
+    request: Request, db: DbDep, staff: StaffDep, csrf_token: Annotated[str, Form()] = ""
+) -> Response:
+    """Sign out everywhere: every session of this user ends, copied cookies included."""
     check_csrf(request, csrf_token)
-    auth.sign_out(request)
+    with db.unit_of_work() as session:
+        auth.sign_out(session, request, staff.id)
     return RedirectResponse("/admin/login", status_code=303)

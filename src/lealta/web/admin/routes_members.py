@@ -240,6 +240,8 @@ def _member_context(
         ),
         "reward_name": _reward_names(programme, language),
         "member_url": member_url(member.external_id),
+        "page_url": member_url(member.external_id),
+        "programme": programme,
         "from_minor": from_minor,
         "fmt_day": lambda d: format_date(d, "d MMM y", locale=language) if d else "",
     }

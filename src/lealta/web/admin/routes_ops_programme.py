@@ -215,7 +215,20 @@ async def programme_validate(
         programme = programmes.validate(programmes.parse_text(text, source=source))
     except programmes.ProgrammeInvalid as exc:
         problems = exc.details if isinstance(exc.details, list) else []
-        return _invalid(request, staff, db, clock.now(), text, exc.message, problems)
+        if exc.kind == "syntax" and exc.line is not None:
+            message = _(
+                "%(source)s is not valid YAML/JSON at line %(line)s, column %(column)s.",
+                source=source,
+                line=exc.line,
+                column=exc.column,
+            )
+        elif exc.kind == "syntax":
+            message = _("%(source)s is not valid YAML/JSON.", source=source)
+        elif exc.kind == "not_mapping":
+            message = _("%(source)s must be a mapping at the top level.", source=source)
+        else:
+            message = exc.message
+        return _invalid(request, staff, db, clock.now(), text, message, problems)
     with db.unit_of_work(write=False) as session:
         return _confirm(
             request, staff, settings, session, programme, now=clock.now(), origin="programme"

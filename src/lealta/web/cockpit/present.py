@@ -17,6 +17,7 @@ from babel.numbers import format_currency, format_decimal
 from lealta.kit.errors import LealtaError
 from lealta.programme.schema import Benefits, CouponSpec, Programme, Reward
 from lealta.rewards.service import LockedReason
+from lealta.web import describe
 
 Gettext = Callable[..., str]
 
@@ -176,13 +177,7 @@ def benefits(_: Gettext, perks: Benefits, lang: str) -> list[str]:
         )
     if perks.free_shipping:
         out.append(_("Free shipping"))
-    names = {
-        "exclusive_products": _("Exclusive products"),
-        "priority_support": _("Priority support"),
-        "vip_events": _("VIP events"),
-        "dedicated_account_manager": _("A dedicated account manager"),
-    }
-    out.extend(names.get(flag, flag.replace("_", " ").capitalize()) for flag in perks.flags)
+    out.extend(describe.benefit_flag(_, flag) for flag in perks.flags)
     return out
 
 
@@ -209,10 +204,4 @@ def coupon_status(_: Gettext, status: str) -> str:
 CONSENT_PURPOSES = ("marketing_email", "marketing_sms", "marketing_push", "data_processing")
 
 
-def consent_label(_: Gettext, purpose: str) -> str:
-    return {
-        "marketing_email": _("News and offers by email"),
-        "marketing_sms": _("News and offers by SMS"),
-        "marketing_push": _("Notifications on your phone"),
-        "data_processing": _("Personalised offers from your purchases"),
-    }.get(purpose, purpose)
+consent_label = describe.consent_label

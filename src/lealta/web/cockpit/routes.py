@@ -11,15 +11,16 @@ from __future__ import annotations
 import io
 import json
 import secrets
-from datetime import datetime
+from datetime import datetime, timedelta
 from importlib.resources import files
 from typing import Annotated, Any
 from zoneinfo import available_timezones
 
 import segno
-from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, BackgroundTasks, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from lealta.coupons import service as coupons
 from lealta.kit.db import Database
@@ -36,7 +37,7 @@ from lealta.notify import email as mailer
 from lealta.programme import service as programmes
 from lealta.rewards import service as rewards
 from lealta.tiers import service as tiers
-from lealta.web import i18n
+from lealta.web import describe, i18n
 from lealta.web.cockpit import present
 from lealta.web.cockpit import service as cockpit
 from lealta.web.security import check_csrf
@@ -46,6 +47,7 @@ log = get_logger("lealta.cockpit")
 router = APIRouter(prefix="/me", include_in_schema=False)
 
 SESSION_KEY = "member_id"
+GENERATION_KEY = "member_session_generation"
 NEXT_KEY = "member_next"
 FLASH_KEY = "member_flash"
 HISTORY_PAGE = 20
@@ -56,13 +58,21 @@ _ZONES: list[str] = []
 
 
 def get_member(request: Request, db: Annotated[Database, Depends(get_db)]) -> Member:
-    """The signed-in member; without one, pages redirect to ``/me/login``."""
+    """The signed-in member; without one, pages redirect to ``/me/login``.
+
+    The cookie counts only while the session generation it carries is the member's current
+    one: signing out raises it, so a copy of the cookie taken before stops working.
+    """
     member_id = request.session.get(SESSION_KEY)
+    generation = request.session.get(GENERATION_KEY)
     member = None
     if isinstance(member_id, int):
         with db.unit_of_work(write=False) as session:
             member = session.get(Member, member_id)
-    if member is None:
+    if member is None or not isinstance(generation, int) or generation != member.session_generation:
+        if member_id is not None:
+            request.session.pop(SESSION_KEY, None)
+            request.session.pop(GENERATION_KEY, None)
         raise cockpit.NotSignedIn("Sign in to see your loyalty space.")
     return member
 
@@ -153,7 +163,11 @@ def stylesheet() -> Response:
 @router.get("/login")
 def login_form(request: Request, db: DbDep, next: str | None = None) -> Response:
     if isinstance(request.session.get(SESSION_KEY), int):
-        return RedirectResponse(safe_next(next), status_code=303)
+        try:
+            get_member(request, db)
+            return RedirectResponse(safe_next(next), status_code=303)
+        except cockpit.NotSignedIn:
+            pass  # an ended session: show the form
     if next:
         request.session[NEXT_KEY] = safe_next(next)
     return page(request, "cockpit/login.html", None)
@@ -165,10 +179,15 @@ def request_link(
     db: DbDep,
     clock: ClockDep,
     settings: SettingsDep,
+    background: BackgroundTasks,
     email: Annotated[str, Form(max_length=400)] = "",
     csrf_token: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
-    """Always the same answer whether or not a member has this email (no enumeration)."""
+    """Always the same answer whether or not a member has this email (no enumeration).
+
+    The same work, too: the request only records the token and queues the email in the
+    outbox; the email is sent after the response, so its timing tells nothing.
+    """
     csrf(request, csrf_token, None)
     _ = gettext(request, None)
     address = cockpit.normalise_email(email)
@@ -182,14 +201,17 @@ def request_link(
         )
     try:
         with db.unit_of_work() as session:
+            now = clock.now()
             asked = cockpit.request_link(
                 session,
                 address,
                 client_ip=client_ip(request),
-                now=clock.now(),
+                now=now,
                 minutes=settings.magic_link_minutes,
             )
             recipient = asked.member
+            if recipient is not None and asked.token is not None and recipient.email:
+                _queue_link(session, settings, recipient, asked.token, now)
     except cockpit.TooManyRequests:
         return page(
             request,
@@ -203,12 +225,13 @@ def request_link(
             },
             status_code=429,
         )
-    if recipient is not None and asked.token is not None and recipient.email:
-        _send_link(settings, recipient, asked.token)
+    # Every accepted request schedules the sender, known address or not (it also picks up
+    # any email a crash left unsent).
+    background.add_task(send_link_emails, db, settings, clock)
     return RedirectResponse("/me/login/sent", status_code=303)
 
 
-def _send_link(settings: Any, member: Member, token: str) -> None:
+def _queue_link(session: Session, settings: Any, member: Member, token: str, now: datetime) -> None:
     lang = member.language if member.language in i18n.LANGUAGES else i18n.DEFAULT_LANGUAGE
     _ = i18n.gettext_for(lang)
     link = f"{settings.public_url.rstrip('/')}/me/login/{token}"
@@ -225,12 +248,28 @@ def _send_link(settings: Any, member: Member, token: str) -> None:
             _("If you did not ask for it, you can ignore this email."),
         ]
     )
-    try:
-        assert member.email is not None
-        mailer.send(settings, to=member.email, subject=_("Your sign-in link"), text=text + "\n")
-    except mailer.EmailNotSent:
-        # The visitor sees the same answer either way; the failure is in the log.
-        log.warning("magic_link_not_sent", member_id=member.id)
+    assert member.email is not None
+    cockpit.queue_link_email(
+        session,
+        member,
+        to=member.email,
+        subject=_("Your sign-in link"),
+        body=text + "\n",
+        now=now,
+        expires_at=now + timedelta(minutes=settings.magic_link_minutes),
+    )
+
+
+def send_link_emails(db: Database, settings: Any, clock: Any) -> None:
+    """Send the queued sign-in emails (run after the response, outside any transaction)."""
+    with db.unit_of_work() as session:
+        claimed = cockpit.claim_link_emails(session, now=clock.now())
+    for message in claimed:
+        try:
+            mailer.send(settings, to=message.to, subject=message.subject, text=message.text)
+        except mailer.EmailNotSent:
+            # The visitor saw the same answer either way; the failure is in the log.
+            log.warning("magic_link_not_sent", member_id=message.member_id)
 
 
 @router.get("/login/sent")
@@ -261,11 +300,15 @@ def confirm(
     try:
         with db.unit_of_work() as session:
             member_id = cockpit.consume_link(session, token[:200], now=clock.now())
+            generation = session.scalar(
+                select(Member.session_generation).where(Member.id == member_id)
+            )
     except cockpit.LinkInvalid as exc:
         return _link_invalid(request, exc)
     target = safe_next(request.session.get(NEXT_KEY))
     request.session.clear()
     request.session[SESSION_KEY] = member_id
+    request.session[GENERATION_KEY] = generation
     return RedirectResponse(target, status_code=303)
 
 
@@ -286,9 +329,15 @@ def _link_invalid(request: Request, exc: cockpit.LinkInvalid) -> Response:
 
 @router.post("/logout")
 def logout(
-    request: Request, member: MemberDep, csrf_token: Annotated[str, Form(max_length=200)] = ""
+    request: Request,
+    member: MemberDep,
+    db: DbDep,
+    csrf_token: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
+    """Sign out: the member's sessions end on the server, so a copied cookie stops working."""
     csrf(request, csrf_token, member)
+    with db.unit_of_work() as session:
+        cockpit.end_sessions(session, member.id)
     request.session.clear()
     return RedirectResponse("/me/login", status_code=303)
 
@@ -357,11 +406,14 @@ def history(
     request: Request,
     member: MemberDep,
     db: DbDep,
+    clock: ClockDep,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
-    _ = gettext(request, member)
+    lang = language(request, member)
+    _ = i18n.gettext_for(lang)
     try:
         with db.unit_of_work(write=False) as session:
+            programme = programmes.current(session, now=clock.now())
             entries, next_cursor = ledger.history(
                 session, member.id, limit=HISTORY_PAGE, cursor=cursor or None
             )
@@ -384,7 +436,7 @@ def history(
             "kind": present.entry_kind(_, e.entry_type),
             "type": e.entry_type,
             "points": e.points,
-            "reason": e.reason,
+            "reason": describe.entry_text(_, e, programme, lang),
             "at": e.occurred_at,
             "balance_after": e.balance_after,
         }
@@ -484,6 +536,7 @@ def _confirm_page(
             "after": account.points_available - state.reward.cost,
             "idempotency_key": secrets.token_urlsafe(24),
             "error": error,
+            "page_url": f"/me/rewards/{state.reward.id}",
         },
         status_code=status_code,
     )

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from lealta.kit.errors import InvalidInput, LealtaError, NotFound
@@ -28,6 +28,7 @@ from lealta.models import (
     MemberLoginToken,
     Order,
     OrderItem,
+    OutboxMessage,
     Redemption,
     TierChange,
 )
@@ -35,6 +36,10 @@ from lealta.models import (
 EMAIL_LIMIT = 3
 IP_LIMIT = 10
 RATE_WINDOW = timedelta(minutes=15)
+LINK_TOPIC = "cockpit.sign_in_link"
+# Namespaces of the PostgreSQL advisory locks that make the two rate limits atomic.
+_LOCK_EMAIL = 741_001
+_LOCK_IP = 741_002
 AVATAR_NAME = re.compile(r"^[0-9a-f]{32}\.(png|jpg|webp)$")
 AVATAR_TYPES = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp"}
 
@@ -93,6 +98,11 @@ def request_link(
     email_hash = digest(address)
     since = now - RATE_WINDOW
     client_ip = client_ip[:64]
+    # Count and insert under a lock per address and per client (always in this order, so
+    # two requests never wait on each other crosswise): parallel requests queue here, and
+    # each sees the rows the ones before it committed. No burst can pass the limits.
+    _serialise(session, _LOCK_EMAIL, email_hash)
+    _serialise(session, _LOCK_IP, digest(client_ip))
     per_email = session.scalar(
         select(func.count()).where(
             MemberLoginToken.email_hash == email_hash, MemberLoginToken.created_at > since
@@ -126,6 +136,100 @@ def request_link(
     )
     session.flush()
     return LinkRequest(member, token)
+
+
+def _serialise(session: Session, space: int, value_hash: str) -> None:
+    """Hold a transaction-scoped lock on one (``space``, hash) key until commit.
+
+    PostgreSQL: ``pg_advisory_xact_lock``. SQLite needs nothing: a writing unit of work
+    starts with ``BEGIN IMMEDIATE`` and so already holds the database's only write lock.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    key = int.from_bytes(bytes.fromhex(value_hash[:8]), "big", signed=True)
+    session.execute(
+        text("SELECT pg_advisory_xact_lock(:space, :key)"), {"space": space, "key": key}
+    )
+
+
+def queue_link_email(
+    session: Session,
+    member: Member,
+    *,
+    to: str,
+    subject: str,
+    body: str,
+    now: datetime,
+    expires_at: datetime,
+) -> None:
+    """Write the sign-in email to the outbox, in the transaction that recorded the token.
+
+    The request returns without talking to the mail server (its timing must not depend on
+    whether the address is a member's); :func:`claim_link_emails` hands it to the sender.
+    """
+    session.add(
+        OutboxMessage(
+            topic=LINK_TOPIC,
+            member_id=member.id,
+            payload={
+                "to": to,
+                "subject": subject,
+                "text": body,
+                "expires_at": expires_at.isoformat(),
+            },
+            created_at=now,
+            processed_at=None,
+        )
+    )
+    session.flush()
+
+
+@dataclass(frozen=True, slots=True)
+class LinkEmail:
+    member_id: int | None
+    to: str
+    subject: str
+    text: str
+
+
+def claim_link_emails(session: Session, *, now: datetime, limit: int = 20) -> list[LinkEmail]:
+    """Take the unsent sign-in emails (oldest first) for sending, each exactly once.
+
+    Rows are claimed with ``FOR UPDATE SKIP LOCKED`` (PostgreSQL; SQLite writers are
+    serialised) and marked processed; the link is wiped from the stored payload, so the raw
+    token does not stay in the database. Emails whose link has already expired are dropped.
+    """
+    rows = session.scalars(
+        select(OutboxMessage)
+        .where(OutboxMessage.topic == LINK_TOPIC, OutboxMessage.processed_at.is_(None))
+        .order_by(OutboxMessage.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    claimed: list[LinkEmail] = []
+    for row in rows:
+        payload = row.payload
+        live = datetime.fromisoformat(str(payload.get("expires_at"))) > now
+        if live:
+            claimed.append(
+                LinkEmail(
+                    row.member_id, str(payload["to"]), str(payload["subject"]), str(payload["text"])
+                )
+            )
+        row.processed_at = now
+        row.payload = {"sent": live}
+    session.flush()
+    return claimed
+
+
+def end_sessions(session: Session, member_id: int) -> None:
+    """End every cockpit session of the member (their cookies name an older generation)."""
+    session.execute(
+        update(Member)
+        .where(Member.id == member_id)
+        .values(session_generation=Member.session_generation + 1)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def check_link(session: Session, token: str, *, now: datetime) -> MemberLoginToken:
