@@ -52,8 +52,9 @@ from lealta.models import (
     Member,
     Order,
     OrderItem,
-    OutboxMessage,
 )
+from lealta.outbox import events as domain
+from lealta.outbox.service import emit
 from lealta.programme.schema import Programme
 from lealta.rewards.thresholds import threshold_reached
 from lealta.rules.engine import (
@@ -78,6 +79,9 @@ class IngestContext:
     auto_enrol: bool = True
     max_amount: Decimal = DEFAULT_MAX_AMOUNT
     """Largest order total, item price or refund, in major units (``LEALTA_MAX_ORDER_AMOUNT``)."""
+    backfill: bool = False
+    """History replayed from outside (CSV import, demo load): its domain events are marked so
+    that subscribers can skip what must not fire. Live traffic (API, till) is ``False``."""
 
 
 class OrderAlreadyRecorded(Conflict):
@@ -277,8 +281,10 @@ def _process(session: Session, event: EventIn, ctx: IngestContext, key: str) -> 
     account = ledger.lock_account(session, member.id)
     # Bring the account to the event's moment first: releases, expiries and tier reviews due
     # by then happen before the event, exactly as they would have live.
-    lifecycle.catch_up(session, account, at=event.occurred_at, now=ctx.now)
-    tiers.review(session, ctx.programme, account, at=event.occurred_at, now=ctx.now)
+    lifecycle.catch_up(session, account, at=event.occurred_at, now=ctx.now, backfill=ctx.backfill)
+    tiers.review(
+        session, ctx.programme, account, at=event.occurred_at, now=ctx.now, backfill=ctx.backfill
+    )
     forfeited = 0
     if event.type == ORDER_PAID:
         entries = _order_paid(session, event, ctx, member, account, key)
@@ -297,14 +303,14 @@ def _process(session: Session, event: EventIn, ctx: IngestContext, key: str) -> 
     else:
         entries = _custom(session, event, ctx, member, account, key)
     delta = sum(e.points for e in entries)
-    session.add(
-        OutboxMessage(
-            topic=event.type,
-            member_id=member.id,
-            payload={"event_id": key, "customer_id": member.external_id, "points_delta": delta},
-            created_at=ctx.now,
-        )
-    )
+    processed: domain.DomainEvent
+    if event.type == ORDER_PAID:
+        processed = domain.OrderPaid(key, member.external_id, delta)
+    elif event.type == ORDER_REFUNDED:
+        processed = domain.OrderRefunded(key, member.external_id, delta)
+    else:
+        processed = domain.EventProcessed(event.type, key, member.external_id, delta)
+    emit(session, processed, member_id=member.id, now=ctx.now, backfill=ctx.backfill)
     session.flush()
     return EventResult(
         event_id=key,
@@ -513,7 +519,7 @@ def _order_paid(
     if account.last_order_at is None or event.occurred_at > account.last_order_at:
         account.last_order_at = event.occurred_at
     upgrade = tiers.upgrade_if_qualified(
-        session, ctx.programme, account, at=event.occurred_at, now=ctx.now
+        session, ctx.programme, account, at=event.occurred_at, now=ctx.now, backfill=ctx.backfill
     )
     if upgrade is not None:
         entries.extend(upgrade.entries)
@@ -561,26 +567,26 @@ def _spend_thresholds(
                 at=at,
                 now=ctx.now,
                 order_id=order_id,
+                backfill=ctx.backfill,
             )
         forfeited = max(0, last - issued_to)
         if forfeited:
             forfeited_total += forfeited
-            session.add(
-                OutboxMessage(
-                    topic="threshold.forfeited",
-                    member_id=member.id,
-                    payload={
-                        "rule_id": rule.id,
-                        "reward_id": rule.reward,
-                        "order_id": order_id,
-                        "event_id": event_id,
-                        "issued": issued_to - first + 1,
-                        "forfeited": forfeited,
-                        "max_per_event": rule.max_per_event,
-                        "at": at.isoformat(),
-                    },
-                    created_at=ctx.now,
-                )
+            emit(
+                session,
+                domain.ThresholdForfeited(
+                    rule_id=rule.id,
+                    reward_id=rule.reward,
+                    order_id=order_id,
+                    event_id=event_id,
+                    issued=issued_to - first + 1,
+                    forfeited=forfeited,
+                    max_per_event=rule.max_per_event,
+                    at=at,
+                ),
+                member_id=member.id,
+                now=ctx.now,
+                backfill=ctx.backfill,
             )
     return forfeited_total
 
@@ -688,7 +694,12 @@ def _custom(
     )
     if ctx.programme.tiers is not None and ctx.programme.tiers.basis == "points" and entries:
         upgrade = tiers.upgrade_if_qualified(
-            session, ctx.programme, account, at=event.occurred_at, now=ctx.now
+            session,
+            ctx.programme,
+            account,
+            at=event.occurred_at,
+            now=ctx.now,
+            backfill=ctx.backfill,
         )
         if upgrade is not None:
             entries.extend(upgrade.entries)

@@ -153,7 +153,12 @@ def import_orders(
     started = time.perf_counter()
     report = ImportReport()
     ctx = IngestContext(
-        programme=programme, now=now, actor=actor, auto_enrol=auto_enrol, max_amount=max_amount
+        programme=programme,
+        now=now,
+        actor=actor,
+        auto_enrol=auto_enrol,
+        max_amount=max_amount,
+        backfill=True,  # imported history: subscribers skip what must not fire for the past
     )
     with _open(path) as raw:
         source = _Lines(raw)

@@ -26,9 +26,12 @@ class JobReport:
     coupons_expired: int = 0
 
 
-def run_due(db: Database, *, now: datetime, batch_size: int = 500) -> JobReport:
+def run_due(
+    db: Database, *, now: datetime, batch_size: int = 500, backfill: bool = False
+) -> JobReport:
     """Expire coupons past their date, then release pending points, expire due lots and run
-    due tier reviews, up to ``now``."""
+    due tier reviews, up to ``now``. ``backfill`` marks the domain events when this catches
+    up loaded history (the demo loader) rather than running live."""
     report = JobReport()
     with db.unit_of_work() as session:
         report.coupons_expired = coupons.expire_coupons(session, now)
@@ -46,9 +49,11 @@ def run_due(db: Database, *, now: datetime, batch_size: int = 500) -> JobReport:
                 programme = programmes.current(session, now=now)
                 account = ledger.lock_account(session, member_id)
                 tier_before = account.tier_id
-                report.released += lifecycle.release_pending(session, account, at=now, now=now)
-                expired = lifecycle.expire_due(session, account, at=now, now=now)
+                report.released += lifecycle.release_pending(
+                    session, account, at=now, now=now, backfill=backfill
+                )
+                expired = lifecycle.expire_due(session, account, at=now, now=now, backfill=backfill)
                 report.expired += -sum(e.points for e in expired)
-                tiers.review(session, programme, account, at=now, now=now)
+                tiers.review(session, programme, account, at=now, now=now, backfill=backfill)
                 report.tier_changes += int(account.tier_id != tier_before)
             report.members += 1

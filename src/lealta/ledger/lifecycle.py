@@ -16,7 +16,9 @@ from sqlalchemy.orm import Session
 
 from lealta.kit.periods import add_months, end_of
 from lealta.ledger import service as ledger
-from lealta.models import Account, LedgerEntry, OutboxMessage, PointLot
+from lealta.models import Account, LedgerEntry, PointLot
+from lealta.outbox.events import PointsExpired, PointsReleased
+from lealta.outbox.service import emit
 from lealta.programme.schema import Programme
 
 
@@ -33,7 +35,9 @@ def pending_until(programme: Programme, occurred_at: datetime) -> datetime | Non
     return occurred_at + timedelta(days=days) if days else None
 
 
-def release_pending(session: Session, account: Account, *, at: datetime, now: datetime) -> int:
+def release_pending(
+    session: Session, account: Account, *, at: datetime, now: datetime, backfill: bool = False
+) -> int:
     """Make pending lots whose window ended by ``at`` available; returns the points moved."""
     due = session.execute(
         select(PointLot.id, PointLot.remaining).where(
@@ -52,19 +56,18 @@ def release_pending(session: Session, account: Account, *, at: datetime, now: da
     account.points_available += moved
     account.updated_at = now
     if moved:
-        session.add(
-            OutboxMessage(
-                topic="points.released",
-                member_id=account.member_id,
-                payload={"points": moved},
-                created_at=now,
-            )
+        emit(
+            session,
+            PointsReleased(points=moved),
+            member_id=account.member_id,
+            now=now,
+            backfill=backfill,
         )
     return moved
 
 
 def expire_due(
-    session: Session, account: Account, *, at: datetime, now: datetime
+    session: Session, account: Account, *, at: datetime, now: datetime, backfill: bool = False
 ) -> list[LedgerEntry]:
     """Expire what is left of every lot whose expiry date is at or before ``at``.
 
@@ -97,27 +100,30 @@ def expire_due(
             )
         )
     if entries:
-        session.add(
-            OutboxMessage(
-                topic="points.expired",
-                member_id=account.member_id,
-                payload={"points": -sum(e.points for e in entries)},
-                created_at=now,
-            )
+        emit(
+            session,
+            PointsExpired(points=-sum(e.points for e in entries)),
+            member_id=account.member_id,
+            now=now,
+            backfill=backfill,
         )
     return entries
 
 
-def catch_up(session: Session, account: Account, *, at: datetime, now: datetime) -> None:
-    """Release and expire everything due by ``at`` for this (locked) account."""
+def catch_up(
+    session: Session, account: Account, *, at: datetime, now: datetime, backfill: bool = False
+) -> None:
+    """Release and expire everything due by ``at`` for this (locked) account.
+
+    ``backfill`` marks the domain events of imported history (see ``IngestContext``)."""
     session.flush()
     due = session.scalar(
         select(PointLot.id).where(PointLot.member_id == account.member_id, _due(at)).limit(1)
     )
     if due is None:  # the common case on the ingest path: one cheap query
         return
-    release_pending(session, account, at=at, now=now)
-    expire_due(session, account, at=at, now=now)
+    release_pending(session, account, at=at, now=now, backfill=backfill)
+    expire_due(session, account, at=at, now=now, backfill=backfill)
 
 
 def _due(at: datetime) -> ColumnElement[bool]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy import ForeignKey, Index, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from lealta.kit.db import Base, JSONType
@@ -14,6 +14,9 @@ class OutboxMessage(Base):
     """A domain event written in the same transaction as the change that caused it.
 
     Workers (workflows, notifications, webhooks) claim rows with ``FOR UPDATE SKIP LOCKED``.
+    Domain events are written by :func:`lealta.outbox.service.emit` only: ``topic`` is the
+    event type, ``version`` its payload version, and ``backfill`` marks imported history
+    (CSV import, demo load) that subscribers may skip.
     """
 
     __tablename__ = "outbox"
@@ -23,5 +26,7 @@ class OutboxMessage(Base):
     topic: Mapped[str] = mapped_column(String(64))
     member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
     payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    version: Mapped[int] = mapped_column(default=1, server_default="1")
+    backfill: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_at: Mapped[datetime]
     processed_at: Mapped[datetime | None]

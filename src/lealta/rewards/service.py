@@ -29,10 +29,11 @@ from lealta.models import (
     Coupon,
     LedgerEntry,
     Member,
-    OutboxMessage,
     Redemption,
     RewardCounter,
 )
+from lealta.outbox.events import RedemptionRolledBack, RewardRedeemed
+from lealta.outbox.service import emit
 from lealta.programme.schema import CouponSpec, Programme, Reward
 from lealta.rewards.schemas import CouponTermsOut, LockedReasonOut, RedemptionOut, RewardOut
 from lealta.rules.engine import EventFacts, MemberSnapshot, activation, compiled_for
@@ -372,19 +373,18 @@ def redeem(
     )
     session.add(redemption)
     session.flush()
-    session.add(
-        OutboxMessage(
-            topic="reward.redeemed",
-            member_id=member.id,
-            payload={
-                "redemption_id": redemption.id,
-                "reward_id": reward.id,
-                "reward_type": reward.type,
-                "points": cost,
-                "coupon_code": coupon.code if coupon is not None else None,
-            },
-            created_at=now,
-        )
+    emit(
+        session,
+        RewardRedeemed(
+            redemption_id=redemption.id,
+            reward_id=reward.id,
+            reward_type=reward.type,
+            points=cost,
+            coupon_code=coupon.code if coupon is not None else None,
+        ),
+        member_id=member.id,
+        now=now,
+        backfill=False,
     )
     return redemption
 
@@ -431,13 +431,12 @@ def rollback(session: Session, redemption_id: int, *, now: datetime, actor: str)
     )
     redemption.status = "rolled_back"
     redemption.rolled_back_at = now
-    session.add(
-        OutboxMessage(
-            topic="redemption.rolled_back",
-            member_id=member_id,
-            payload={"redemption_id": redemption.id, "reward_id": redemption.reward_id},
-            created_at=now,
-        )
+    emit(
+        session,
+        RedemptionRolledBack(redemption_id=redemption.id, reward_id=redemption.reward_id),
+        member_id=member_id,
+        now=now,
+        backfill=False,
     )
     session.flush()
     return redemption

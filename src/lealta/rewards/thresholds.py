@@ -8,7 +8,9 @@ from decimal import Decimal
 from sqlalchemy.orm import Session
 
 from lealta.coupons import service as coupons
-from lealta.models import Member, OutboxMessage
+from lealta.models import Member
+from lealta.outbox.events import ThresholdReached
+from lealta.outbox.service import emit
 from lealta.programme.schema import CouponSpec, Programme
 
 
@@ -23,6 +25,7 @@ def threshold_reached(
     at: datetime,
     now: datetime,
     order_id: str,
+    backfill: bool = False,
 ) -> None:
     """Issue the member a unique coupon for ``reward_id``, free of points, and record the
     crossing as a domain event carrying the code (workflows send it, remind, ask feedback).
@@ -46,18 +49,17 @@ def threshold_reached(
             now=now,
         )
         code = coupon.code
-    session.add(
-        OutboxMessage(
-            topic="threshold.reached",
-            member_id=member.id,
-            payload={
-                "rule_id": rule_id,
-                "reward_id": reward_id,
-                "crossed": str(crossed),
-                "order_id": order_id,
-                "at": at.isoformat(),
-                "coupon_code": code,
-            },
-            created_at=now,
-        )
+    emit(
+        session,
+        ThresholdReached(
+            rule_id=rule_id,
+            reward_id=reward_id,
+            crossed=crossed,
+            order_id=order_id,
+            at=at,
+            coupon_code=code,
+        ),
+        member_id=member.id,
+        now=now,
+        backfill=backfill,
     )

@@ -17,7 +17,9 @@ from lealta.kit.db import Database, lock_for_update
 from lealta.kit.money import exponent
 from lealta.ledger import lifecycle
 from lealta.ledger import service as ledger
-from lealta.models import Account, LedgerEntry, Member, Order, OutboxMessage, TierChange
+from lealta.models import Account, LedgerEntry, Member, Order, TierChange
+from lealta.outbox.events import TierChanged
+from lealta.outbox.service import emit
 from lealta.programme.schema import Programme, Tier, Tiers
 from lealta.tiers import maths
 
@@ -63,13 +65,19 @@ def _value_between(
 
 
 def place(
-    session: Session, programme: Programme, account: Account, *, at: datetime, now: datetime
+    session: Session,
+    programme: Programme,
+    account: Account,
+    *,
+    at: datetime,
+    now: datetime,
+    backfill: bool = False,
 ) -> None:
     """Put a member without a tier into the entry tier (first contact with a tiered programme)."""
     tiers = programme.tiers
     if tiers is None or programme.tier(account.tier_id) is not None:
         return
-    _change(session, account, tiers.levels[0], "initial", Decimal(0), "Enrolled", at, now)
+    _change(session, account, tiers.levels[0], "initial", Decimal(0), "Enrolled", at, now, backfill)
     account.tier_held_until = None
 
 
@@ -80,7 +88,13 @@ class Upgrade:
 
 
 def upgrade_if_qualified(
-    session: Session, programme: Programme, account: Account, *, at: datetime, now: datetime
+    session: Session,
+    programme: Programme,
+    account: Account,
+    *,
+    at: datetime,
+    now: datetime,
+    backfill: bool = False,
 ) -> Upgrade | None:
     """Upgrade at once if the value at ``at`` reaches a higher tier.
 
@@ -90,14 +104,16 @@ def upgrade_if_qualified(
     tiers = programme.tiers
     if tiers is None:
         return None
-    place(session, programme, account, at=at, now=now)
+    place(session, programme, account, at=at, now=now, backfill=backfill)
     value = qualifying_value(session, programme, account, end=at)
     target = maths.level_for(tiers, value)
     before = maths.rank(tiers, account.tier_id)
     after = maths.rank(tiers, target.id)
     if after <= before:
         return None
-    _change(session, account, target, "upgrade", value, "Qualifying value reached", at, now)
+    _change(
+        session, account, target, "upgrade", value, "Qualifying value reached", at, now, backfill
+    )
     account.tier_held_until = maths.held_until(tiers, at)
     entries = [
         entry
@@ -142,20 +158,28 @@ def _entry_reward(
 
 
 def review(
-    session: Session, programme: Programme, account: Account, *, at: datetime, now: datetime
+    session: Session,
+    programme: Programme,
+    account: Account,
+    *,
+    at: datetime,
+    now: datetime,
+    backfill: bool = False,
 ) -> None:
     """Run every tier review due by ``at`` (several if history spans several periods)."""
     tiers = programme.tiers
     if tiers is None:
         return
-    place(session, programme, account, at=at, now=now)
+    place(session, programme, account, at=at, now=now, backfill=backfill)
     while account.tier_held_until is not None and account.tier_held_until <= at:
         held = account.tier_held_until
         period_end = maths.review_period_end(tiers, held)
         value = qualifying_value(session, programme, account, end=period_end)
         target = maths.level_for(tiers, value)
         if maths.rank(tiers, target.id) < maths.rank(tiers, account.tier_id):
-            _change(session, account, target, "downgrade", value, "Period review", held, now)
+            _change(
+                session, account, target, "downgrade", value, "Period review", held, now, backfill
+            )
         if maths.rank(tiers, account.tier_id) == 0:
             account.tier_held_until = None
         else:
@@ -173,6 +197,7 @@ def _change(
     reason: str,
     at: datetime,
     now: datetime,
+    backfill: bool,
 ) -> None:
     previous = account.tier_id
     account.tier_id = tier.id
@@ -191,19 +216,18 @@ def _change(
         )
     )
     if direction != "initial":
-        session.add(
-            OutboxMessage(
-                topic="tier.changed",
-                member_id=account.member_id,
-                payload={
-                    "from": previous,
-                    "to": tier.id,
-                    "direction": direction,
-                    "qualifying_value": str(value),
-                    "at": at.isoformat(),
-                },
-                created_at=now,
-            )
+        emit(
+            session,
+            TierChanged(
+                from_tier=previous,
+                to_tier=tier.id,
+                direction=direction,
+                qualifying_value=value,
+                at=at,
+            ),
+            member_id=account.member_id,
+            now=now,
+            backfill=backfill,
         )
 
 

@@ -1,0 +1,65 @@
+"""Who reacts to which domain event.
+
+A capability (workflows, notifications, webhooks, segments, badges, …) registers a handler
+per event type with :func:`subscribe`; the jobs worker asks :func:`subscribers_for` what to
+run for an outbox row. Nothing runs them yet. By default a subscriber does not see
+backfilled history (imported orders must not send e-mails); ``include_backfill=True`` opts
+in (analytics roll-ups, segments).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from lealta.outbox.events import DomainEvent
+
+Handler = Callable[..., Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Subscriber:
+    event_type: str
+    name: str
+    handler: Handler
+    include_backfill: bool
+
+
+_REGISTRY: dict[str, list[Subscriber]] = {}
+
+
+def _type_of(event_type: str | type[DomainEvent]) -> str:
+    return event_type if isinstance(event_type, str) else event_type.TYPE
+
+
+def subscribe(
+    event_type: str | type[DomainEvent], *, name: str, include_backfill: bool = False
+) -> Callable[[Handler], Handler]:
+    """Register the decorated function for ``event_type`` under a unique ``name``.
+
+    Registering the same name again for the same type replaces the first (a reloaded
+    module does not subscribe twice).
+    """
+    topic = _type_of(event_type)
+
+    def register(handler: Handler) -> Handler:
+        subscribers = [s for s in _REGISTRY.get(topic, []) if s.name != name]
+        subscribers.append(Subscriber(topic, name, handler, include_backfill))
+        _REGISTRY[topic] = subscribers
+        return handler
+
+    return register
+
+
+def subscribers_for(event_type: str | type[DomainEvent], backfill: bool) -> list[Subscriber]:
+    """The subscribers to run for one event, in registration order."""
+    return [
+        s for s in _REGISTRY.get(_type_of(event_type), []) if s.include_backfill or not backfill
+    ]
+
+
+def unsubscribe(event_type: str | type[DomainEvent], *, name: str) -> None:
+    """Remove a subscriber (tests; a capability switched off)."""
+    topic = _type_of(event_type)
+    _REGISTRY[topic] = [s for s in _REGISTRY.get(topic, []) if s.name != name]
