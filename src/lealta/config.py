@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     auto_enrol: bool = Field(
         default=True, description="Create a member on the first event naming an unknown customer."
     )
+    api_key_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="Seconds a verified API key is remembered per process; 0: check every time.",
+    )
     max_batch_events: int = 1000
     max_order_amount: Decimal = Field(
         default=Decimal("10000000"),

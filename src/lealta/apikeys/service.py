@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from lealta.kit.errors import Forbidden, NotFound, Unauthorized
@@ -53,11 +54,31 @@ def create(session: Session, *, name: str, scope: Scope, now: datetime) -> tuple
     return row, key
 
 
+# Bumped by every revocation in this process: verified keys cached before it are verified
+# again (see ``apikeys.cache``). Other processes notice a revocation when their cache expires.
+_revocations = itertools.count(1)
+_generation = 0
+
+
+def generation() -> int:
+    """Changes whenever a key is revoked in this process."""
+    return _generation
+
+
+def _bump(*_: object) -> None:
+    global _generation
+    _generation = next(_revocations)
+
+
 def revoke(session: Session, prefix: str, *, now: datetime) -> ApiKey:
+    """Revoke a key (idempotent). Keys cached in this process stop working at the commit."""
     row = session.scalars(select(ApiKey).where(ApiKey.prefix == prefix)).one_or_none()
     if row is None:
         raise NotFound(f"No API key with prefix '{prefix}'.", code="api_key_not_found")
     row.revoked_at = row.revoked_at or now
+    # Now, and again at the commit: a request that read the key in between must not keep it.
+    _bump()
+    event.listen(session, "after_commit", _bump, once=True)
     return row
 
 
@@ -65,8 +86,13 @@ def list_keys(session: Session) -> list[ApiKey]:
     return list(session.scalars(select(ApiKey).order_by(ApiKey.id)))
 
 
-def authenticate(session: Session, key: str | None) -> Principal:
-    """The principal for a presented key, or ``401``."""
+def digest(key: str) -> str:
+    """The stored form of a key (SHA-256, hex); also what caches are keyed by."""
+    return _digest(key)
+
+
+def prefix_of(key: str | None) -> str:
+    """The prefix of a well-formed key, or ``401 missing_api_key``/``invalid_api_key``."""
     if not key:
         raise Unauthorized(
             "Send an API key as 'Authorization: Bearer <key>' (create one with"
@@ -76,7 +102,14 @@ def authenticate(session: Session, key: str | None) -> Principal:
     parts = key.split("_", 2)
     if len(parts) != 3 or parts[0] != "lea":
         raise Unauthorized("The API key is malformed.", code="invalid_api_key")
-    row = session.scalars(select(ApiKey).where(ApiKey.prefix == parts[1])).one_or_none()
+    return parts[1]
+
+
+def authenticate(session: Session, key: str | None) -> Principal:
+    """The principal for a presented key, or ``401``."""
+    prefix = prefix_of(key)
+    assert key is not None
+    row = session.scalars(select(ApiKey).where(ApiKey.prefix == prefix)).one_or_none()
     if row is None or not hmac.compare_digest(row.secret_hash, _digest(key)):
         raise Unauthorized("The API key is not valid.", code="invalid_api_key")
     if row.revoked_at is not None:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Body, Response
 
+from lealta.apikeys.deps import Writer
 from lealta.events import service
 from lealta.events.schemas import BatchResult, EventBatchIn, EventIn, EventResult
 from lealta.kit.errors import PayloadTooLarge
@@ -11,7 +12,6 @@ from lealta.kit.http import (
     DbDep,
     IdempotencyKey,
     SettingsDep,
-    Writer,
     replayable,
     respond,
 )

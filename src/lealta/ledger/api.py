@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
+from lealta.apikeys.deps import Reader, Writer
 from lealta.apikeys.service import Principal
 from lealta.kit.clock import Clock
 from lealta.kit.db import Database
@@ -14,9 +15,7 @@ from lealta.kit.http import (
     ERROR_RESPONSES,
     ClockDep,
     DbDep,
-    Reader,
     RequiredIdempotencyKey,
-    Writer,
     replayable,
     respond,
 )

@@ -1,18 +1,18 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel
 from sqlalchemy import select
 
+from lealta.apikeys.deps import Reader, Writer
 from lealta.kit.http import (
     ERROR_RESPONSES,
     ClockDep,
     DbDep,
     IdempotencyKey,
-    Reader,
-    Writer,
     replayable,
     respond,
 )
@@ -126,16 +126,22 @@ def get_balance(
     external_id: ExternalId, principal: Reader, db: DbDep, clock: ClockDep
 ) -> BalanceOut:
     """Available, pending, lifetime figures, and what expires soon (with the next date)."""
+    # Two statements: the member, its account and the programme in force; the expiring lots.
     with db.unit_of_work(write=False) as session:
-        member = service.get(session, external_id)
-        programme = programmes.current(session)
-        return service.balance(
+        member, account, (digest,) = service.get_with_account(
+            session, external_id, programmes.in_force_digest(datetime.now(UTC))
+        )
+        programme = programmes.by_digest(session, digest)
+        out = service.balance(
             session,
             member,
             programme.currency,
             now=clock.now(),
             warn_days=programme.expiry.warn_days,
+            account=account,
         )
+        session.commit()  # COMMIT, not a rollback: psycopg keeps its prepared statements
+    return out
 
 
 class OrderItemOut(BaseModel):

@@ -42,6 +42,24 @@ def get(session: Session, external_id: str) -> Member:
     return member
 
 
+def get_with_account(
+    session: Session, external_id: str, *extra: Any
+) -> tuple[Member, Account, tuple[Any, ...]]:
+    """The member and its points account in one statement, with the values of any ``extra``
+    scalar expressions (e.g. the programme in force), or ``404 member_not_found``."""
+    row = session.execute(
+        select(Member, Account, *extra)
+        .join(Account, Account.member_id == Member.id)
+        .where(Member.external_id == external_id)
+        .limit(1)
+    ).first()
+    if row is None:
+        raise MemberNotFound(
+            f"No member with external id '{external_id}'.", details={"external_id": external_id}
+        )
+    return row[0], row[1], tuple(row[2:])
+
+
 def find(session: Session, external_id: str) -> Member | None:
     return session.scalars(select(Member).where(Member.external_id == external_id)).first()
 
@@ -178,9 +196,10 @@ def balance(
     *,
     now: datetime | None = None,
     warn_days: int = 30,
+    account: Account | None = None,
 ) -> BalanceOut:
     """Balance buckets; with ``now``, also what expires soon and the next expiry date."""
-    account = session.get(Account, member.id)
+    account = account or session.get(Account, member.id)
     if account is None:  # pragma: no cover - every member is created with an account
         raise MemberNotFound("The member has no points account.")
     out = balance_of(member.external_id, account, currency)

@@ -5,7 +5,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Query
 from pydantic import AwareDatetime
 
-from lealta.kit.http import ERROR_RESPONSES, ClockDep, DbDep, Reader, Writer
+from lealta.apikeys.deps import Reader, Writer
+from lealta.kit.http import ERROR_RESPONSES, ClockDep, DbDep
 from lealta.programme import service
 from lealta.programme.schema import DEFAULT_PROGRAMME, json_schema
 from lealta.programme.schemas import ApplyResult, ChangeOut, ProgrammeOut, VersionOut

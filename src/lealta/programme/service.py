@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 from pydantic import ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import ScalarSelect, func, select
 from sqlalchemy.orm import Session
 
 from lealta.audit import service as audit
@@ -112,22 +112,34 @@ def _raise(problems: list[dict[str, str]]) -> None:
 
 def current(session: Session, *, now: datetime | None = None) -> Programme:
     """The newest version whose activation time has come; parsed once and cached."""
-    now = now or datetime.now(UTC)
-    row = session.execute(
-        select(ProgrammeVersion.digest, ProgrammeVersion.version)
+    return by_digest(session, session.scalar(select(in_force_digest(now or datetime.now(UTC)))))
+
+
+def in_force_digest(now: datetime) -> ScalarSelect[str]:
+    """The digest of the version in force at ``now`` (NULL: none yet), as a scalar subquery, so
+    that a hot read finds its programme in the statement that reads its member."""
+    return (
+        select(ProgrammeVersion.digest)
         .where(ProgrammeVersion.activated_at <= now)
         .order_by(ProgrammeVersion.version.desc())
         .limit(1)
-    ).first()
-    if row is None:
+        .scalar_subquery()
+    )
+
+
+def by_digest(session: Session, digest: str | None) -> Programme:
+    """The programme stored under ``digest`` (None: the default rules). Documents are parsed
+    once per process: a digest names one document forever, so the cache never goes stale, and
+    a newly applied version is read the moment its digest is in force."""
+    if digest is None:
         return DEFAULT_PROGRAMME
-    programme = _cache.get(row.digest)
+    programme = _cache.get(digest)
     if programme is None:
         document = session.scalar(
-            select(ProgrammeVersion.document).where(ProgrammeVersion.version == row.version)
+            select(ProgrammeVersion.document).where(ProgrammeVersion.digest == digest).limit(1)
         )
         programme = Programme.model_validate(document)
-        _cache[row.digest] = programme
+        _cache[digest] = programme
     return programme
 
 

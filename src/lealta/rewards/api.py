@@ -1,20 +1,19 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
+from lealta.apikeys.deps import Reader, Writer
 from lealta.kit.http import (
     ERROR_RESPONSES,
     ClockDep,
     DbDep,
-    Reader,
     RequiredIdempotencyKey,
-    Writer,
     replayable,
     respond,
 )
@@ -48,11 +47,12 @@ def member_rewards(
     `not_redeemable` (issued only by a spending threshold)."""
     now = clock.now()
     with db.unit_of_work(write=False) as session:
-        programme = programmes.current(session)
-        member = members.get(session, external_id)
-        account = session.get(Account, member.id)
-        assert account is not None
+        member, account, (digest,) = members.get_with_account(
+            session, external_id, programmes.in_force_digest(datetime.now(UTC))
+        )
+        programme = programmes.by_digest(session, digest)
         states = service.catalogue(session, programme, member, account, now=now)
+        session.commit()  # COMMIT, not a rollback: psycopg keeps its prepared statements
         return MemberRewardsOut(
             customer_id=external_id,
             points_available=account.points_available,

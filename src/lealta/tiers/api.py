@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from fastapi import APIRouter
 
+from lealta.apikeys.deps import Reader
 from lealta.kit.errors import NotFound
-from lealta.kit.http import ERROR_RESPONSES, ClockDep, DbDep, Reader
+from lealta.kit.http import ERROR_RESPONSES, ClockDep, DbDep
 from lealta.kit.ids import ExternalId
 from lealta.members import service as members
-from lealta.models import Account
 from lealta.programme import service as programmes
 from lealta.programme.schema import Benefits, Tier
 from lealta.tiers import service
@@ -49,13 +51,14 @@ def get_tier(external_id: ExternalId, principal: Reader, db: DbDep, clock: Clock
     date to reach it from the member's own spending rate."""
     now = clock.now()
     with db.unit_of_work(write=False) as session:
-        programme = programmes.current(session)
-        member = members.get(session, external_id)
-        account = session.get(Account, member.id)
-        assert account is not None
+        member, account, (digest,) = members.get_with_account(
+            session, external_id, programmes.in_force_digest(datetime.now(UTC))
+        )
+        programme = programmes.by_digest(session, digest)
         status = service.status(session, programme, member, account, now=now)
         if status is None:
             raise NoTiers("The programme in force has no tiers.")
+        session.commit()  # COMMIT, not a rollback: psycopg keeps its prepared statements
         p = status.progress
         return TierOut(
             external_id=external_id,
@@ -90,10 +93,11 @@ def get_tier(external_id: ExternalId, principal: Reader, db: DbDep, clock: Clock
 def get_benefits(external_id: ExternalId, principal: Reader, db: DbDep) -> MemberBenefitsOut:
     """The member's tier benefits as data (discount %, free shipping, flags) for checkout."""
     with db.unit_of_work(write=False) as session:
-        programme = programmes.current(session)
-        member = members.get(session, external_id)
-        account = session.get(Account, member.id)
-        assert account is not None
+        _, account, (digest,) = members.get_with_account(
+            session, external_id, programmes.in_force_digest(datetime.now(UTC))
+        )
+        programme = programmes.by_digest(session, digest)
+        session.commit()  # COMMIT, not a rollback: psycopg keeps its prepared statements
         tier = programme.tier(account.tier_id) or (
             programme.tiers.levels[0] if programme.tiers else None
         )
