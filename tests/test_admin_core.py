@@ -26,7 +26,7 @@ from lealta.members.schemas import MemberCreate
 from lealta.models import Account, AdminUser, ApiKey, AuditLog, LedgerEntry
 from lealta.programme import service as programmes
 from lealta.programme.schema import Programme
-from lealta.web.admin import auth
+from lealta.staff import service as staff_users
 from tests.conftest import T0
 from tests.factories import order_paid
 
@@ -51,7 +51,7 @@ def data(db: Database, clock: FixedClock) -> None:
         programmes.apply(session, DEMO, actor="test", now=T0 - timedelta(days=30))
     with db.unit_of_work() as session:
         for role in ROLES:
-            auth.create_user(
+            staff_users.create_user(
                 session,
                 email=f"{role}@example.com",
                 name=role.title(),

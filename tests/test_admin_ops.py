@@ -28,7 +28,7 @@ from lealta.members.schemas import MemberCreate
 from lealta.models import Account, AuditLog, Coupon, CouponUse, ProgrammeVersion, Redemption
 from lealta.programme import service as programmes
 from lealta.rewards import service as rewards
-from lealta.web.admin import auth
+from lealta.staff import service as staff_users
 from lealta.web.admin.routes_ops_common import LOCKED, MESSAGES
 from tests.conftest import T0
 from tests.test_rewards import DEMO, use
@@ -48,7 +48,7 @@ def console(db: Database, clock: FixedClock, settings: Settings) -> Iterator[Con
     """``console(role)``: a client signed in as a user with that role (English pages)."""
     with db.unit_of_work() as session:
         for role in ROLES:
-            auth.create_user(
+            staff_users.create_user(
                 session,
                 email=f"{role}@shop.test",
                 name=role.title(),
@@ -741,7 +741,7 @@ class TestRolesAndCsrf:
                 response = client.get(path)
             else:
                 response = client.post(path, data={"csrf_token": token, "member": "c1"})
-            allowed = auth.Staff(0, "x", "x", role).can(needs)
+            allowed = staff_users.Staff(0, "x", "x", role).can(needs)
             if allowed:
                 assert response.status_code != 403, (role, path)
             else:

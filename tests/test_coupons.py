@@ -18,6 +18,7 @@ from lealta.coupons import service as coupons
 from lealta.kit.clock import FixedClock
 from lealta.kit.db import Database
 from lealta.models import Coupon, CouponUse
+from lealta.models.coupon import normalise
 from lealta.programme.schema import CouponSpec
 from tests.conftest import T0
 from tests.test_rewards import enrol, use
@@ -63,8 +64,8 @@ class TestCodes:
         assert elapsed < 30
 
     def test_normalise_accepts_what_people_type(self) -> None:
-        assert codes.normalise("  lea-abcd-efgh ") == "LEAABCDEFGH"
-        assert codes.normalise("LEA ABCD\u2013efgh") == codes.normalise("LEA-ABCD-EFGH")
+        assert normalise("  lea-abcd-efgh ") == "LEAABCDEFGH"
+        assert normalise("LEA ABCD\u2013efgh") == normalise("LEA-ABCD-EFGH")
 
 
 # --- discount maths (pure) --------------------------------------------------------------------

@@ -25,11 +25,11 @@ from lealta.config import Settings
 from lealta.kit.clock import FixedClock
 from lealta.kit.db import Database
 from lealta.kit.redact import redact_target
+from lealta.members import login_links
 from lealta.members import service as members
 from lealta.members.schemas import MemberCreate
 from lealta.programme import service as programmes
-from lealta.web.admin import auth
-from lealta.web.cockpit import service as cockpit
+from lealta.staff import service as staff_users
 from tests.conftest import T0
 from tests.test_admin_core import DEMO, PASSWORD, ROLES, sign_in
 
@@ -44,7 +44,7 @@ def data(db: Database) -> None:
         programmes.apply(session, DEMO, actor="test", now=T0 - timedelta(days=30))
     with db.unit_of_work() as session:
         for role in ROLES:
-            auth.create_user(
+            staff_users.create_user(
                 session,
                 email=f"{role}@example.com",
                 name=role.title(),
@@ -74,7 +74,9 @@ def nav_links(html: str) -> list[str]:
 
 def member_signs_in(web: TestClient, db: Database, address: str = "maria@example.com") -> None:
     with db.unit_of_work() as session:
-        link = cockpit.request_link(session, address, client_ip="testclient", now=T0, minutes=15)
+        link = login_links.request_link(
+            session, address, client_ip="testclient", now=T0, minutes=15
+        )
     assert link.token is not None
     form = web.get(f"/me/login/{link.token}")
     token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
@@ -244,7 +246,7 @@ class TestRedaction:
                 MemberCreate(external_id="log-1", email="log@example.com"),
                 now=T0,
             )
-            link = cockpit.request_link(
+            link = login_links.request_link(
                 session, "log@example.com", client_ip="test", now=datetime.now(UTC), minutes=15
             )
         assert link.token is not None

@@ -25,13 +25,13 @@ from lealta.kit.clock import FixedClock
 from lealta.kit.db import Database
 from lealta.ledger import operations
 from lealta.ledger.schemas import AdjustmentIn
+from lealta.members import login_links
 from lealta.members import service as members
 from lealta.models import Coupon, LedgerEntry, Member, TierChange
 from lealta.programme import service as programmes
 from lealta.programme.schema import EarningRule, Programme, Translations
 from lealta.rewards import service as rewards
-from lealta.web.admin import auth
-from lealta.web.cockpit import service as cockpit
+from lealta.staff import service as staff_users
 from tests.i18n_leaks import english_leaks, spanish_leaks, visible_text
 
 PASSWORD = "correct horse battery"
@@ -76,7 +76,7 @@ def demo_app(db: Database, clock: FixedClock, settings: Settings) -> Any:
     now = clock.now()
     demo.up(db, now=now - timedelta(minutes=5), member_count=MEMBERS)
     with db.unit_of_work() as session:
-        auth.create_user(
+        staff_users.create_user(
             session,
             email="admin@shop.test",
             name="Ana Torres",
@@ -119,7 +119,7 @@ def _member_client(app: Any, db: Database, clock: FixedClock, external_id: str) 
     with db.unit_of_work() as session:
         member = members.get(session, external_id)
         assert member.email
-        asked = cockpit.request_link(
+        asked = login_links.request_link(
             session, member.email, client_ip="testclient", now=clock.now(), minutes=15
         )
         assert asked.token is not None

@@ -16,6 +16,7 @@ from sqlalchemy import text
 from starlette.middleware.sessions import SessionMiddleware
 
 from lealta import __version__
+from lealta.apikeys.deps import get_principal
 from lealta.config import Settings, get_settings
 from lealta.coupons.api import router as coupons_router
 from lealta.events.api import router as events_router
@@ -27,7 +28,6 @@ from lealta.kit.http import (
     BodyLimitMiddleware,
     ErrorResponse,
     ObservabilityMiddleware,
-    get_principal,
     install_error_handlers,
 )
 from lealta.kit.logging import configure as configure_logging
@@ -38,6 +38,7 @@ from lealta.members.api import router as members_router
 from lealta.programme.api import router as programme_router
 from lealta.rewards.api import router as rewards_router
 from lealta.tiers.api import router as tiers_router
+from lealta.web import errors as web_errors
 from lealta.web.admin.routes_auth import router as admin_auth_router
 from lealta.web.admin.routes_core import router as admin_core_router
 from lealta.web.admin.routes_ops import router as admin_ops_router
@@ -93,7 +94,9 @@ def create_app(
     app.state.settings = settings
     app.state.db = database
     app.state.clock = clock or SystemClock()
-    install_error_handlers(app)
+    install_error_handlers(
+        app, error_page=web_errors.error_page, unavailable_page=web_errors.db_unavailable_page
+    )
     openapi.install(app, get_principal)
     app.include_router(events_router)
     app.include_router(members_router)

@@ -12,7 +12,7 @@ from lealta.events.service import IngestContext, ingest
 from lealta.members import service as members
 from lealta.members.schemas import MemberCreate
 from lealta.programme import service as programmes
-from lealta.web.admin import auth
+from lealta.staff import service as staff_users
 from tests.browser.conftest import LiveServer, shoot
 from tests.factories import order_paid
 from tests.test_admin_core import DEMO
@@ -27,7 +27,7 @@ def console(live_server: LiveServer) -> LiveServer:
     with db.unit_of_work() as session:
         programmes.apply(session, DEMO, actor="test", now=now - timedelta(days=60))
     with db.unit_of_work() as session:
-        auth.create_user(
+        staff_users.create_user(
             session,
             email="admin@example.com",
             name="Admin",

@@ -17,7 +17,7 @@ from lealta.members.schemas import MemberCreate
 from lealta.models import Coupon
 from lealta.programme import service as programmes
 from lealta.rewards import service as rewards
-from lealta.web.admin import auth
+from lealta.staff import service as staff_users
 from tests.browser.conftest import LiveServer, shoot
 from tests.test_rewards import DEMO
 
@@ -43,7 +43,7 @@ def shop(live_server: LiveServer) -> Shop:
     with db.unit_of_work() as session:
         programmes.apply(session, DEMO, actor="test", now=now - timedelta(days=30))
         for role in ("support", "admin"):
-            auth.create_user(
+            staff_users.create_user(
                 session,
                 email=f"{role}@shop.test",
                 name=f"{role.title()} Staff",

@@ -26,7 +26,7 @@ from lealta.members.schemas import MemberCreate
 from lealta.models import Coupon
 from lealta.programme import service as programmes
 from lealta.rewards import service as rewards
-from lealta.web.admin import auth
+from lealta.staff import service as staff_users
 from tests.browser.conftest import LiveServer, Mailbox, shoot
 from tests.i18n_leaks import english_leaks
 from tests.test_rewards import DEMO
@@ -51,7 +51,7 @@ def seed(server: LiveServer) -> Seed:
     with server.db.unit_of_work() as session:
         programmes.apply(session, DEMO, actor="test", now=now - timedelta(days=30))
         for role, name in (("admin", "Ana Torres"), ("read_only", "Luis Vega")):
-            auth.create_user(
+            staff_users.create_user(
                 session,
                 email=f"{role}@shop.test",
                 name=name,

@@ -5,7 +5,8 @@ import hashlib
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from lealta.coupons import codes, service
+from lealta.apikeys.deps import Reader, Writer
+from lealta.coupons import service
 from lealta.coupons.schemas import (
     CouponOut,
     RedeemIn,
@@ -21,15 +22,14 @@ from lealta.kit.http import (
     ClockDep,
     DbDep,
     IdempotencyKey,
-    Reader,
     RequiredIdempotencyKey,
-    Writer,
     replayable,
     respond,
 )
 from lealta.kit.idempotency import check_key, run_maybe_once, run_once
 from lealta.kit.ids import ExternalId
 from lealta.members import service as members
+from lealta.models.coupon import normalise
 
 router = APIRouter(prefix="/v1", tags=["coupons"], responses=ERROR_RESPONSES)
 
@@ -177,4 +177,4 @@ def member_coupons(
 
 def _scope(kind: str, code: str) -> str:
     """Keys are per coupon; the code is hashed so any code fits the scope column."""
-    return f"{kind}:{hashlib.sha256(codes.normalise(code).encode()).hexdigest()[:40]}"
+    return f"{kind}:{hashlib.sha256(normalise(code).encode()).hexdigest()[:40]}"

@@ -4,14 +4,13 @@ A pattern such as ``LEA-####-####-####`` keeps its literal characters; each ``#`
 character of :data:`ALPHABET`, which leaves out the look-alikes ``0 O 1 I L`` so a code read
 aloud or typed from a receipt is not mistaken. Randomness comes from :mod:`secrets`; the
 database's unique indexes on ``coupons.code`` and on its dash-less ``code_key`` (see
-:func:`normalise`) settle the rare collision (see
+:func:`lealta.models.coupon.normalise`) settle the rare collision (see
 ``coupons.service.issue``, which retries inside a savepoint).
 """
 
 from __future__ import annotations
 
 import math
-import re
 import secrets
 from collections.abc import Callable
 
@@ -57,17 +56,3 @@ def collision_probability(count: int, pattern: str) -> float:
     """
     n = float(count)
     return -math.expm1(-n * (n - 1) / (2.0 * space(pattern)))
-
-
-_SEPARATORS = re.compile(r"[\s\-\u2010-\u2015\u2212]+")
-
-
-def normalise(code: str) -> str:
-    """The lookup key of a code, however it was typed or stored: upper-case, with spaces and
-    dashes removed (``lea-7k3m 9q2x`` and ``LEA-7K3M-9Q2X`` are one code).
-
-    Patterns may only hold ``A-Z``, ``0-9``, ``-`` and ``#``, so dropping the dashes loses
-    nothing but the grouping; the unique index on ``coupons.code_key`` (this form) makes sure
-    two codes that differ only in their dashes are never both issued.
-    """
-    return _SEPARATORS.sub("", code).upper()

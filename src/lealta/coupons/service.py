@@ -22,6 +22,7 @@ from lealta.kit.db import lock_for_update
 from lealta.kit.errors import Conflict, NotFound
 from lealta.kit.money import from_minor, normalise_currency, to_minor
 from lealta.models import Coupon, CouponUse, Member
+from lealta.models.coupon import normalise
 from lealta.programme.schema import CouponSpec
 
 MAX_CODE_ATTEMPTS = 8
@@ -263,7 +264,7 @@ def _by_code(code: str) -> tuple[ColumnElement[bool], ColumnElement[int]]:
     found by its exact form, first."""
     exact = code.strip().upper()
     return (
-        or_(Coupon.code_key == codes.normalise(code), Coupon.code == exact),
+        or_(Coupon.code_key == normalise(code), Coupon.code == exact),
         case((Coupon.code == exact, 0), else_=1),
     )
 

@@ -30,7 +30,7 @@ from lealta.kit.errors import Conflict
 from lealta.members import service as members
 from lealta.models import AdminUser, Member, ProgrammeVersion
 from lealta.programme import service as programmes
-from lealta.web.admin import auth
+from lealta.staff import service as staff_users
 
 ACTOR = "demo"
 API_KEY_NAME = "demo"
@@ -74,8 +74,8 @@ def up(
         if not _has_members(session):
             created, ingested = _load(session, now, seed, member_count, on_progress)
     # Members whose last event is older than the return window or an expiry date are brought
-    # up to now, as the scheduled job would have done live.
-    run_due(db, now=now)
+    # up to now, as the scheduled job would have done live (still history: backfill).
+    run_due(db, now=now, backfill=True)
     with db.unit_of_work() as session:
         revoked = 0
         for row in apikeys.list_keys(session):
@@ -102,7 +102,7 @@ def _demo_admin(session: Session, now: datetime) -> str:
     password = secrets.token_urlsafe(12)
     user = session.scalars(select(AdminUser).where(AdminUser.email == ADMIN_EMAIL)).one_or_none()
     if user is None:
-        auth.create_user(
+        staff_users.create_user(
             session,
             email=ADMIN_EMAIL,
             name="Demo admin",
@@ -112,7 +112,7 @@ def _demo_admin(session: Session, now: datetime) -> str:
             actor=ACTOR,
         )
     else:
-        auth.set_password(session, user, password, now=now)
+        staff_users.set_password(session, user, password, now=now)
         user.role = "admin"
         user.disabled = False
     return password
@@ -135,7 +135,7 @@ def _load(
     data = generate(now, seed=seed, members=member_count)
     for profile, enrolled_at in data.members:
         members.create(session, profile, now=now, enrolled_at=enrolled_at)
-    ctx = IngestContext(programme=programme, now=now, actor=ACTOR)
+    ctx = IngestContext(programme=programme, now=now, actor=ACTOR, backfill=True)
     total = len(data.events)
     for done, item in enumerate(data.events, start=1):
         ingest(session, item.event, ctx, key=item.key)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.routing import iter_route_contexts
 from prometheus_client import Counter, Histogram
 from pydantic import BaseModel
@@ -18,8 +19,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from lealta.apikeys import service as apikeys
-from lealta.apikeys.service import Principal
 from lealta.config import Settings
 from lealta.kit import ids
 from lealta.kit.clock import Clock
@@ -92,29 +91,30 @@ def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
 DB_RETRY_AFTER = 5  # seconds, the Retry-After of a 503 database_unavailable
 
 
-def db_unavailable_page(request: Request, headers: dict[str, str]) -> Response:
-    """The styled 503 page, rendered without touching the database (no signed-in user)."""
-    from lealta.web import i18n
-    from lealta.web.templating import render
+class ErrorPage(Protocol):
+    """Renders the styled HTML error page of the console and cockpit (given by ``web/``)."""
 
-    language = i18n.negotiate(request)
-    _ = i18n.gettext_for(language)
-    message = _("The database is busy or cannot be reached. Try again in a moment.")
-    context = {"code": "database_unavailable", "message": message, "back_url": request.url.path}
-    response = render(request, "error.html", context, language=language, status_code=503)
-    response.headers["Cache-Control"] = "no-store"
-    response.headers.update(headers)
-    return response
+    def __call__(
+        self, request: Request, *, status_code: int, code: str, message: str, headers: Any = None
+    ) -> Response: ...
 
 
-def install_error_handlers(app: FastAPI) -> None:
+UnavailablePage = Callable[[Request, dict[str, str]], Response]
+"""Renders the styled 503 page without touching the database."""
+
+
+def install_error_handlers(
+    app: FastAPI,
+    *,
+    error_page: ErrorPage | None = None,
+    unavailable_page: UnavailablePage | None = None,
+) -> None:
+    """One JSON error shape for the API; pages (``is_page``) get the HTML renderers given by
+    the web edge (kit does not import ``web/``), or JSON when none is given."""
+
     @app.exception_handler(LealtaError)
     async def _lealta(request: Request, exc: LealtaError) -> Response:
-        if is_page(request):
-            from starlette.responses import RedirectResponse
-
-            from lealta.web.errors import error_page
-
+        if is_page(request) and error_page is not None:
             if exc.status_code == 401:
                 login = "/me/login" if request.url.path.startswith("/me") else "/admin/login"
                 return RedirectResponse(f"{login}?next={request.url.path}", status_code=303)
@@ -162,9 +162,7 @@ def install_error_handlers(app: FastAPI) -> None:
             # Starlette names only the first route that matched the path; a path served by
             # several routes (GET and PATCH /v1/members/{id}) allows all of their methods.
             exc.headers = {**(exc.headers or {}), "Allow": ", ".join(allowed_methods(request))}
-        if is_page(request) and exc.status_code in (404, 405):
-            from lealta.web.errors import error_page
-
+        if is_page(request) and error_page is not None and exc.status_code in (404, 405):
             return await run_in_threadpool(
                 error_page,
                 request,
@@ -197,8 +195,8 @@ def install_error_handlers(app: FastAPI) -> None:
         cause = getattr(exc, "orig", None) or exc
         log.warning("database_unavailable", error=(str(cause).splitlines() or [""])[0])
         headers = {"Retry-After": str(DB_RETRY_AFTER)}
-        if is_page(request):
-            return db_unavailable_page(request, headers)
+        if is_page(request) and unavailable_page is not None:
+            return unavailable_page(request, headers)
         return JSONResponse(
             error_body("database_unavailable", "The database is busy or unreachable; retry."),
             status_code=503,
@@ -353,28 +351,9 @@ def get_settings_dep(request: Request) -> Settings:
     return settings
 
 
-def get_principal(
-    db: Annotated[Database, Depends(get_db)],
-    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
-    x_api_key: Annotated[str | None, Header(include_in_schema=False)] = None,
-) -> Principal:
-    key = x_api_key
-    if authorization and authorization.lower().startswith("bearer "):
-        key = authorization[7:].strip()
-    with db.unit_of_work(write=False) as session:
-        return apikeys.authenticate(session, key)
-
-
-def get_writer(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
-    principal.require_write()
-    return principal
-
-
 DbDep = Annotated[Database, Depends(get_db)]
 ClockDep = Annotated[Clock, Depends(get_clock)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
-Reader = Annotated[Principal, Depends(get_principal)]
-Writer = Annotated[Principal, Depends(get_writer)]
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 IdempotencyKey = Annotated[
     str | None,

@@ -1,14 +1,27 @@
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, text
 from sqlalchemy.engine.default import DefaultExecutionContext
 from sqlalchemy.orm import Mapped, mapped_column
 
-from lealta.coupons.codes import normalise
 from lealta.kit.db import Base, JSONType
 from lealta.models._types import BigId
+
+_SEPARATORS = re.compile(r"[\s\-\u2010-\u2015\u2212]+")
+
+
+def normalise(code: str) -> str:
+    """The lookup key of a code (its ``code_key``), however it was typed or stored: upper-case,
+    with spaces and dashes removed (``lea-7k3m 9q2x`` and ``LEA-7K3M-9Q2X`` are one code).
+
+    Patterns may only hold ``A-Z``, ``0-9``, ``-`` and ``#``, so dropping the dashes loses
+    nothing but the grouping; the unique index on ``coupons.code_key`` (this form) makes sure
+    two codes that differ only in their dashes are never both issued.
+    """
+    return _SEPARATORS.sub("", code).upper()
 
 
 def _code_key(context: DefaultExecutionContext) -> str:
@@ -41,7 +54,7 @@ class Coupon(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     code: Mapped[str] = mapped_column(String(64), unique=True)
-    # The code as looked up (``coupons.codes.normalise``: upper-case, no dashes or spaces);
+    # The code as looked up (``normalise`` above: upper-case, no dashes or spaces);
     # unique, so two codes differing only in their dashes never coexist.
     code_key: Mapped[str] = mapped_column(String(64), default=_code_key)
     member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"))

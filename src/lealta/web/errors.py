@@ -15,6 +15,7 @@ from starlette.responses import HTMLResponse
 from lealta.kit.db import Database
 from lealta.kit.logging import get_logger
 from lealta.models import Member
+from lealta.staff.service import NotSignedIn, Staff
 from lealta.web import i18n
 from lealta.web.admin import auth
 from lealta.web.templating import render
@@ -52,6 +53,18 @@ def error_page(
     return response
 
 
+def db_unavailable_page(request: Request, headers: dict[str, str]) -> HTMLResponse:
+    """The styled 503 page, rendered without touching the database (no signed-in user)."""
+    language = i18n.negotiate(request)
+    _ = i18n.gettext_for(language)
+    message = _("The database is busy or cannot be reached. Try again in a moment.")
+    context = {"code": "database_unavailable", "message": message, "back_url": request.url.path}
+    response = render(request, "error.html", context, language=language, status_code=503)
+    response.headers["Cache-Control"] = "no-store"
+    response.headers.update(headers)
+    return response
+
+
 def _database(request: Request) -> Database | None:
     if "session" not in request.scope:
         return None
@@ -59,14 +72,14 @@ def _database(request: Request) -> Database | None:
     return db
 
 
-def _staff(request: Request) -> auth.Staff | None:
+def _staff(request: Request) -> Staff | None:
     db = _database(request)
     if db is None or not isinstance(request.session.get(auth.SESSION_KEY), int):
         return None
     try:
         with db.unit_of_work(write=False) as session:
             return auth.current(session, request)
-    except auth.NotSignedIn:
+    except NotSignedIn:
         return None
     except Exception:  # the error page must render even when the database does not answer
         log.warning("error_page_without_user")

@@ -7,14 +7,13 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import select
 
 from lealta.config import get_settings
 from lealta.kit.clock import SystemClock
 from lealta.kit.db import Database
 from lealta.kit.errors import LealtaError
-from lealta.models import ROLES, AdminUser
-from lealta.web.admin import auth
+from lealta.models import ROLES
+from lealta.staff import service as staff_users
 
 app = typer.Typer(help="Admin console users.", no_args_is_help=True)
 console = Console()
@@ -42,7 +41,7 @@ def create_user(
     database = Database(get_settings().database_url)
     try:
         with database.unit_of_work() as session:
-            user = auth.create_user(
+            user = staff_users.create_user(
                 session,
                 email=email,
                 name=name,
@@ -67,7 +66,7 @@ def list_users() -> None:
     now = SystemClock().now()
     try:
         with database.unit_of_work(write=False) as session:
-            users = list(session.scalars(select(AdminUser).order_by(AdminUser.email)))
+            users = staff_users.list_users(session)
     finally:
         database.dispose()
     table = Table("email", "name", "role", "status", "last sign-in")

@@ -8,8 +8,8 @@ from fastapi import Depends, Request
 
 from lealta.kit.db import Database
 from lealta.kit.http import get_db
+from lealta.staff.service import Staff
 from lealta.web.admin import auth
-from lealta.web.admin.auth import Staff
 
 
 def get_staff(request: Request, db: Annotated[Database, Depends(get_db)]) -> Staff:

@@ -13,8 +13,8 @@ from urllib.parse import quote
 from fastapi.responses import HTMLResponse, RedirectResponse
 from starlette.requests import Request
 
+from lealta.staff.service import Staff
 from lealta.web import i18n
-from lealta.web.admin.auth import Staff
 from lealta.web.templating import render
 
 FLASH = "admin_flash"

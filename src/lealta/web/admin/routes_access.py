@@ -16,9 +16,9 @@ from lealta.kit.db import Database
 from lealta.kit.errors import LealtaError, NotFound
 from lealta.kit.http import ClockDep, DbDep
 from lealta.models import ROLES, AdminUser
+from lealta.staff import service as staff_users
+from lealta.staff.service import Staff, require
 from lealta.web import i18n
-from lealta.web.admin import auth
-from lealta.web.admin.auth import Staff
 from lealta.web.admin.deps import StaffDep
 from lealta.web.admin.pages import done, show
 from lealta.web.security import check_csrf
@@ -33,7 +33,7 @@ MAX_KEY_NAME = 100
 
 @router.get("/users")
 def users_page(request: Request, db: DbDep, clock: ClockDep, staff: StaffDep) -> Response:
-    auth.require(staff, "admin")
+    require(staff, "admin")
     return _users(request, db, staff, clock.now())
 
 
@@ -50,7 +50,7 @@ def create_user(
     password: Annotated[str, Form()] = "",
 ) -> Response:
     check_csrf(request, csrf_token)
-    auth.require(staff, "admin")
+    require(staff, "admin")
     _ = i18n.gettext_for(i18n.negotiate(request))
     form = {"email": email, "name": name, "role": role}
     error: str | None = None
@@ -61,7 +61,7 @@ def create_user(
     else:
         try:
             with db.unit_of_work() as session:
-                auth.create_user(
+                staff_users.create_user(
                     session,
                     email=email,
                     name=name,
@@ -88,7 +88,7 @@ def change_role(
     role: Annotated[str, Form()] = "",
 ) -> Response:
     check_csrf(request, csrf_token)
-    auth.require(staff, "admin")
+    require(staff, "admin")
     _ = i18n.gettext_for(i18n.negotiate(request))
     if role not in ROLES:
         return _users(request, db, staff, clock.now(), error=_("Choose a role."), status_code=422)
@@ -105,7 +105,7 @@ def change_role(
         user = _get_user(session, user_id)
         previous = user.role
         user.role = role
-        auth.end_sessions(user)  # the user signs in again under the new role
+        staff_users.end_sessions(user)  # the user signs in again under the new role
         audit.record(
             session,
             actor=staff.actor,
@@ -156,7 +156,7 @@ def _set_disabled(
     disabled: bool,
 ) -> Response:
     check_csrf(request, csrf_token)
-    auth.require(staff, "admin")
+    require(staff, "admin")
     _ = i18n.gettext_for(i18n.negotiate(request))
     if user_id == staff.id:
         return _users(
@@ -170,7 +170,7 @@ def _set_disabled(
     with db.unit_of_work() as session:
         user = _get_user(session, user_id)
         user.disabled = disabled
-        auth.end_sessions(user)
+        staff_users.end_sessions(user)
         if not disabled:
             # Re-enabling also lifts a lock-out: the admin vouches for the person.
             user.failed_attempts = 0
@@ -231,7 +231,7 @@ def _users(
 
 def _user_error(exc: LealtaError, _: Any) -> str:
     messages = {
-        "weak_password": _("Passwords need at least %(n)s characters.", n=auth.MIN_PASSWORD),
+        "weak_password": _("Passwords need at least %(n)s characters.", n=staff_users.MIN_PASSWORD),
         "invalid_email": _("Give a valid email address."),
         "invalid_role": _("Choose a role."),
         "user_exists": _("A user with this email already exists."),
@@ -244,7 +244,7 @@ def _user_error(exc: LealtaError, _: Any) -> str:
 
 @router.get("/api-keys")
 def api_keys_page(request: Request, db: DbDep, staff: StaffDep) -> Response:
-    auth.require(staff, "admin")
+    require(staff, "admin")
     return _keys(request, db, staff)
 
 
@@ -260,7 +260,7 @@ def create_api_key(
 ) -> Response:
     """Create a key and show its secret on this response only; it is never stored."""
     check_csrf(request, csrf_token)
-    auth.require(staff, "admin")
+    require(staff, "admin")
     _ = i18n.gettext_for(i18n.negotiate(request))
     label = name.strip()
     error = None
@@ -309,7 +309,7 @@ def revoke_api_key(
     csrf_token: Annotated[str, Form()] = "",
 ) -> Response:
     check_csrf(request, csrf_token)
-    auth.require(staff, "admin")
+    require(staff, "admin")
     with db.unit_of_work() as session:
         now = clock.now()
         row = apikeys.revoke(session, prefix, now=now)

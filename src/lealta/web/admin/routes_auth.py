@@ -8,6 +8,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
 from lealta.kit.http import ClockDep, DbDep, SettingsDep
+from lealta.staff import service as staff_users
 from lealta.web import i18n
 from lealta.web.admin import auth
 from lealta.web.admin.deps import StaffDep
@@ -41,10 +42,10 @@ def login(
     next: Annotated[str, Form()] = "/admin",
 ) -> Response:
     check_csrf(request, csrf_token)
-    refused: auth.InvalidCredentials | None = None
+    refused: staff_users.InvalidCredentials | None = None
     with db.unit_of_work() as session:
         try:
-            user = auth.authenticate(
+            user = staff_users.authenticate(
                 session,
                 email,
                 password,
@@ -53,7 +54,7 @@ def login(
                 lock_minutes=settings.admin_lockout_minutes,
             )
             auth.sign_in(request, user)
-        except auth.InvalidCredentials as exc:
+        except staff_users.InvalidCredentials as exc:
             # Caught inside the unit of work so the failed attempt (and a lock) is committed;
             # raising out of it would roll the counter back and nobody would ever be locked.
             refused = exc

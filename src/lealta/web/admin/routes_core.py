@@ -8,8 +8,9 @@ from fastapi.responses import Response
 
 from lealta.kit.http import ClockDep, DbDep
 from lealta.programme import service as programmes
+from lealta.reporting import queries
+from lealta.staff.service import require
 from lealta.web import i18n
-from lealta.web.admin import auth, queries
 from lealta.web.admin.deps import StaffDep
 from lealta.web.admin.pages import show
 from lealta.web.admin.routes_access import router as access_router
@@ -20,7 +21,7 @@ router = APIRouter(include_in_schema=False)
 
 @router.get("/admin")
 def overview(request: Request, db: DbDep, clock: ClockDep, staff: StaffDep) -> Response:
-    auth.require(staff, "view")
+    require(staff, "view")
     language = i18n.negotiate(request)
     with db.unit_of_work(write=False) as session:
         now = clock.now()
@@ -43,7 +44,7 @@ def audit_log(
     action: str = "",
     page: str = "1",
 ) -> Response:
-    auth.require(staff, "view")
+    require(staff, "view")
     actor, action = actor[:200], action[:64]
     with db.unit_of_work(write=False) as session:
         result, actions = queries.audit_log(

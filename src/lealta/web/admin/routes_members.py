@@ -24,10 +24,11 @@ from lealta.ledger.schemas import MAX_POINTS, AdjustmentIn
 from lealta.members import service as members
 from lealta.models import Account, Member
 from lealta.programme import service as programmes
+from lealta.reporting import queries
 from lealta.rewards import service as rewards
+from lealta.staff.service import require
 from lealta.tiers import service as tiers
 from lealta.web import i18n
-from lealta.web.admin import auth, queries
 from lealta.web.admin.deps import StaffDep
 from lealta.web.admin.pages import done, member_url, show
 from lealta.web.security import check_csrf
@@ -43,7 +44,7 @@ MAX_REASON = 500
 def member_search(
     request: Request, db: DbDep, clock: ClockDep, staff: StaffDep, q: str = "", page: str = "1"
 ) -> Response:
-    auth.require(staff, "view")
+    require(staff, "view")
     language = i18n.negotiate(request)
     with db.unit_of_work(write=False) as session:
         result = queries.search_members(session, q[:200], page=queries.clamp_page(page))
@@ -70,7 +71,7 @@ def member_360(
     staff: StaffDep,
     cursor: str | None = None,
 ) -> Response:
-    auth.require(staff, "view")
+    require(staff, "view")
     language = i18n.negotiate(request)
     with db.unit_of_work(write=False) as session:
         member = members.get(session, external_id)
@@ -94,7 +95,7 @@ def adjust_points(
     """Credit or debit by hand through the ledger's own ``adjust``; the hidden key makes a
     double submit a single adjustment."""
     check_csrf(request, csrf_token)
-    auth.require(staff, "support")
+    require(staff, "support")
     language = i18n.negotiate(request)
     _ = i18n.gettext_for(language)
     form = {"idempotency_key": idempotency_key.strip(), "points": points, "reason": reason}

@@ -29,7 +29,7 @@ from lealta.programme import service as programmes
 from lealta.programme.diff import diff
 from lealta.programme.schema import DEFAULT_PROGRAMME, Programme
 from lealta.rewards import service as rewards
-from lealta.web.admin.auth import Staff, require
+from lealta.staff.service import Staff, require
 from lealta.web.admin.deps import StaffDep
 from lealta.web.admin.routes_ops_common import (
     explain,

@@ -29,7 +29,7 @@ from lealta.models import Account, Coupon, CouponUse, Member, Redemption
 from lealta.programme import service as programmes
 from lealta.programme.schema import Programme
 from lealta.rewards import service as rewards
-from lealta.web.admin.auth import Staff, require
+from lealta.staff.service import Staff, require
 from lealta.web.admin.deps import StaffDep
 from lealta.web.admin.routes_ops_common import LOCKED, explain, parse_amount, translator
 from lealta.web.security import check_csrf

@@ -30,6 +30,7 @@ from lealta.kit.idempotency import check_key, run_once
 from lealta.kit.logging import get_logger
 from lealta.kit.money import from_minor
 from lealta.ledger import service as ledger
+from lealta.members import avatars, data_export, login_links
 from lealta.members import service as members
 from lealta.members.schemas import ConsentIn, MemberFields
 from lealta.models import Account, Coupon, Member, Redemption
@@ -39,7 +40,6 @@ from lealta.rewards import service as rewards
 from lealta.tiers import service as tiers
 from lealta.web import describe, i18n
 from lealta.web.cockpit import present
-from lealta.web.cockpit import service as cockpit
 from lealta.web.security import check_csrf
 from lealta.web.templating import render
 
@@ -73,7 +73,7 @@ def get_member(request: Request, db: Annotated[Database, Depends(get_db)]) -> Me
         if member_id is not None:
             request.session.pop(SESSION_KEY, None)
             request.session.pop(GENERATION_KEY, None)
-        raise cockpit.NotSignedIn("Sign in to see your loyalty space.")
+        raise login_links.NotSignedIn("Sign in to see your loyalty space.")
     return member
 
 
@@ -166,7 +166,7 @@ def login_form(request: Request, db: DbDep, next: str | None = None) -> Response
         try:
             get_member(request, db)
             return RedirectResponse(safe_next(next), status_code=303)
-        except cockpit.NotSignedIn:
+        except login_links.NotSignedIn:
             pass  # an ended session: show the form
     if next:
         request.session[NEXT_KEY] = safe_next(next)
@@ -190,7 +190,7 @@ def request_link(
     """
     csrf(request, csrf_token, None)
     _ = gettext(request, None)
-    address = cockpit.normalise_email(email)
+    address = login_links.normalise_email(email)
     if "@" not in address or len(address) > 320 or " " in address:
         return page(
             request,
@@ -202,7 +202,7 @@ def request_link(
     try:
         with db.unit_of_work() as session:
             now = clock.now()
-            asked = cockpit.request_link(
+            asked = login_links.request_link(
                 session,
                 address,
                 client_ip=client_ip(request),
@@ -212,7 +212,7 @@ def request_link(
             recipient = asked.member
             if recipient is not None and asked.token is not None and recipient.email:
                 _queue_link(session, settings, recipient, asked.token, now)
-    except cockpit.TooManyRequests:
+    except login_links.TooManyRequests:
         return page(
             request,
             "cockpit/login.html",
@@ -249,7 +249,7 @@ def _queue_link(session: Session, settings: Any, member: Member, token: str, now
         ]
     )
     assert member.email is not None
-    cockpit.queue_link_email(
+    login_links.queue_link_email(
         session,
         member,
         to=member.email,
@@ -263,7 +263,7 @@ def _queue_link(session: Session, settings: Any, member: Member, token: str, now
 def send_link_emails(db: Database, settings: Any, clock: Any) -> None:
     """Send the queued sign-in emails (run after the response, outside any transaction)."""
     with db.unit_of_work() as session:
-        claimed = cockpit.claim_link_emails(session, now=clock.now())
+        claimed = login_links.claim_link_emails(session, now=clock.now())
     for message in claimed:
         try:
             mailer.send(settings, to=message.to, subject=message.subject, text=message.text)
@@ -282,8 +282,8 @@ def confirm_form(request: Request, token: str, db: DbDep, clock: ClockDep) -> Re
     """A one-button page: mail scanners that follow links do not use them up."""
     try:
         with db.unit_of_work(write=False) as session:
-            cockpit.check_link(session, token[:200], now=clock.now())
-    except cockpit.LinkInvalid as exc:
+            login_links.check_link(session, token[:200], now=clock.now())
+    except login_links.LinkInvalid as exc:
         return _link_invalid(request, exc)
     return page(request, "cockpit/confirm.html", None, {"token": token})
 
@@ -299,11 +299,11 @@ def confirm(
     csrf(request, csrf_token, None)
     try:
         with db.unit_of_work() as session:
-            member_id = cockpit.consume_link(session, token[:200], now=clock.now())
+            member_id = login_links.consume_link(session, token[:200], now=clock.now())
             generation = session.scalar(
                 select(Member.session_generation).where(Member.id == member_id)
             )
-    except cockpit.LinkInvalid as exc:
+    except login_links.LinkInvalid as exc:
         return _link_invalid(request, exc)
     target = safe_next(request.session.get(NEXT_KEY))
     request.session.clear()
@@ -312,7 +312,7 @@ def confirm(
     return RedirectResponse(target, status_code=303)
 
 
-def _link_invalid(request: Request, exc: cockpit.LinkInvalid) -> Response:
+def _link_invalid(request: Request, exc: login_links.LinkInvalid) -> Response:
     _ = gettext(request, None)
     message = {
         "link_used": _("This sign-in link was already used. Links work only once."),
@@ -337,7 +337,7 @@ def logout(
     """Sign out: the member's sessions end on the server, so a copied cookie stops working."""
     csrf(request, csrf_token, member)
     with db.unit_of_work() as session:
-        cockpit.end_sessions(session, member.id)
+        login_links.end_sessions(session, member.id)
     request.session.clear()
     return RedirectResponse("/me/login", status_code=303)
 
@@ -814,10 +814,10 @@ def upload_picture(
     _ = gettext(request, member)
     data = picture.file.read(settings.upload_max_bytes + 1) if picture is not None else b""
     try:
-        name = cockpit.save_avatar(
+        name = avatars.save_avatar(
             data, data_dir=settings.data_dir, max_bytes=settings.upload_max_bytes
         )
-    except cockpit.BadPicture as exc:
+    except avatars.BadPicture as exc:
         message = {
             "picture_missing": _("Choose a picture to upload."),
             "picture_too_large": _(
@@ -834,9 +834,9 @@ def upload_picture(
             me.avatar_path = name
             me.updated_at = clock.now()
     except BaseException:
-        cockpit.remove_avatar_file(name, data_dir=settings.data_dir)
+        avatars.remove_avatar_file(name, data_dir=settings.data_dir)
         raise
-    cockpit.remove_avatar_file(previous, data_dir=settings.data_dir)
+    avatars.remove_avatar_file(previous, data_dir=settings.data_dir)
     flash(request, _("Your picture was updated."))
     return RedirectResponse("/me/profile", status_code=303)
 
@@ -857,7 +857,7 @@ def remove_picture(
         previous = me.avatar_path
         me.avatar_path = None
         me.updated_at = clock.now()
-    cockpit.remove_avatar_file(previous, data_dir=settings.data_dir)
+    avatars.remove_avatar_file(previous, data_dir=settings.data_dir)
     flash(request, gettext(request, member)("Your picture was removed."))
     return RedirectResponse("/me/profile", status_code=303)
 
@@ -866,7 +866,7 @@ def remove_picture(
 def avatar(request: Request, member: MemberDep, settings: SettingsDep) -> Response:
     """The signed-in member's own picture (there is no way to name another member's)."""
     try:
-        path, media_type = cockpit.avatar_file(member, data_dir=settings.data_dir)
+        path, media_type = avatars.avatar_file(member, data_dir=settings.data_dir)
     except NotFound:
         raise NotFound(
             gettext(request, member)("You have no picture yet."), code="no_picture"
@@ -950,7 +950,7 @@ def export(request: Request, member: MemberDep, db: DbDep, clock: ClockDep) -> R
         programme = programmes.current(session, now=now)
         me = session.get(Member, member.id)
         assert me is not None
-        data = cockpit.export(session, me, currency=programme.currency, now=now)
+        data = data_export.export(session, me, currency=programme.currency, now=now)
     body = json.dumps(data, ensure_ascii=False, indent=2)
     return Response(
         body,

@@ -1,37 +1,21 @@
-"""Cockpit operations: sign-in links, member pictures and the personal data export.
+"""Member sign-in links for the cockpit: rate-limited requests, one-use tokens, the email.
 
 Every function takes the caller's session and none commits. The member is always the one
-the signed-in session names; nothing here takes a member id from a URL or a form.
+the link or the signed-in session names; nothing here takes a member id from a URL or a form.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
-from typing import Any
 
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
-from lealta.kit.errors import InvalidInput, LealtaError, NotFound
-from lealta.kit.money import from_minor
-from lealta.members import service as members
-from lealta.models import (
-    Consent,
-    Coupon,
-    LedgerEntry,
-    Member,
-    MemberLoginToken,
-    Order,
-    OrderItem,
-    OutboxMessage,
-    Redemption,
-    TierChange,
-)
+from lealta.kit.errors import LealtaError
+from lealta.models import Member, MemberLoginToken, OutboxMessage
 
 EMAIL_LIMIT = 3
 IP_LIMIT = 10
@@ -40,8 +24,6 @@ LINK_TOPIC = "cockpit.sign_in_link"
 # Namespaces of the PostgreSQL advisory locks that make the two rate limits atomic.
 _LOCK_EMAIL = 741_001
 _LOCK_IP = 741_002
-AVATAR_NAME = re.compile(r"^[0-9a-f]{32}\.(png|jpg|webp)$")
-AVATAR_TYPES = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp"}
 
 
 class NotSignedIn(LealtaError):
@@ -59,13 +41,6 @@ class LinkInvalid(LealtaError):
 
     status_code = 400
     code = "link_invalid"
-
-
-class BadPicture(InvalidInput):
-    code = "invalid_picture"
-
-
-# --- sign-in links ------------------------------------------------------------------------
 
 
 def digest(value: str) -> str:
@@ -271,193 +246,3 @@ def consume_link(session: Session, token: str, *, now: datetime) -> int:
     )
     assert member_id is not None
     return member_id
-
-
-# --- pictures -------------------------------------------------------------------------------
-
-
-def picture_kind(data: bytes) -> str | None:
-    """``png``, ``jpg`` or ``webp`` from the file's first bytes; None for anything else."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "jpg"
-    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    return None
-
-
-def avatar_dir(data_dir: Path) -> Path:
-    return data_dir / "avatars"
-
-
-def save_avatar(data: bytes, *, data_dir: Path, max_bytes: int) -> str:
-    """Check and store an uploaded picture under a random name; returns the name.
-
-    Only PNG, JPEG and WebP, recognised by their magic bytes (the declared type and file
-    name are the client's word and are ignored), up to ``max_bytes``.
-    """
-    if not data:
-        raise BadPicture("Choose a picture to upload.", code="picture_missing")
-    if len(data) > max_bytes:
-        raise BadPicture(
-            f"The picture is larger than {max_bytes} bytes.",
-            code="picture_too_large",
-            details={"max_bytes": max_bytes},
-        )
-    kind = picture_kind(data)
-    if kind is None:
-        raise BadPicture("Only PNG, JPEG or WebP pictures are accepted.", code="picture_type")
-    folder = avatar_dir(data_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    name = f"{secrets.token_hex(16)}.{kind}"
-    (folder / name).write_bytes(data)
-    return name
-
-
-def avatar_file(member: Member, *, data_dir: Path) -> tuple[Path, str]:
-    """The member's stored picture and its media type, or ``404 no_picture``."""
-    name = member.avatar_path
-    if not name or not AVATAR_NAME.match(name):
-        raise NotFound("No picture.", code="no_picture")
-    path = avatar_dir(data_dir) / name
-    if not path.is_file():
-        raise NotFound("No picture.", code="no_picture")
-    return path, AVATAR_TYPES[name.rsplit(".", 1)[1]]
-
-
-def remove_avatar_file(name: str | None, *, data_dir: Path) -> None:
-    """Delete a replaced picture (best effort: a leftover file is harmless)."""
-    if name and AVATAR_NAME.match(name):
-        (avatar_dir(data_dir) / name).unlink(missing_ok=True)
-
-
-# --- export ---------------------------------------------------------------------------------
-
-
-def export(session: Session, member: Member, *, currency: str, now: datetime) -> dict[str, Any]:
-    """Everything Lealta holds about ``member`` (GDPR access), as JSON-ready data."""
-    profile = members.to_out(session, member).model_dump(mode="json")
-    profile["has_picture"] = bool(member.avatar_path)
-    consents = [
-        {
-            "purpose": c.purpose,
-            "granted": c.granted,
-            "source": c.source,
-            "recorded_at": c.recorded_at.isoformat(),
-        }
-        for c in session.scalars(
-            select(Consent).where(Consent.member_id == member.id).order_by(Consent.id)
-        )
-    ]
-    ledger = [
-        {
-            "type": e.entry_type,
-            "points": e.points,
-            "balance_after": e.balance_after,
-            "reason": e.reason,
-            "source_type": e.source_type,
-            "source_ref": e.source_ref,
-            "occurred_at": e.occurred_at.isoformat(),
-            "recorded_at": e.recorded_at.isoformat(),
-        }
-        for e in session.scalars(
-            select(LedgerEntry)
-            .where(LedgerEntry.member_id == member.id)
-            .order_by(LedgerEntry.occurred_at, LedgerEntry.id)
-        )
-    ]
-    orders = list(
-        session.scalars(
-            select(Order).where(Order.member_id == member.id).order_by(Order.occurred_at, Order.id)
-        )
-    )
-    items: dict[int, list[dict[str, Any]]] = {o.id: [] for o in orders}
-    if orders:
-        for item in session.scalars(
-            select(OrderItem).where(OrderItem.order_id.in_(items)).order_by(OrderItem.id)
-        ):
-            order = next(o for o in orders if o.id == item.order_id)
-            items[item.order_id].append(
-                {
-                    "sku": item.sku,
-                    "category": item.category,
-                    "quantity": item.quantity,
-                    "unit_price": str(from_minor(item.unit_price_minor, order.currency)),
-                }
-            )
-    coupons = list(
-        session.scalars(select(Coupon).where(Coupon.member_id == member.id).order_by(Coupon.id))
-    )
-    codes = {c.id: c.code for c in coupons}
-    return {
-        "exported_at": now.isoformat(),
-        "profile": profile,
-        "consents": consents,
-        "balance": members.balance(session, member, currency, now=now).model_dump(mode="json"),
-        "ledger": ledger,
-        "orders": [
-            {
-                "order_id": o.external_id,
-                "total": str(from_minor(o.total_minor, o.currency)),
-                "refunded": str(from_minor(o.refunded_minor, o.currency)),
-                "currency": o.currency,
-                "channel": o.channel,
-                "store": o.store,
-                "status": o.status,
-                "points_earned": o.points_earned,
-                "points_reversed": o.points_reversed,
-                "occurred_at": o.occurred_at.isoformat(),
-                "items": items[o.id],
-            }
-            for o in orders
-        ],
-        "coupons": [
-            {
-                "code": c.code,
-                "reward_id": c.reward_id,
-                "status": c.status,
-                "percent_off": c.percent_off,
-                "amount_off": (
-                    str(from_minor(c.amount_off_minor, c.currency))
-                    if c.amount_off_minor is not None
-                    else None
-                ),
-                "free_shipping": c.free_shipping,
-                "valid_from": c.valid_from.isoformat(),
-                "valid_until": c.valid_until.isoformat(),
-                "uses": c.uses,
-                "uses_allowed": c.uses_allowed,
-            }
-            for c in coupons
-        ],
-        "redemptions": [
-            {
-                "reward_id": r.reward_id,
-                "reward_type": r.reward_type,
-                "points": r.points,
-                "status": r.status,
-                "coupon_code": codes.get(r.coupon_id) if r.coupon_id else None,
-                "created_at": r.created_at.isoformat(),
-                "rolled_back_at": r.rolled_back_at.isoformat() if r.rolled_back_at else None,
-            }
-            for r in session.scalars(
-                select(Redemption).where(Redemption.member_id == member.id).order_by(Redemption.id)
-            )
-        ],
-        "tier_history": [
-            {
-                "from": t.from_tier,
-                "to": t.to_tier,
-                "direction": t.direction,
-                "qualifying_value": t.qualifying_value,
-                "reason": t.reason,
-                "occurred_at": t.occurred_at.isoformat(),
-            }
-            for t in session.scalars(
-                select(TierChange)
-                .where(TierChange.member_id == member.id)
-                .order_by(TierChange.occurred_at, TierChange.id)
-            )
-        ],
-    }

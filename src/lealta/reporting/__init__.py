@@ -1,0 +1,1 @@
+"""Reporting: read-only figures and searches behind the console (KPIs, overview, audit log)."""

@@ -1,0 +1,1 @@
+"""Staff: the admin console's users, their roles, passwords and sessions."""
