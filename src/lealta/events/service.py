@@ -27,9 +27,8 @@ from lealta.events.schemas import (
     EventResult,
     PostingOut,
 )
-from lealta.kit import ids
 from lealta.kit.db import insert_ignore
-from lealta.kit.errors import Conflict, InvalidInput, LealtaError, NotFound
+from lealta.kit.errors import Conflict, InvalidInput, LealtaError, NotFound, validation_body
 from lealta.kit.idempotency import Outcome, check_key, request_hash, run_once
 from lealta.kit.money import (
     DEFAULT_MAX_AMOUNT,
@@ -233,19 +232,12 @@ def ingest_batch(
 
 
 def validation_error_body(exc: ValidationError) -> dict[str, Any]:
-    details = [
-        {"loc": list(err["loc"]), "message": err["msg"], "type": err["type"]}
-        for err in exc.errors(include_url=False, include_context=False, include_input=False)
-    ]
-    first = details[0] if details else {"loc": [], "message": "invalid", "type": ""}
-    where = ".".join(str(p) for p in first["loc"]) or "body"
-    return {
-        "error": {
-            "code": ids.ERROR_CODE if first["type"] == ids.ERROR_CODE else "validation_error",
-            "message": f"{where}: {first['message']}",
-            "details": details,
-        }
-    }
+    return validation_body(
+        [
+            {"loc": list(err["loc"]), "message": err["msg"], "type": err["type"]}
+            for err in exc.errors(include_url=False, include_context=False, include_input=False)
+        ]
+    )
 
 
 def _process(session: Session, event: EventIn, ctx: IngestContext, key: str) -> EventResult:

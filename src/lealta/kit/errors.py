@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from lealta.kit import ids
+
 
 class LealtaError(Exception):
     """Base of every expected error. ``code`` is stable and machine-readable."""
@@ -59,3 +61,13 @@ class Forbidden(LealtaError):
 class PayloadTooLarge(LealtaError):
     status_code = 413
     code = "payload_too_large"
+
+
+def validation_body(details: list[dict[str, Any]]) -> dict[str, Any]:
+    """The 422 body for payload validation problems (``loc``, ``message``, ``type`` each): the
+    first one names the field in the message; an external id outside its alphabet keeps its
+    own code."""
+    first = details[0] if details else {"loc": [], "message": "invalid", "type": ""}
+    where = ".".join(str(p) for p in first["loc"]) or "body"
+    code = ids.ERROR_CODE if first["type"] == ids.ERROR_CODE else "validation_error"
+    return {"error": {"code": code, "message": f"{where}: {first['message']}", "details": details}}

@@ -20,10 +20,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lealta.config import Settings
-from lealta.kit import ids
 from lealta.kit.clock import Clock
 from lealta.kit.db import Database
-from lealta.kit.errors import LealtaError
+from lealta.kit.errors import LealtaError, validation_body
 from lealta.kit.idempotency import MissingIdempotencyKey, Outcome
 from lealta.kit.logging import get_logger
 from lealta.kit.redact import redact_target
@@ -147,13 +146,7 @@ def install_error_handlers(
             }
             for e in errors
         ]
-        first = details[0] if details else {"loc": [], "message": "invalid", "type": ""}
-        where = ".".join(first["loc"]) or "body"
-        code = ids.ERROR_CODE if first["type"] == ids.ERROR_CODE else "validation_error"
-        return JSONResponse(
-            error_body(code, f"{where}: {first['message']}", details),
-            status_code=422,
-        )
+        return JSONResponse(validation_body(details), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
