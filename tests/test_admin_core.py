@@ -26,11 +26,9 @@ from lealta.members.schemas import MemberCreate
 from lealta.models import Account, AdminUser, ApiKey, AuditLog, LedgerEntry
 from lealta.programme import service as programmes
 from lealta.programme.schema import Programme
-from lealta.staff import service as staff_users
 from tests.conftest import T0
-from tests.factories import order_paid
+from tests.factories import PASSWORD, create_staff, order_paid
 
-PASSWORD = "correct horse battery"
 ROLES = ("admin", "support", "marketer", "read_only")
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 IDEM = re.compile(r'name="idempotency_key" value="([^"]+)"')
@@ -50,15 +48,7 @@ def data(db: Database, clock: FixedClock) -> None:
     with db.unit_of_work() as session:
         programmes.apply(session, DEMO, actor="test", now=T0 - timedelta(days=30))
     with db.unit_of_work() as session:
-        for role in ROLES:
-            staff_users.create_user(
-                session,
-                email=f"{role}@example.com",
-                name=role.title(),
-                role=role,
-                password=PASSWORD,
-                now=T0,
-            )
+        create_staff(session, ROLES, now=T0)
         for external_id, name, email in (
             ("cust-1", "María García", "maria@example.com"),
             ("cust-2", "Jordi Puig", "jordi@example.com"),

@@ -31,9 +31,9 @@ from lealta.rewards import service as rewards
 from lealta.staff import service as staff_users
 from lealta.web.admin.routes_ops_common import LOCKED, MESSAGES
 from tests.conftest import T0
+from tests.factories import PASSWORD, create_staff
 from tests.test_rewards import DEMO, use
 
-PASSWORD = "correct horse battery"
 ROLES = ("admin", "marketer", "support", "read_only")
 ROOT = Path(__file__).parents[1]
 
@@ -47,15 +47,7 @@ Console = Callable[[str], TestClient]
 def console(db: Database, clock: FixedClock, settings: Settings) -> Iterator[Console]:
     """``console(role)``: a client signed in as a user with that role (English pages)."""
     with db.unit_of_work() as session:
-        for role in ROLES:
-            staff_users.create_user(
-                session,
-                email=f"{role}@shop.test",
-                name=role.title(),
-                role=role,
-                password=PASSWORD,
-                now=clock.now(),
-            )
+        create_staff(session, ROLES, now=clock.now(), domain="shop.test")
     use(db)
     app = create_app(settings, db=db, clock=clock)
     clients: list[TestClient] = []

@@ -28,11 +28,11 @@ from lealta.kit.clock import FixedClock
 from lealta.kit.db import Database
 from lealta.ledger import service as ledger
 from lealta.members import service as members
-from lealta.members.schemas import MemberCreate
 from lealta.models import Account, Consent, Coupon, Member, MemberLoginToken, Redemption
 from lealta.programme import service as programmes
 from lealta.rewards import service as rewards
 from tests.conftest import T0
+from tests.factories import add_member
 from tests.test_rewards import DEMO, use
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
@@ -112,30 +112,6 @@ def other_web(app: Any) -> Iterator[TestClient]:
         yield c
 
 
-def member(
-    db: Database, external_id: str, address: str | None, *, points: int = 0, name: str = ""
-) -> int:
-    now = T0 - timedelta(days=1)
-    with db.unit_of_work() as session:
-        row = members.create(
-            session,
-            MemberCreate(external_id=external_id, email=address, name=name or None),
-            now=now,
-        )
-        if points:
-            ledger.credit(
-                session,
-                ledger.lock_account(session, row.id),
-                entry_type="adjust",
-                points=points,
-                reason="welcome gift",
-                source=ledger.Source("test"),
-                occurred_at=now,
-                now=now,
-            )
-        return row.id
-
-
 def csrf(client: TestClient, path: str = "/me/login") -> str:
     page = client.get(path)
     found = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
@@ -193,7 +169,7 @@ class TestSignIn:
     def test_unknown_and_known_email_get_the_same_answer_and_only_a_member_gets_mail(
         self, db: Database, web: TestClient, other_web: TestClient, mail: Mailbox
     ) -> None:
-        member(db, "ana", "ana@example.com", name="Ana")
+        add_member(db, "ana", "ana@example.com", name="Ana")
         known = ask_link(web, "Ana@Example.com ")
         unknown = ask_link(other_web, "nobody@example.com")
         assert known.status_code == unknown.status_code == 303
@@ -211,7 +187,7 @@ class TestSignIn:
     def test_the_email_is_in_the_members_language_and_links_to_the_public_url(
         self, db: Database, web: TestClient, mail: Mailbox
     ) -> None:
-        member(db, "ana", "ana@example.com", name="Ana")
+        add_member(db, "ana", "ana@example.com", name="Ana")
         ask_link(web, "ana@example.com")
         message = mail.to("ana@example.com")[0]
         assert "inicio de sesión" in str(message["Subject"]).lower() or "enlace" in str(
@@ -225,7 +201,7 @@ class TestSignIn:
     def test_a_link_signs_in_once_and_get_does_not_use_it(
         self, db: Database, web: TestClient, other_web: TestClient, mail: Mailbox
     ) -> None:
-        member(db, "ana", "ana@example.com", name="Ana")
+        add_member(db, "ana", "ana@example.com", name="Ana")
         ask_link(web, "ana@example.com")
         token = mail.token_for("ana@example.com")
         for _ in range(3):  # a mail scanner following the link does not burn it
@@ -245,7 +221,7 @@ class TestSignIn:
     def test_an_expired_link_is_refused(
         self, db: Database, web: TestClient, mail: Mailbox, clock: FixedClock
     ) -> None:
-        member(db, "ana", "ana@example.com")
+        add_member(db, "ana", "ana@example.com")
         ask_link(web, "ana@example.com")
         token = mail.token_for("ana@example.com")
         form = {"csrf_token": csrf(web)}
@@ -264,7 +240,7 @@ class TestSignIn:
     def test_rate_limit_per_email_shows_a_message_and_sends_nothing(
         self, db: Database, web: TestClient, mail: Mailbox, clock: FixedClock
     ) -> None:
-        member(db, "ana", "ana@example.com")
+        add_member(db, "ana", "ana@example.com")
         for _ in range(3):
             assert ask_link(web, "ana@example.com").status_code == 303
         refused = ask_link(web, "ana@example.com")
@@ -280,7 +256,7 @@ class TestSignIn:
         assert len(mail.to("ana@example.com")) == 4
 
     def test_rate_limit_per_client(self, db: Database, web: TestClient, mail: Mailbox) -> None:
-        member(db, "ana", "ana@example.com")
+        add_member(db, "ana", "ana@example.com")
         for i in range(10):
             assert ask_link(web, f"person{i}@example.com").status_code == 303
         refused = ask_link(web, "ana@example.com")
@@ -288,7 +264,7 @@ class TestSignIn:
         assert mail.to("ana@example.com") == []
 
     def test_bad_input_and_missing_csrf(self, db: Database, web: TestClient, mail: Mailbox) -> None:
-        member(db, "ana", "ana@example.com")
+        add_member(db, "ana", "ana@example.com")
         bad = ask_link(web, "not an email")
         assert bad.status_code == 422
         assert 'role="alert"' in bad.text
@@ -299,7 +275,7 @@ class TestSignIn:
         assert count(db, MemberLoginToken) == 0
 
     def test_sign_out(self, db: Database, web: TestClient, mail: Mailbox) -> None:
-        member(db, "ana", "ana@example.com")
+        add_member(db, "ana", "ana@example.com")
         sign_in(web, mail, "ana@example.com")
         assert web.post("/me/logout", data={}).status_code == 403
         assert web.get("/me").status_code == 200
@@ -308,7 +284,7 @@ class TestSignIn:
         assert web.get("/me").status_code == 303
 
     def test_next_page_after_sign_in(self, db: Database, web: TestClient, mail: Mailbox) -> None:
-        member(db, "ana", "ana@example.com")
+        add_member(db, "ana", "ana@example.com")
         web.get("/me/login?next=/me/wallet")
         ask_link(web, "ana@example.com")
         token = mail.token_for("ana@example.com")
@@ -325,7 +301,7 @@ class TestPages:
     def test_dashboard_shows_balance_tier_progress_and_benefits(
         self, db: Database, web: TestClient, mail: Mailbox, client: TestClient
     ) -> None:
-        member(db, "ana", "ana@example.com", name="Ana")
+        add_member(db, "ana", "ana@example.com", name="Ana")
         paid = client.post(
             "/v1/events",
             json={
@@ -350,7 +326,7 @@ class TestPages:
     def test_history_is_paginated_and_a_bad_cursor_is_a_message(
         self, db: Database, web: TestClient, mail: Mailbox
     ) -> None:
-        ana = member(db, "ana", "ana@example.com")
+        ana = add_member(db, "ana", "ana@example.com")
         with db.unit_of_work() as session:
             account = ledger.lock_account(session, ana)
             for i in range(24):
@@ -380,7 +356,7 @@ class TestPages:
     def test_catalogue_explains_locked_rewards(
         self, db: Database, web: TestClient, mail: Mailbox
     ) -> None:
-        member(db, "ana", "ana@example.com", points=600)
+        add_member(db, "ana", "ana@example.com", points=600)
         sign_in(web, mail, "ana@example.com")
         page = web.get("/me/rewards?lang=en")
         eligible, locked = page.text.split("Not yet available to you")
@@ -391,7 +367,7 @@ class TestPages:
     def test_redeem_twice_with_one_form_redeems_once_and_fills_the_wallet(
         self, db: Database, web: TestClient, mail: Mailbox
     ) -> None:
-        ana = member(db, "ana", "ana@example.com", points=1200)
+        ana = add_member(db, "ana", "ana@example.com", points=1200)
         sign_in(web, mail, "ana@example.com")
         token, key = redeem_key(web, "coupon-5")
         form = {"csrf_token": token, "idempotency_key": key}
@@ -418,7 +394,7 @@ class TestPages:
     def test_refused_redemptions_show_why_and_change_nothing(
         self, db: Database, web: TestClient, mail: Mailbox
     ) -> None:
-        ana = member(db, "ana", "ana@example.com", points=400)
+        ana = add_member(db, "ana", "ana@example.com", points=400)
         sign_in(web, mail, "ana@example.com")
         token, key = redeem_key(web, "free-shipping")
         poor = web.post(
@@ -445,7 +421,7 @@ class TestPages:
     def test_card_shows_a_qr_of_the_members_own_id(
         self, db: Database, web: TestClient, mail: Mailbox
     ) -> None:
-        member(db, "ana-77", "ana@example.com")
+        add_member(db, "ana-77", "ana@example.com")
         sign_in(web, mail, "ana@example.com")
         assert "ana-77" in web.get("/me/card").text
         qr = web.get("/me/card/qr.svg")
@@ -454,7 +430,7 @@ class TestPages:
     def test_profile_saves_name_language_and_timezone(
         self, db: Database, web: TestClient, mail: Mailbox
     ) -> None:
-        ana = member(db, "ana", "ana@example.com", name="Ana")
+        ana = add_member(db, "ana", "ana@example.com", name="Ana")
         sign_in(web, mail, "ana@example.com")
         token = csrf(web, "/me/profile")
         saved = web.post(
@@ -485,7 +461,7 @@ class TestPages:
     def test_profile_bad_input_is_a_message_and_changes_nothing(
         self, db: Database, web: TestClient, mail: Mailbox, field_name: str, value: str
     ) -> None:
-        ana = member(db, "ana", "ana@example.com", name="Ana")
+        ana = add_member(db, "ana", "ana@example.com", name="Ana")
         sign_in(web, mail, "ana@example.com")
         form = {"name": "Other", "language": "es", "timezone": "Europe/Madrid", field_name: value}
         response = web.post("/me/profile", data={**form, "csrf_token": csrf(web, "/me/profile")})
@@ -500,7 +476,7 @@ class TestPages:
     def test_picture_upload_checks_magic_bytes_and_size(
         self, db: Database, web: TestClient, mail: Mailbox, cockpit_settings: Settings
     ) -> None:
-        ana = member(db, "ana", "ana@example.com")
+        ana = add_member(db, "ana", "ana@example.com")
         sign_in(web, mail, "ana@example.com")
         token = csrf(web, "/me/profile")
         folder = cockpit_settings.data_dir / "avatars"
@@ -541,7 +517,7 @@ class TestPages:
     def test_consent_toggles_append_records(
         self, db: Database, web: TestClient, mail: Mailbox
     ) -> None:
-        ana = member(db, "ana", "ana@example.com")
+        ana = add_member(db, "ana", "ana@example.com")
         sign_in(web, mail, "ana@example.com")
         token = csrf(web, "/me/privacy")
         assert (
@@ -580,8 +556,8 @@ class TestOwnDataOnly:
         self, db: Database, web: TestClient, mail: Mailbox, clock: FixedClock
     ) -> tuple[int, int, str]:
         """Ana signed in on ``web``; Bea has a coupon and a picture."""
-        ana = member(db, "ana", "ana@example.com", points=1000, name="Ana")
-        bea = member(db, "bea", "bea@example.com", points=2000, name="Bea")
+        ana = add_member(db, "ana", "ana@example.com", points=1000, name="Ana")
+        bea = add_member(db, "bea", "bea@example.com", points=2000, name="Bea")
         with db.unit_of_work() as session:
             programme = programmes.current(session, now=clock.now())
             bea_row = session.get(Member, bea)

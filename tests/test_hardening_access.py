@@ -35,10 +35,7 @@ from lealta.app import create_app
 from lealta.config import Settings
 from lealta.kit.clock import FixedClock
 from lealta.kit.db import Database
-from lealta.ledger import service as ledger
 from lealta.members import login_links
-from lealta.members import service as members
-from lealta.members.schemas import MemberCreate
 from lealta.models import (
     AdminUser,
     AuditLog,
@@ -49,9 +46,9 @@ from lealta.models import (
 )
 from lealta.staff import service as staff_users
 from tests.conftest import T0
+from tests.factories import PASSWORD, add_member, create_staff
 from tests.test_rewards import DEMO, use
 
-PASSWORD = "correct horse battery"
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 IDEM = re.compile(r'name="idempotency_key" value="([^"]+)"')
 ALERT = re.compile(r'role="alert">([^<]*)<')
@@ -122,15 +119,7 @@ def app(db: Database, clock: FixedClock, app_settings: Settings) -> FastAPI:
     """The demo programme, a console user per role that matters, and María (1.000 points)."""
     use(db, DEMO)
     with db.unit_of_work() as session:
-        for role in ("admin", "support"):
-            staff_users.create_user(
-                session,
-                email=f"{role}@example.com",
-                name=role.title(),
-                role=role,
-                password=PASSWORD,
-                now=T0,
-            )
+        create_staff(session, ("admin", "support"), now=T0)
     add_member(db, "cust-1", "maria@example.com", points=1000)
     return create_app(app_settings, db=db, clock=clock)
 
@@ -143,24 +132,6 @@ def browser(app: FastAPI) -> TestClient:
 def web(app: FastAPI) -> Iterator[TestClient]:
     with browser(app) as client:
         yield client
-
-
-def add_member(db: Database, external_id: str, address: str, *, points: int = 0) -> int:
-    now = T0 - timedelta(days=1)
-    with db.unit_of_work() as session:
-        row = members.create(session, MemberCreate(external_id=external_id, email=address), now=now)
-        if points:
-            ledger.credit(
-                session,
-                ledger.lock_account(session, row.id),
-                entry_type="adjust",
-                points=points,
-                reason="welcome gift",
-                source=ledger.Source("test"),
-                occurred_at=now,
-                now=now,
-            )
-        return row.id
 
 
 def token_of(client: TestClient, path: str) -> str:

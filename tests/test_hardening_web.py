@@ -29,9 +29,9 @@ from lealta.members import login_links
 from lealta.members import service as members
 from lealta.members.schemas import MemberCreate
 from lealta.programme import service as programmes
-from lealta.staff import service as staff_users
 from tests.conftest import T0
-from tests.test_admin_core import DEMO, PASSWORD, ROLES, sign_in
+from tests.factories import create_staff
+from tests.test_admin_core import DEMO, ROLES, sign_in
 
 TEMPLATES = Path(str(files("lealta.web") / "templates"))
 NAV = re.compile(r'<nav class="nav"[^>]*>(.*?)</nav>', re.DOTALL)
@@ -43,15 +43,7 @@ def data(db: Database) -> None:
     with db.unit_of_work() as session:
         programmes.apply(session, DEMO, actor="test", now=T0 - timedelta(days=30))
     with db.unit_of_work() as session:
-        for role in ROLES:
-            staff_users.create_user(
-                session,
-                email=f"{role}@example.com",
-                name=role.title(),
-                role=role,
-                password=PASSWORD,
-                now=T0,
-            )
+        create_staff(session, ROLES, now=T0)
         members.create(
             session,
             MemberCreate(external_id="cust-1", name="María García", email="maria@example.com"),
