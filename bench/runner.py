@@ -17,22 +17,34 @@ import psycopg
 from rich.console import Console
 
 from bench import redemption
+from bench.importing import ImportFailed, ImportResult, import_history
 from bench.load import LoadResult
 from bench.pg import pgbench_tpcb, server_version, throwaway_database
 from bench.report import Report, ms, rate, times
 from bench.rules import rule_evaluation
-from bench.server import LEALTA, ROOT, lealta_env, running_server
-from bench.workload import (
-    Customers,
-    batch_ingest,
-    enrol_all,
-    get_load,
-    single_event_ingest,
-    write_orders_csv,
-)
+from bench.server import ROOT, Server, running_server
+from bench.startup import TARGET_SECONDS, StartupFailed, time_to_serve
+from bench.workload import Customers, batch_ingest, enrol_all, get_load, single_event_ingest
 
 RESULTS = Path(__file__).resolve().parent / "results.md"
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+DEFAULT_ORDERS = 20_000
+# Figures `--only` can pick; the baselines they need (pgbench, GET /health) come with them.
+FIGURES = ("ingest", "batch", "balance", "import", "sqlite", "rules", "redemption", "workers",
+           "serve")  # fmt: skip
+NEEDS_PGBENCH = frozenset({"ingest", "batch", "import", "redemption"})
+NEEDS_SERVER = frozenset({"ingest", "batch", "balance", "workers"})
+
+
+def _figures(text: str) -> frozenset[str]:
+    names = frozenset(name.strip() for name in text.split(",") if name.strip())
+    unknown = sorted(names - set(FIGURES))
+    if unknown or not names:
+        given = ", ".join(unknown) or "(none given)"
+        raise argparse.ArgumentTypeError(
+            f"unknown figure {given}; choose from {', '.join(FIGURES)}"
+        )
+    return names
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -42,22 +54,39 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=os.environ.get("LEALTA_BENCH_PG_ADMIN_URL", DEFAULT_ADMIN_URL),
         help="PostgreSQL URL allowed to CREATE/DROP DATABASE (env LEALTA_BENCH_PG_ADMIN_URL)",
     )
-    p.add_argument("--workers", type=int, default=2, help="server worker processes (all figures)")
+    p.add_argument(
+        "--db-prefix", default="lealta_bench",
+        help="names of the throwaway databases start with this (then a kind and the pid)",
+    )  # fmt: skip
+    p.add_argument(
+        "--only", type=_figures, default=frozenset(FIGURES), metavar="NAME[,NAME]",
+        help=f"run only these figures (of {', '.join(FIGURES)}) and the baselines they need;"
+        " no results file is written unless --output is given",
+    )  # fmt: skip
+    p.add_argument(
+        "--workers", type=int, default=2,
+        help="server worker processes (all figures); (viii) compares them with one",
+    )  # fmt: skip
     p.add_argument("--clients", type=int, default=8, help="concurrent HTTP clients")
     p.add_argument("--customers", type=int, default=500, help="distinct customers for ingest")
     p.add_argument("--seconds", type=float, default=10.0, help="single-event ingest duration")
     p.add_argument("--read-seconds", type=float, default=6.0, help="/health and balance duration")
     p.add_argument("--pgbench-seconds", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--batch-size", type=int, default=1_000)
     p.add_argument("--batch-clients", type=int, default=2)
-    p.add_argument("--batch-seconds", type=float, default=8.0)
-    p.add_argument("--import-rows", type=int, default=20_000, help="CSV rows (upper bound)")
+    p.add_argument("--batch-seconds", type=float, default=10.0)
+    p.add_argument(
+        "--orders", type=int, default=None,
+        help=f"orders in the generated history of (iv), over orders/5 customers (default"
+        f" {DEFAULT_ORDERS:,}, fewer when the import is too slow for --import-budget);"
+        " given, exactly that many: --orders 1000000",
+    )  # fmt: skip
     p.add_argument(
         "--import-budget", type=float, default=60.0,
-        help="shrink the CSV so the import should take about this long at the batch rate",
+        help="without --orders: seconds (iv) may take per engine; the history shrinks to fit",
     )  # fmt: skip
     p.add_argument("--sqlite-seconds", type=float, default=8.0)
-    p.add_argument("--no-sqlite", action="store_true", help="skip the SQLite figure")
+    p.add_argument("--no-sqlite", action="store_true", help="skip (v) and (iv) on SQLite")
     p.add_argument("--rules-rounds", type=int, default=1_000, help="rounds of the 8-event mix")
     p.add_argument("--rules-budget", type=float, default=5.0, help="cut (vi) short after this")
     p.add_argument("--redeem-seconds", type=float, default=8.0)
@@ -66,7 +95,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--redeem-order", default="10000.00",
         help="EUR each member spends first: 1 point per euro, so cost-500 coupons to spare",
     )  # fmt: skip
-    p.add_argument("--output", type=Path, default=RESULTS, help="Markdown results file")
+    p.add_argument(
+        "--output", type=Path, default=None,
+        help="Markdown results file (default bench/results.md, or none with --only)",
+    )  # fmt: skip
     return p.parse_args(argv)
 
 
@@ -77,6 +109,7 @@ class Run:
     report: Report
     started: float
     errors: list[str]
+    ingest_rate: float = 0.0  # (i), the baseline of (v)
 
     def step(self, message: str) -> None:
         elapsed = time.perf_counter() - self.started
@@ -90,6 +123,24 @@ class Run:
             )
             return False
         return True
+
+    def wants(self, *figures: str) -> bool:
+        """Whether ``--only`` selected any of ``figures`` (every figure when not given)."""
+        return not self.args.only.isdisjoint(figures)
+
+    def database(self, kind: str) -> str:
+        """The name of a throwaway database of this run: prefix, kind, pid."""
+        return "_".join(part for part in (self.args.db_prefix, kind, str(os.getpid())) if part)
+
+
+@dataclass
+class Loads:
+    """What one server answered under load; a figure not asked for stays ``None``."""
+
+    ingest: LoadResult | None = None
+    batch: LoadResult | None = None
+    health: LoadResult | None = None
+    balance: LoadResult | None = None
 
 
 def _psycopg_url(url: str) -> str:
@@ -121,6 +172,49 @@ def machine_info(pg_version: str, workers: int) -> list[tuple[str, str]]:
     ]  # fmt: skip
 
 
+def notes(args: argparse.Namespace, total: float) -> dict[str, str]:
+    """What each figure measures, keyed by the ``--only`` names it belongs to ("": always)."""
+    return {
+        "": f"Closed loop: each client (a thread with its own keep-alive httpx.Client) sends its"
+        f" next request when the previous one answers; the load generator shares the"
+        f" {os.cpu_count()} cores with the server and PostgreSQL. Whole run {total:.0f} s.",
+        "ingest,batch,balance,workers": f"(i) distinct order.paid events over"
+        f" {args.customers} customers enrolled beforehand; (ii) POST /v1/events/batch of"
+        f" {args.batch_size:,} events, each client on its own customers; (iii) GET"
+        " /v1/members/{id}/balance.",
+        "import": "(iv) on a fresh database per engine with the demo programme applied (in force"
+        " since 2000): a generated history (bench/orders.py: orders over orders/5 customers,"
+        " ~5% refunded 1-30 days later, half in full, half in part, oldest first) imported by"
+        " `lealta import orders FILE.csv` as a process of its own, wall time from start to"
+        " exit (starting: the same for a file with only its header row); baseline: the same"
+        " file loaded into one plain table by bench/rawload.py, also a process of its own"
+        " (PostgreSQL: COPY FROM STDIN via psycopg; SQLite: executemany in one transaction)."
+        " Peak RSS of each process from wait4; its baseline is the import of a probe history"
+        " of 1% of the orders (at least 500) run just before into the same database: about"
+        " the same peak for many times the rows is flat memory.",
+        "sqlite": "(v) the same as (i) on a fresh SQLite file, compared with (i).",
+        "rules": "(vi) `evaluate()` of the compiled demo programme in-process (no server, no"
+        " database) over 8 events: orders of 120 € and 79.90 € with shoes, 155.60 € and"
+        " 35.50 € without, a 210 € Black-Friday order with shoes, two reviews with stars (one"
+        " over its daily cap) and a Platino referral; baseline: `EventIn.model_validate` of"
+        " the same 8 JSON payloads in the same loop; ratio: rate (µs per event).",
+        "redemption": f"(vii) on its own throwaway database, so (i)-(v) still run under the"
+        f" default programme exactly as before: the demo programme applied by PUT"
+        f" /v1/programme with pending.days 0, {args.redeem_members} new members each earning"
+        f" on one {args.redeem_order} € order (batch endpoint), then {args.clients} clients"
+        f" redeem `{redemption.REWARD_ID}` each for its own members in turn, one"
+        f" Idempotency-Key per request; afterwards each member's wallet must hold exactly the"
+        f" coupons returned with 201 and its balance must be down by the cost once per 201.",
+        "workers": f"(viii) after (i)-(iii) with --workers {args.workers}, a second server with"
+        f" --workers 1 on the same database (a little larger by then) runs (i) and (iii)"
+        f" again: throughput with {args.workers} processes against one.",
+        "serve": "(ix) what `make run` does after its setup step: `lealta demo up` then"
+        " `lealta run` (defaults: embedded SQLite, one worker) with a fresh LEALTA_DATA_DIR,"
+        " from the start of `demo up` to the first 200 from GET /health (polled every"
+        " 50 ms); baseline: `lealta run` restarted on the loaded directory.",
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     console = Console()
@@ -133,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[red]PostgreSQL not reachable at {args.admin_url}: {exc}[/red]")
         return 2
     run.report.header = machine_info(pg_version, args.workers)
+    if args.only != frozenset(FIGURES):
+        run.report.header.append(("figures", "only " + ", ".join(sorted(args.only))))
     try:
         measure(run)
     except KeyboardInterrupt:
@@ -144,109 +240,145 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     total = time.perf_counter() - run.started
     run.report.notes += [
-        f"Closed loop: each client (a thread with its own keep-alive httpx.Client) sends its"
-        f" next request when the previous one answers; the load generator shares the"
-        f" {os.cpu_count()} cores with the server and PostgreSQL. Whole run {total:.0f} s.",
-        f"(i) distinct order.paid events over {args.customers} customers enrolled beforehand;"
-        f" (ii) POST /v1/events/batch, each client on its own customers;"
-        f" (iii) GET /v1/members/{{id}}/balance; (iv) `lealta import orders FILE.csv` as a"
-        f" subprocess with the server stopped, new customers, wall time incl. process start;"
-        f" (v) the same as (i) on a fresh SQLite file, compared with (i).",
-        "(vi) `evaluate()` of the compiled demo programme in-process (no server, no database)"
-        " over 8 events: orders of 120 € and 79.90 € with shoes, 155.60 € and 35.50 € without,"
-        " a 210 € Black-Friday order with shoes, two reviews with stars (one over its daily"
-        " cap) and a Platino referral; baseline: `EventIn.model_validate` of the same 8 JSON"
-        " payloads in the same loop; ratio: rate (µs per event).",
-        f"(vii) on its own throwaway database, so (i)-(v) still run under the default programme"
-        f" exactly as before: the demo programme applied by PUT /v1/programme with"
-        f" pending.days 0, {args.redeem_members} new members each earning on one"
-        f" {args.redeem_order} € order (batch endpoint), then {args.clients} clients redeem"
-        f" `{redemption.REWARD_ID}` each for its own members in turn, one Idempotency-Key per"
-        f" request; afterwards each member's wallet must hold exactly the coupons returned with"
-        f" 201 and its balance must be down by the cost once per 201.",
+        text
+        for figure, text in notes(args, total).items()
+        if not figure or run.wants(*figure.split(","))
     ]
     console.print()
     run.report.print(console)
-    args.output.write_text(run.report.markdown())
-    console.print(f"[dim]written to {args.output}[/dim]")
+    output = args.output or (RESULTS if args.only == frozenset(FIGURES) else None)
+    if output is not None:
+        output.write_text(run.report.markdown())
+        console.print(f"[dim]written to {output}[/dim]")
     for error in run.errors:
         console.print(f"[red]error[/red] {error}", highlight=False)
     return 1 if run.errors else 0
 
 
 def measure(run: Run) -> None:
-    args, report = run.args, run.report
-    pid = os.getpid()
+    """Every figure ``--only`` asks for, each with the baselines it is compared with."""
+    args = run.args
     admin = _psycopg_url(args.admin_url)
+    tps = pgbench_figure(run, admin) if run.wants(*NEEDS_PGBENCH) else 0.0
+    health = server_figures(run, admin, tps) if run.wants(*NEEDS_SERVER) else None
+    if run.wants("import"):
+        import_figures(run, admin, tps)
+    if run.wants("sqlite") and not args.no_sqlite:
+        sqlite_figure(run)
+    if run.wants("rules"):
+        rules_figure(run)
+    if run.wants("redemption"):
+        redemption_figure(run, admin, tps, health)
+    if run.wants("serve"):
+        serve_figure(run)
 
-    run.step(f"pgbench: init -s 1, then -c 8 -j 2 -T {args.pgbench_seconds}")
-    with throwaway_database(admin, f"lealta_bench_pgbench_{pid}") as pgbench_url:
-        tps = pgbench_tpcb(pgbench_url, clients=8, threads=2, seconds=args.pgbench_seconds).tps
-    tps_text = f"pgbench {rate(tps, 'tps')}"
-    report.add(f"pgbench TPC-B (-s 1 -c 8 -j 2 -T {args.pgbench_seconds})", rate(tps, "tps"))
 
+def _vs_tps(value: float, tps: float) -> tuple[str, str]:
+    """The pgbench baseline cell and the ratio cell for a rate ``value``."""
+    if not tps:
+        return "—", "—"
+    return f"pgbench {rate(tps, 'tps')}", times(value / tps)
+
+
+def pgbench_figure(run: Run, admin: str) -> float:
+    """The write baseline: pgbench TPC-B on a throwaway database of its own."""
+    seconds = run.args.pgbench_seconds
+    run.step(f"pgbench: init -s 1, then -c 8 -j 2 -T {seconds}")
+    with throwaway_database(admin, run.database("pgbench")) as pgbench_url:
+        tps = pgbench_tpcb(pgbench_url, clients=8, threads=2, seconds=seconds).tps
+    run.report.add(f"pgbench TPC-B (-s 1 -c 8 -j 2 -T {seconds})", rate(tps, "tps"))
+    return tps
+
+
+def server_loads(
+    run: Run, server: Server, customers: Customers, *, tag: str, figures: set[str]
+) -> Loads:
+    """Put the loads named in ``figures`` (ingest, batch, health, balance) on ``server``."""
+    args, clients, loads = run.args, run.args.clients, Loads()
+    at = f"{server.workers} worker(s)"
+    if "ingest" in figures:
+        run.step(f"(i) single-event ingest, {at}: {clients} clients, {args.seconds:.0f} s")
+        single_event_ingest(server, customers, tag=f"{tag}w", clients=clients, seconds=1.0)
+        loads.ingest = single_event_ingest(
+            server, customers, tag=f"{tag}i", clients=clients, seconds=args.seconds
+        )
+        run.check(f"single-event ingest, {at}", loads.ingest)
+    if "batch" in figures:
+        run.step(
+            f"(ii) batch ingest, {at}: {args.batch_clients} clients x {args.batch_size} events,"
+            f" {args.batch_seconds:.0f} s"
+        )
+        loads.batch = batch_ingest(
+            server, customers, tag=f"{tag}bt", clients=args.batch_clients, size=args.batch_size,
+            seconds=args.batch_seconds,
+        )  # fmt: skip
+        run.check(f"batch ingest, {at}", loads.batch)
+    if "health" in figures:
+        run.step(f"baseline GET /health, {at}: {clients} clients, {args.read_seconds:.0f} s")
+        get_load(server, lambda w, s: "/health", clients=clients, seconds=1.0)
+        loads.health = get_load(server, lambda w, s: "/health", clients=clients,
+                                seconds=args.read_seconds)  # fmt: skip
+        run.check(f"GET /health, {at}", loads.health)
+    if "balance" in figures:
+        run.step(f"(iii) balance read, {at}: {clients} clients, {args.read_seconds:.0f} s")
+
+        def balance_path(worker: int, seq: int) -> str:
+            return f"/v1/members/{customers[seq * clients + worker]}/balance"
+
+        get_load(server, balance_path, clients=clients, seconds=1.0)
+        loads.balance = get_load(server, balance_path, clients=clients, seconds=args.read_seconds)
+        run.check(f"balance read, {at}", loads.balance)
+    return loads
+
+
+def server_figures(run: Run, admin: str, tps: float) -> LoadResult:
+    """(i)-(iii) and (viii) on one throwaway database; returns the ``GET /health`` baseline."""
+    args = run.args
     customers = Customers("cust", args.customers)
-    clients = args.clients
-    ingest_rate = 0.0
-    batch_rate = 0.0
-    with throwaway_database(admin, f"lealta_bench_{pid}") as url:
-        run.step(f"starting `lealta run` ({args.workers} workers) on lealta_bench_{pid}")
+    wanted = {"health"}
+    wanted |= {"ingest"} if run.wants("ingest", "workers") else set()
+    wanted |= {"batch"} if run.wants("batch") else set()
+    wanted |= {"balance"} if run.wants("balance", "workers") else set()
+    name = run.database("")
+    with throwaway_database(admin, name) as url:
+        run.step(f"starting `lealta run` ({args.workers} workers) on {name}")
         with running_server(url, workers=args.workers) as server:
             run.step(f"enrolling {customers.count} customers (warm-up batch)")
             enrol_all(server, customers, tag="warm")
-            run.step(f"(i) single-event ingest: {clients} clients, {args.seconds:.0f} s")
-            single_event_ingest(server, customers, tag="w", clients=clients, seconds=1.0)
-            ingest = single_event_ingest(
-                server, customers, tag="i", clients=clients, seconds=args.seconds
-            )
-            run.check("single-event ingest", ingest)
-            ingest_rate = ingest.rate
+            loads = server_loads(run, server, customers, tag="", figures=wanted)
+        assert loads.health is not None
+        report_server(run, loads, loads.health, tps)
+        if run.wants("workers"):
+            workers_figure(run, url, customers, loads)
+    return loads.health
 
-            run.step(
-                f"(ii) batch ingest: {args.batch_clients} clients x {args.batch_size} events,"
-                f" {args.batch_seconds:.0f} s"
-            )
-            batch = batch_ingest(
-                server, customers, tag="bt", clients=args.batch_clients, size=args.batch_size,
-                seconds=args.batch_seconds,
-            )  # fmt: skip
-            run.check("batch ingest", batch)
-            batch_rate = batch.rate * args.batch_size
 
-            run.step(f"baseline GET /health: {clients} clients, {args.read_seconds:.0f} s")
-            get_load(server, lambda w, s: "/health", clients=clients, seconds=1.0)
-            health = get_load(server, lambda w, s: "/health", clients=clients,
-                              seconds=args.read_seconds)  # fmt: skip
-            run.check("GET /health", health)
-
-            run.step(f"(iii) balance read: {clients} clients, {args.read_seconds:.0f} s")
-
-            def balance_path(worker: int, seq: int) -> str:
-                return f"/v1/members/{customers[seq * clients + worker]}/balance"
-
-            get_load(server, balance_path, clients=clients, seconds=1.0)
-            balance = get_load(server, balance_path, clients=clients, seconds=args.read_seconds)
-            run.check("balance read", balance)
-
-        health_lat = f"/health p50 {ms(health.p50)}, p99 {ms(health.p99)}"
-        report.add(
-            f"GET /health, {clients} clients (no database)",
-            f"{rate(health.rate, 'req/s')}; p50 {ms(health.p50)}, p99 {ms(health.p99)}",
-        )
+def report_server(run: Run, loads: Loads, health: LoadResult, tps: float) -> None:
+    report, clients, args = run.report, run.args.clients, run.args
+    health_lat = f"/health p50 {ms(health.p50)}, p99 {ms(health.p99)}"
+    report.add(
+        f"GET /health, {clients} clients (no database)",
+        f"{rate(health.rate, 'req/s')}; p50 {ms(health.p50)}, p99 {ms(health.p99)}",
+    )
+    if (ingest := loads.ingest) is not None and ingest.count:
+        run.ingest_rate = ingest.rate
         report.add(
             f"(i) ingest, POST /v1/events, {clients} clients",
-            rate(ingest.rate, "events/s"), tps_text, times(ingest.rate / tps),
+            rate(ingest.rate, "events/s"), *_vs_tps(ingest.rate, tps),
         )  # fmt: skip
         report.add(
             "(i) ingest latency",
             f"p50 {ms(ingest.p50)}, p99 {ms(ingest.p99)}", health_lat,
             f"{times(ingest.p50 / health.p50)} / {times(ingest.p99 / health.p99)}",
         )  # fmt: skip
+    if (batch := loads.batch) is not None and batch.count:
+        events = batch.rate * args.batch_size
         report.add(
-            f"(ii) batch ingest, {args.batch_size} events/batch, {args.batch_clients} clients",
-            f"{rate(batch_rate, 'events/s')} ({batch.count} batches, p50 {ms(batch.p50)} each)",
-            tps_text, times(batch_rate / tps),
+            f"(ii) batch ingest, {args.batch_size:,} events/batch, {args.batch_clients} clients",
+            f"{rate(events, 'events/s')} ({batch.count} batches, p50 {ms(batch.p50)} each)",
+            *_vs_tps(events, tps),
         )  # fmt: skip
+    if (balance := loads.balance) is not None and balance.count:
         report.add(
             f"(iii) balance read latency, {clients} clients",
             f"p50 {ms(balance.p50)}, p99 {ms(balance.p99)}", health_lat,
@@ -258,17 +390,33 @@ def measure(run: Run) -> None:
             times(balance.rate / health.rate),
         )  # fmt: skip
 
-        import_figure(run, url, tps, batch_rate)
 
-    if not args.no_sqlite:
-        sqlite_figure(run, customers, ingest_rate)
-    rules_figure(run)
-    redemption_figure(run, admin, tps, health)
+def workers_figure(run: Run, url: str, customers: Customers, many: Loads) -> None:
+    """(viii) ingest and balance throughput of ``--workers N`` against one worker."""
+    args = run.args
+    if args.workers <= 1:
+        run.step("(viii) skipped: --workers 1 has nothing to compare with")
+        return
+    run.step("(viii) starting `lealta run` with 1 worker on the same database")
+    with running_server(url, workers=1) as server:
+        one = server_loads(run, server, customers, tag="one", figures={"ingest", "balance"})
+    pairs = (("ingest, POST /v1/events", many.ingest, one.ingest, "events/s"),
+             ("balance read", many.balance, one.balance, "req/s"))  # fmt: skip
+    for name, with_many, with_one, unit in pairs:
+        if with_many is None or with_one is None or not (with_many.count and with_one.count):
+            continue
+        run.report.add(
+            f"(viii) {name}, --workers {args.workers} vs 1, {args.clients} clients",
+            f"{rate(with_many.rate, unit)} with {args.workers}",
+            f"{rate(with_one.rate, unit)} with 1",
+            times(with_many.rate / with_one.rate),
+        )
 
 
-def sqlite_figure(run: Run, customers: Customers, ingest_rate: float) -> None:
+def sqlite_figure(run: Run) -> None:
     """(v) the same single-event ingest as (i) on a fresh SQLite file."""
     args, report, clients = run.args, run.report, run.args.clients
+    customers = Customers("cust", args.customers)
     run.step(f"(v) SQLite single-event ingest: {clients} clients, {args.sqlite_seconds:.0f} s")
     with tempfile.TemporaryDirectory(prefix="lealta-bench-") as tmp:
         sqlite_url = f"sqlite:///{Path(tmp) / 'lealta.db'}"
@@ -279,11 +427,12 @@ def sqlite_figure(run: Run, customers: Customers, ingest_rate: float) -> None:
                 server, customers, tag="i", clients=clients, seconds=args.sqlite_seconds
             )
     if run.check("SQLite ingest", lite):
+        baseline = run.ingest_rate
         report.add(
             f"(v) ingest on embedded SQLite, {clients} clients (information)",
             f"{rate(lite.rate, 'events/s')}; p50 {ms(lite.p50)}, p99 {ms(lite.p99)}",
-            f"PostgreSQL ingest (i) {rate(ingest_rate, 'events/s')}",
-            times(lite.rate / ingest_rate) if ingest_rate else "—",
+            f"PostgreSQL ingest (i) {rate(baseline, 'events/s')}" if baseline else "—",
+            times(lite.rate / baseline) if baseline else "—",
         )  # fmt: skip
 
 
@@ -303,15 +452,19 @@ def rules_figure(run: Run) -> None:
     )  # fmt: skip
 
 
-def redemption_figure(run: Run, admin: str, tps: float, health: LoadResult) -> None:
+def redemption_figure(run: Run, admin: str, tps: float, health: LoadResult | None) -> None:
     """(vii) redemptions under the demo programme, on a database of their own."""
     args, report, clients = run.args, run.report, run.args.clients
     members = Customers("rdm", args.redeem_members)
     document = redemption.demo_document(pending_days=0)
     cost = redemption.reward_cost(document)
-    with throwaway_database(admin, f"lealta_bench_redeem_{os.getpid()}") as url:
-        run.step(f"(vii) starting `lealta run` on lealta_bench_redeem_{os.getpid()}")
+    name = run.database("redeem")
+    with throwaway_database(admin, name) as url:
+        run.step(f"(vii) starting `lealta run` on {name}")
         with running_server(url, workers=args.workers) as server:
+            if health is None:  # --only without the server figures: measure it here
+                health = server_loads(run, server, members, tag="", figures={"health"}).health
+                assert health is not None
             version = redemption.apply_programme(server, document)
             run.step(
                 f"(vii) demo programme applied (version {version}, pending.days 0);"
@@ -343,7 +496,7 @@ def redemption_figure(run: Run, admin: str, tps: float, health: LoadResult) -> N
         f" {clients} clients",
         f"{rate(redeem.rate, 'redemptions/s')} ({redeem.count:,} in {args.redeem_seconds:.0f} s;"
         f" {tally.created:,} coupons incl. warm-up, {checked})",
-        f"pgbench {rate(tps, 'tps')}", times(redeem.rate / tps),
+        *_vs_tps(redeem.rate, tps),
     )  # fmt: skip
     report.add(
         "(vii) redemption latency",
@@ -353,55 +506,75 @@ def redemption_figure(run: Run, admin: str, tps: float, health: LoadResult) -> N
     )  # fmt: skip
 
 
-def import_figure(run: Run, url: str, tps: float, batch_rate: float) -> None:
-    """(iv) ``lealta import orders FILE.csv`` as a subprocess, with the server stopped."""
-    args, report = run.args, run.report
-    label = "(iv) CSV import"
-    env = lealta_env(url)
-    probe = subprocess.run(
-        [str(LEALTA), "import", "orders", "--help"], env=env, cwd=ROOT,
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    if probe.returncode != 0:
-        run.step("(iv) CSV import: `lealta import orders` not found, skipped")
-        report.add(label, "n/a (import command missing)", f"pgbench {rate(tps, 'tps')}", "—")
-        return
-    rows = args.import_rows
-    if batch_rate > 0:  # keep the run bounded if the import turns out as slow as batch ingest
-        rows = min(rows, max(2_000, int(batch_rate * args.import_budget) // 1_000 * 1_000))
-    timeout = max(120.0, 3 * rows / batch_rate) if batch_rate else 300.0
-    customers = Customers("imp", max(1, rows // 10))
-    with tempfile.TemporaryDirectory(prefix="lealta-bench-") as tmp:
-        path = Path(tmp) / "orders.csv"
-        write_orders_csv(path, rows=rows, customers=customers, tag="IMP")
-        run.step(f"(iv) CSV import: {rows:,} rows, {customers.count:,} customers")
-        start = time.perf_counter()
+def import_figures(run: Run, admin: str, tps: float) -> None:
+    """(iv) ``lealta import orders`` of a generated history on PostgreSQL, then on SQLite."""
+    args = run.args
+    orders = args.orders or DEFAULT_ORDERS
+    for engine in ("PostgreSQL",) + (() if args.no_sqlite else ("SQLite",)):
+        run.step(f"(iv) import on {engine}: migrate, demo programme, probe, {orders:,} orders")
         try:
-            proc = subprocess.run(
-                [str(LEALTA), "import", "orders", str(path)], env=env, cwd=ROOT,
-                capture_output=True, text=True, timeout=timeout,
-            )  # fmt: skip
-        except subprocess.TimeoutExpired:
-            run.errors.append(f"CSV import: timed out after {timeout:.0f} s")
-            report.add(label, f"n/a (timed out after {timeout:.0f} s)", "—", "—")
-            return
-        elapsed = time.perf_counter() - start
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-10:])
-        run.errors.append(f"CSV import: exit {proc.returncode}\n{tail}")
-        report.add(label, f"n/a (failed, exit {proc.returncode})", "—", "—")
-        return
-    with psycopg.connect(url) as conn:
-        row = conn.execute("SELECT count(*) FROM orders WHERE external_id LIKE 'IMP-%'").fetchone()
-    imported = int(row[0]) if row else 0
-    if imported != rows:
-        run.errors.append(f"CSV import: {imported} of {rows} orders found in the database")
-    speed = rows / elapsed
-    report.add(
-        f"{label}, {rows:,} rows",
-        f"{rate(speed, 'rows/s')} ({elapsed:.1f} s wall)",
-        f"pgbench {rate(tps, 'tps')}", times(speed / tps),
+            with tempfile.TemporaryDirectory(prefix="lealta-bench-import-") as tmp:
+                if engine == "SQLite":
+                    url = f"sqlite:///{Path(tmp) / 'lealta.db'}"
+                    result, problems = import_history(
+                        url, Path(tmp), orders=orders, fixed=args.orders is not None,
+                        budget=args.import_budget,
+                    )  # fmt: skip
+                else:
+                    with throwaway_database(admin, run.database("import")) as url:
+                        result, problems = import_history(
+                            url, Path(tmp), orders=orders, fixed=args.orders is not None,
+                            budget=args.import_budget,
+                        )  # fmt: skip
+        except ImportFailed as exc:
+            run.errors.append(f"(iv) import on {engine}: {exc}")
+            run.report.add(f"(iv) import orders, {engine}", "n/a (failed)")
+            continue
+        run.errors += [f"(iv) import on {engine}: {problem}" for problem in problems]
+        report_import(run, result, tps)
+
+
+def report_import(run: Run, result: ImportResult, tps: float) -> None:
+    stats, imported, raw = result.stats, result.run, result.raw
+    shrunk = (
+        f"; {result.asked:,} asked, cut by --import-budget" if stats.orders < result.asked else ""
+    )
+    loader = "COPY" if result.engine == "PostgreSQL" else "executemany"
+    rss_ratio = imported.max_rss_mb / result.probe_run.max_rss_mb
+    run.report.add(
+        f"(iv) import orders, {result.engine}: {stats.orders:,} orders + {stats.refunds:,}"
+        f" refunds, {stats.customers:,} customers, demo programme",
+        f"{imported.seconds:.1f} s wall, of which {result.start.seconds:.1f} s starting"
+        f" ({rate(result.rows_per_second, 'rows/s')});"
+        f" peak RSS {imported.max_rss_mb:.0f} MB{shrunk}",
+        f"{loader} of the same rows {raw.seconds:.2f} s wall; peak RSS of a"
+        f" {result.probe.orders:,}-order import {result.probe_run.max_rss_mb:.0f} MB",
+        f"{times(imported.seconds / raw.seconds)} time; {times(rss_ratio)} RSS",
     )  # fmt: skip
+    if result.engine == "PostgreSQL" and tps:
+        run.report.add(
+            "(iv) import throughput, PostgreSQL",
+            rate(result.rows_per_second, "rows/s"), *_vs_tps(result.rows_per_second, tps),
+        )  # fmt: skip
+
+
+def serve_figure(run: Run) -> None:
+    """(ix) ``make run`` from a fresh data directory to the first 200 from ``GET /health``."""
+    run.step("(ix) `lealta demo up` then `lealta run` on a fresh data directory, to /health 200")
+    try:
+        startup = time_to_serve()
+    except (StartupFailed, subprocess.TimeoutExpired) as exc:
+        run.errors.append(f"(ix) make run: {exc}")
+        run.report.add("(ix) `make run` time to serve", "n/a (failed)")
+        return
+    run.report.add(
+        "(ix) `make run` time to serve: demo up + run, fresh data dir (SQLite)",
+        f"{startup.total:.1f} s (demo up {startup.demo_seconds:.1f} s, then"
+        f" {startup.serve_seconds:.1f} s to the first 200)",
+        f"`lealta run` alone, demo loaded: {startup.restart_seconds:.1f} s;"
+        f" target {TARGET_SECONDS:.0f} s",
+        f"{times(startup.total / TARGET_SECONDS)} target",
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -82,7 +82,7 @@ def running_server(database_url: str, *, workers: int, timeout: float = 60.0) ->
             exc.add_note(f"server log (last lines):\n{_tail(log)}")
             raise
         finally:
-            _stop(proc)
+            stop_group(proc)
 
 
 def _wait_ready(base_url: str, proc: subprocess.Popen[bytes], log: IO[str], timeout: float) -> None:
@@ -109,7 +109,8 @@ def _tail(log: IO[str], lines: int = 30) -> str:
     return "\n".join(log.read().splitlines()[-lines:])
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
+def stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the process group of ``proc`` (started with ``start_new_session``), then KILL."""
     if proc.poll() is not None:
         return
     try:

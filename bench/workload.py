@@ -1,12 +1,10 @@
-"""Payloads (order.paid events, CSV rows) and the figures measured against a running server."""
+"""Payloads (order.paid events) and the figures measured against a running server."""
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -143,14 +141,3 @@ def get_load(
     return closed_loop(
         server.base_url, auth_headers(server), _get, path_for, clients=clients, seconds=seconds
     )
-
-
-def write_orders_csv(path: Path, *, rows: int, customers: Customers, tag: str) -> None:
-    """``customer_id,order_id,occurred_at,amount,currency`` in chronological order, ending now."""
-    start = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=rows + 60)
-    with path.open("w", newline="") as f:
-        out = csv.writer(f)
-        out.writerow(["customer_id", "order_id", "occurred_at", "amount", "currency"])
-        for i in range(rows):
-            at = (start + timedelta(seconds=i)).isoformat().replace("+00:00", "Z")
-            out.writerow([customers[i], f"{tag}-{i:06d}", at, _amount(i, 3), "EUR"])

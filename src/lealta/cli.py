@@ -73,16 +73,25 @@ def fail(exc: LealtaError) -> typer.Exit:
 def run(
     host: Annotated[str | None, typer.Option(help="Bind address.")] = None,
     port: Annotated[int | None, typer.Option(help="Port.")] = None,
-    workers: Annotated[int | None, typer.Option(help="Worker processes.")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Worker processes (default: one per CPU up to 4 on PostgreSQL, 1 on SQLite).",
+        ),
+    ] = None,
     migrate: Annotated[bool, typer.Option(help="Upgrade the schema first.")] = True,
 ) -> None:
     """Serve the API (and its docs at /docs)."""
     import uvicorn
 
+    from lealta.kit.logging import configure as configure_logging
+    from lealta.serve import serve_workers, worker_count
+
     settings = get_settings()
     if migrate:
         migrate_upgrade(settings.database_url)
-    count = workers or settings.workers
+    count = worker_count(workers, settings.workers, settings.database_url)
     if count <= 1:
         uvicorn.run(
             "lealta.app:create_app",
@@ -104,9 +113,6 @@ def run(
         log_level="warning",
         timeout_worker_healthcheck=settings.worker_healthcheck_timeout,
     )
-    from lealta.kit.logging import configure as configure_logging
-    from lealta.serve import serve_workers
-
     configure_logging(settings.log_level, settings.log_format)
     serve_workers(config, settings.data_dir / "pycache")
 

@@ -40,7 +40,12 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = 8000
-    workers: int = 1
+    workers: int | None = Field(
+        default=None,
+        ge=1,
+        description="Worker processes of `lealta run`; unset: one per CPU up to 4 on PostgreSQL,"
+        " one on SQLite (a single writer gains nothing from more).",
+    )
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "json"
     auto_enrol: bool = Field(

@@ -1,4 +1,10 @@
-"""Serving with several worker processes (``lealta run --workers N``).
+"""Serving with several worker processes (``lealta run --workers N``), the default on PostgreSQL.
+
+Each worker is a whole, stateless API process (its own connection pool, its own short caches);
+the database holds every bit of state, so processes can be added until it saturates. On
+PostgreSQL ``lealta run`` therefore starts one worker per CPU (at most
+``MAX_DEFAULT_WORKERS``); on SQLite one, since every write takes the file's single write lock
+and a second process would only queue behind it.
 
 uvicorn's supervisor spawns each worker as a fresh interpreter and pings it over a pipe; a
 worker that does not answer within ``timeout_worker_healthcheck`` seconds is killed and
@@ -27,6 +33,32 @@ from uvicorn.supervisors.multiprocess import Multiprocess, Process
 from lealta.kit.logging import get_logger
 
 log = get_logger("lealta.serve")
+
+MAX_DEFAULT_WORKERS = 4
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, which containers narrow), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def default_workers(database_url: str) -> int:
+    """Worker processes when neither ``--workers`` nor ``LEALTA_WORKERS`` says: several on
+    PostgreSQL, where processes scale until the database saturates; one on SQLite."""
+    if database_url.startswith("sqlite"):
+        return 1
+    return min(available_cpus(), MAX_DEFAULT_WORKERS)
+
+
+def worker_count(requested: int | None, configured: int | None, database_url: str) -> int:
+    """``--workers`` wins over ``LEALTA_WORKERS``, which wins over :func:`default_workers`."""
+    for count in (requested, configured):
+        if count is not None:
+            return max(1, count)
+    return default_workers(database_url)
 
 
 def precompile_loaded_modules(cache_dir: Path) -> int:
