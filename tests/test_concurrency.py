@@ -85,7 +85,7 @@ def test_fifty_parallel_spends_against_ten_covered_exactly_ten_succeed(
                 SpendIn(points=100, reason=f"spend {i}"),
                 actor="test",
                 now=clock.now(),
-                currency="EUR",
+                programme=DEFAULT_PROGRAMME,
             )
 
     results = _race(WORKERS, spend)
@@ -123,7 +123,7 @@ def test_parallel_spends_with_one_idempotency_key_debit_once(
                         SpendIn(points=120),
                         actor="t",
                         now=clock.now(),
-                        currency="EUR",
+                        programme=DEFAULT_PROGRAMME,
                     ).model_dump(mode="json"),
                 ),
             )
@@ -189,7 +189,12 @@ def test_mixed_earns_and_spends_keep_the_ledger_consistent(
             return _ingest(db, clock, order_paid(f"x{i}", c, f"X{i}", "7.00", T0))
         with db.unit_of_work() as session:
             return operations.spend(
-                session, c, SpendIn(points=30), actor="t", now=clock.now(), currency="EUR"
+                session,
+                c,
+                SpendIn(points=30),
+                actor="t",
+                now=clock.now(),
+                programme=DEFAULT_PROGRAMME,
             )
 
     for r in range(rounds):

@@ -17,13 +17,13 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from lealta.coupons import service as coupon_service
+from lealta.engine import core as engine
 from lealta.events import service as events
 from lealta.events.schemas import EventIn
 from lealta.exports.service import MEMBER_COLUMNS, export_members
 from lealta.imports.service import import_orders
 from lealta.kit.clock import FixedClock
 from lealta.kit.db import Database
-from lealta.ledger import lifecycle
 from lealta.models import (
     Coupon,
     Event,
@@ -346,7 +346,7 @@ def test_export_has_tier_every_bucket_and_next_expiry(
     assert ana["tier"] == "plata"
     assert int(ana["available_points"]) > 0
     assert ana["qualifying_spend"] == "1200.00"
-    expected_expiry = lifecycle.expiry_for(DEMO, T0 - 10 * DAY)
+    expected_expiry = engine.expiry_for(DEMO, T0 - 10 * DAY)
     assert expected_expiry is not None
     assert datetime.fromisoformat(ana["next_expiry_at"]) == expected_expiry
     assert int(ana["next_expiry_points"]) == int(ana["available_points"])

@@ -62,7 +62,7 @@ def _rich_member(db: Database, now: Any) -> str:
             AdjustmentIn(points=5000, reason="Compensación por retraso"),
             actor="admin:admin@shop.test",
             now=now,
-            currency=programme.currency,
+            programme=programme,
         )
         done = rewards.redeem(session, programme, member, "coupon-5", now=now, actor="test")
         rewards.redeem(session, programme, member, "tote-bag", now=now, actor="test")

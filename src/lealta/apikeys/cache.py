@@ -73,21 +73,26 @@ class KeyCache:
             self._generation = current
 
 
-def verify(db: Database, cache: KeyCache, key: str | None) -> Principal:
-    """The principal for a presented key, from the cache or one short read; else ``401``."""
+def verify_cached(cache: KeyCache, key: str | None) -> Principal | None:
+    """The principal of a key verified within the TTL, without touching the database; None
+    when the database must be asked (``401`` at once for a missing or malformed key)."""
     service.prefix_of(key)
     assert key is not None
-    digest = service.digest(key)
-    principal = cache.get(digest)
+    return cache.get(service.digest(key))
+
+
+def verify(db: Database, cache: KeyCache, key: str | None) -> Principal:
+    """The principal for a presented key, from the cache or one short read; else ``401``.
+
+    The read is its own unit of work without a transaction on PostgreSQL (one statement),
+    so it ends with no rollback and psycopg keeps its prepared statements.
+    """
+    principal = verify_cached(cache, key)
     if principal is not None:
         return principal
+    assert key is not None
     generation = service.generation()
-    with db.unit_of_work(write=False) as session:
-        try:
-            principal = service.authenticate(session, key)
-        finally:
-            # End the read with COMMIT, not a rollback: psycopg keeps its prepared statements.
-            if session.in_transaction():
-                session.commit()
-    cache.put(digest, principal, generation=generation)
+    with db.unit_of_work(write=False, autocommit=True) as session:
+        principal = service.authenticate(session, key)
+    cache.put(service.digest(key), principal, generation=generation)
     return principal

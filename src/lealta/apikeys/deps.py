@@ -5,22 +5,34 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
+from starlette.concurrency import run_in_threadpool
 
-from lealta.apikeys.cache import KeyCache, verify
+from lealta.apikeys.cache import KeyCache, verify, verify_cached
 from lealta.apikeys.service import Principal
-from lealta.kit.http import DbDep
+from lealta.kit.db import Database
 
 
-def get_principal(
+async def get_principal(
     request: Request,
-    db: DbDep,
     authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
     x_api_key: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Principal:
+    """The key's principal, or ``401``.
+
+    A coroutine on purpose: a key in the cache is answered on the event loop, with no trip
+    through the thread pool (FastAPI runs every plain ``def`` dependency in a worker thread,
+    which costs more CPU here than the lookup itself); only a key to check against the
+    database goes to a thread.
+    """
     key = x_api_key
     if authorization and authorization.lower().startswith("bearer "):
         key = authorization[7:].strip()
-    return verify(db, key_cache(request), key)
+    cache = key_cache(request)
+    principal = verify_cached(cache, key)
+    if principal is not None:
+        return principal
+    db: Database = request.app.state.db
+    return await run_in_threadpool(verify, db, cache, key)
 
 
 def key_cache(request: Request) -> KeyCache:
@@ -32,7 +44,7 @@ def key_cache(request: Request) -> KeyCache:
     return cache
 
 
-def get_writer(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+async def get_writer(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
     principal.require_write()
     return principal
 

@@ -8,17 +8,19 @@ conditional ``UPDATE coupons SET uses = uses + 1 WHERE uses < uses_allowed AND s
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, case, or_, select, update
+from sqlalchemy import ColumnElement, Table, case, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from lealta.coupons import codes
 from lealta.coupons.schemas import CartIn, CouponOut, CouponUseOut, ValidationOut
-from lealta.kit.db import lock_for_update
+from lealta.kit.db import insert_ignoring, lock_for_update
 from lealta.kit.errors import Conflict, NotFound
 from lealta.kit.money import from_minor, normalise_currency, to_minor
 from lealta.models import Coupon, CouponUse, Member
@@ -212,30 +214,9 @@ def issue(
     Each attempt inserts inside a savepoint; a clash with an existing code (the unique index)
     rolls back only that savepoint and draws again.
     """
+    wanted = Issue(spec, reward_id, member_id, source, currency, valid_from)
     for _ in range(MAX_CODE_ATTEMPTS):
-        coupon = Coupon(
-            code=codes.generate(spec.code_pattern),
-            member_id=member_id,
-            reward_id=reward_id,
-            source=source,
-            currency=currency,
-            percent_off=str(spec.percent_off) if spec.percent_off is not None else None,
-            amount_off_minor=(
-                to_minor(spec.amount_off, currency, field="amount_off")
-                if spec.amount_off is not None
-                else None
-            ),
-            free_shipping=spec.free_shipping,
-            minimum_order_minor=to_minor(spec.minimum_order, currency, field="minimum_order"),
-            skus=list(spec.skus) if spec.skus else None,
-            categories=list(spec.categories) if spec.categories else None,
-            valid_from=valid_from,
-            valid_until=valid_from + timedelta(days=spec.valid_days),
-            uses_allowed=spec.uses_per_coupon,
-            uses=0,
-            status="active",
-            created_at=now,
-        )
+        coupon = Coupon(**_values(wanted, codes.generate(spec.code_pattern), now))
         try:
             with session.begin_nested():
                 session.add(coupon)
@@ -243,7 +224,77 @@ def issue(
         except IntegrityError:
             continue
         return coupon
-    raise CodeSpaceExhausted(
+    raise _exhausted(spec)
+
+
+@dataclass(frozen=True, slots=True)
+class Issue:
+    """One coupon to issue with :func:`issue_many`."""
+
+    spec: CouponSpec
+    reward_id: str
+    member_id: int | None
+    source: str
+    currency: str
+    valid_from: datetime
+
+
+def issue_many(session: Session, wanted: Sequence[Issue], *, now: datetime) -> list[str]:
+    """Issue one coupon per ``wanted`` item with one insert per attempt; returns the codes in
+    order. A drawn code that clashes (with a stored code or another of this call) is drawn
+    again in the next attempt."""
+    table = cast(Table, Coupon.__table__)
+    stmt = insert_ignoring(session, table).returning(table.c.code)
+    issued: list[str | None] = [None] * len(wanted)
+    pending = list(range(len(wanted)))
+    for _ in range(MAX_CODE_ATTEMPTS):
+        drawn: dict[int, str] = {}
+        keys: set[str] = set()
+        for i in pending:
+            code = codes.generate(wanted[i].spec.code_pattern)
+            if normalise(code) not in keys:  # a clash within this call: draw it next time
+                keys.add(normalise(code))
+                drawn[i] = code
+        rows = [_values(wanted[i], code, now) for i, code in drawn.items()]
+        inserted = set(session.execute(stmt, rows).scalars()) if rows else set()
+        for i, code in drawn.items():
+            if code in inserted:
+                issued[i] = code
+        pending = [i for i in pending if issued[i] is None]
+        if not pending:
+            return [code for code in issued if code is not None]
+    raise _exhausted(wanted[pending[0]].spec)
+
+
+def _values(wanted: Issue, code: str, now: datetime) -> dict[str, Any]:
+    spec, currency = wanted.spec, wanted.currency
+    return {
+        "code": code,
+        "member_id": wanted.member_id,
+        "reward_id": wanted.reward_id,
+        "source": wanted.source,
+        "currency": currency,
+        "percent_off": str(spec.percent_off) if spec.percent_off is not None else None,
+        "amount_off_minor": (
+            to_minor(spec.amount_off, currency, field="amount_off")
+            if spec.amount_off is not None
+            else None
+        ),
+        "free_shipping": spec.free_shipping,
+        "minimum_order_minor": to_minor(spec.minimum_order, currency, field="minimum_order"),
+        "skus": list(spec.skus) if spec.skus else None,
+        "categories": list(spec.categories) if spec.categories else None,
+        "valid_from": wanted.valid_from,
+        "valid_until": wanted.valid_from + timedelta(days=spec.valid_days),
+        "uses_allowed": spec.uses_per_coupon,
+        "uses": 0,
+        "status": "active",
+        "created_at": now,
+    }
+
+
+def _exhausted(spec: CouponSpec) -> CodeSpaceExhausted:
+    return CodeSpaceExhausted(
         f"Could not draw an unused code for pattern '{spec.code_pattern}'; use a longer pattern.",
         details={"pattern": spec.code_pattern},
     )

@@ -2,7 +2,7 @@
 
 Steps, each skipped when already done: apply the demo programme (when no programme version
 exists), enrol the demo members and replay their year of history through
-:func:`lealta.events.service.ingest` (when there are no members at all). Members and history
+:mod:`lealta.events.batch`, the batch driver (when there are no members at all). Members and history
 load in one unit of work, so an interrupted load leaves nothing and the next run starts over.
 
 Every run then issues a fresh ``demo`` API key and revokes the previous ones: only key
@@ -23,7 +23,8 @@ from sqlalchemy.orm import Session
 from lealta.apikeys import service as apikeys
 from lealta.demo.data import DEFAULT_MEMBERS, DEFAULT_SEED, generate
 from lealta.demo.programme import DEMO_PROGRAMME
-from lealta.events.service import IngestContext, ingest
+from lealta.events import batch
+from lealta.events.service import IngestContext
 from lealta.jobs.service import run_due
 from lealta.kit.db import Database
 from lealta.kit.errors import Conflict
@@ -137,11 +138,22 @@ def _load(
         members.create(session, profile, now=now, enrolled_at=enrolled_at)
     ctx = IngestContext(programme=programme, now=now, actor=ACTOR, backfill=True)
     total = len(data.events)
-    for done, item in enumerate(data.events, start=1):
-        ingest(session, item.event, ctx, key=item.key)
-        if on_progress is not None and (done % 100 == 0 or done == total):
-            on_progress(done, total)
+    for start in range(0, total, _CHUNK):
+        chunk = [
+            batch.Item(index=i, event=item.event, key=item.key)
+            for i, item in enumerate(data.events[start : start + _CHUNK], start=start)
+        ]
+        batch.run_items(session, chunk, ctx)
+        refused = [item for item in chunk if item.status == "rejected"]
+        if refused:  # the generator made an event the engine refuses: a bug, say which
+            assert refused[0].error is not None
+            raise refused[0].error
+        if on_progress is not None:
+            on_progress(min(start + _CHUNK, total), total)
     return len(data.members), total
+
+
+_CHUNK = 2000
 
 
 def _has_programme(session: Session) -> bool:

@@ -1,73 +1,72 @@
-"""The spine: one event in, one transaction, postings out.
+"""The online driver of the spine: one event in, one transaction, the engine's outcome out.
 
-``ingest`` claims the idempotency key, finds or enrols the member, locks the account, asks
-the rules engine what the event earns (a pure function), writes the ledger, records the event
-and a domain message in the outbox, and stores the response for replays. The CSV importer
-and the demo loader call the same function, in event-time order.
+``ingest`` locks the member's account and reads the lots due by the event's moment in one
+statement (enrolling the customer first if needed), claims the event row (its own
+idempotency record: the transport key and the event's natural ``id`` are both unique on it),
+asks the pure engine (:mod:`lealta.engine.core`) what the event does, and writes the outcome
+with one statement per table (:mod:`lealta.events.store`). When the engine needs more of the
+member's state than was loaded (all lots for a refund, rule counters, tier history) the
+driver loads that part and applies again.
+
+The batch driver (:mod:`lealta.events.batch`) applies the same engine to many events at once;
+the API's batch endpoint, the CSV import and the demo loader use it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from pydantic import ValidationError
-from sqlalchemy import case, func, insert, select
-from sqlalchemy.exc import DataError
+from sqlalchemy import Table, or_, select, update
 from sqlalchemy.orm import Session
 
+from lealta.coupons import service as coupons
+from lealta.engine import core as engine
+from lealta.engine.errors import (
+    OrderAlreadyRecorded,
+    OrderNotFound,
+    RefundBeforeOrder,
+    RefundExceedsOrder,
+)
+from lealta.engine.outcome import Crossing
+from lealta.engine.outcome import Outcome as EngineOutcome
+from lealta.engine.state import Figures, MemberState, StateIncomplete
+from lealta.events import store
 from lealta.events.schemas import (
     ORDER_PAID,
     ORDER_REFUNDED,
-    BatchItemResult,
     BatchResult,
     EventIn,
     EventResult,
     PostingOut,
 )
-from lealta.kit.db import insert_ignore
-from lealta.kit.errors import Conflict, InvalidInput, LealtaError, NotFound, validation_body
-from lealta.kit.idempotency import Outcome, check_key, request_hash, run_once
-from lealta.kit.money import (
-    DEFAULT_MAX_AMOUNT,
-    check_max_amount,
-    exponent,
-    normalise_currency,
-    to_minor,
-)
+from lealta.kit.errors import Conflict, validation_body
+from lealta.kit.idempotency import Outcome, check_key, request_hash
+from lealta.kit.money import DEFAULT_MAX_AMOUNT, from_minor
 from lealta.kit.timestamps import check_moment
-from lealta.ledger import lifecycle
-from lealta.ledger import service as ledger
-from lealta.ledger.maths import reversal_points
 from lealta.members import attributes
 from lealta.members import service as members
-from lealta.models import (
-    Account,
-    Event,
-    IdempotencyRecord,
-    LedgerEntry,
-    Member,
-    Order,
-    OrderItem,
-)
-from lealta.outbox import events as domain
-from lealta.outbox.service import emit
-from lealta.programme.schema import Programme
-from lealta.rewards.thresholds import threshold_reached
-from lealta.rules.engine import (
-    EventFacts,
-    Item,
-    MemberSnapshot,
-    Posting,
-    RuleUsage,
-    compiled_for,
-    evaluate,
-)
-from lealta.tiers import service as tiers
+from lealta.members.schemas import BalanceOut
+from lealta.models import Event
+from lealta.outbox.events import DomainEvent, ThresholdReached
+from lealta.programme.schema import CouponSpec, Programme
 
-SCOPE = "event"
+__all__ = [
+    "EventIdReused",
+    "IngestContext",
+    "OrderAlreadyRecorded",
+    "OrderNotFound",
+    "RefundBeforeOrder",
+    "RefundExceedsOrder",
+    "ingest",
+    "ingest_batch",
+]
+
+_events = cast(Table, Event.__table__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,21 +81,9 @@ class IngestContext:
     """History replayed from outside (CSV import, demo load): its domain events are marked so
     that subscribers can skip what must not fire. Live traffic (API, till) is ``False``."""
 
-
-class OrderAlreadyRecorded(Conflict):
-    code = "order_already_recorded"
-
-
-class OrderNotFound(NotFound):
-    code = "order_not_found"
-
-
-class RefundExceedsOrder(Conflict):
-    code = "refund_exceeds_order"
-
-
-class RefundBeforeOrder(Conflict):
-    code = "refund_before_order"
+    @property
+    def engine(self) -> engine.Context:
+        return engine.Context(actor=self.actor, max_amount=self.max_amount)
 
 
 class EventIdReused(Conflict):
@@ -109,126 +96,297 @@ def ingest(session: Session, event: EventIn, ctx: IngestContext, *, key: str | N
     Two keys guard an event: the transport key (the ``Idempotency-Key`` header, else the
     event id) and the event's own ``id``, its natural key. One event id is processed once,
     whatever header comes with it: the same event sent again with a fresh header replays the
-    first response; the same id with a different body is a ``409 event_id_reused``.
+    first response; the same id with a different body is a ``409 event_id_reused``. A refused
+    event raises, and the caller's transaction rolls back whatever it had begun.
     """
     key = check_key(key if key is not None else event.id)
     check_moment(event.occurred_at, now=ctx.now)
-    # The event id is part of the request: one header key sent with two different events
-    # is a reused key (409), not a replay.
     payload = event.model_dump(mode="json", exclude_none=True)
-    if event.id is not None:
-        earlier = _earlier_with_id(session, event.id, payload, key)
-        if earlier is not None:
-            return earlier
-    try:
-        with session.begin_nested():
-            return run_once(
-                session,
-                scope=SCOPE,
-                key=key,
-                payload=payload,
-                now=ctx.now,
-                effect=lambda: (201, _process(session, event, ctx, key).model_dump(mode="json")),
+    digest = request_hash(payload)
+    if event.customer is not None:
+        attributes.check(ctx.programme, event.customer.attributes)
+    at = event.occurred_at
+    claim = {
+        "idempotency_key": key,
+        "external_id": event.id,
+        "event_type": event.type,
+        "payload": payload,
+        "occurred_at": at,
+        "received_at": ctx.now,
+        "request_hash": digest,
+    }
+    # One statement: the member's account locked, the lots due by the event, the event row
+    # claimed (its key and id are unique), and ids reserved for what it will create.
+    loaded = store.lock_and_load(
+        session, event.customer_id, at, claim=claim, reserve=store.TYPICAL_EVENT
+    )
+    if loaded.state is None:
+        members.get_or_enrol(
+            session,
+            event.customer_id,
+            profile=event.customer,
+            channel=(event.order.channel if event.order and event.order.channel else "event"),
+            at=at,
+            now=ctx.now,
+            auto_enrol=ctx.auto_enrol,
+        )
+        session.flush()
+        loaded = store.lock_and_load(
+            session, event.customer_id, at, claim=claim, reserve=store.TYPICAL_EVENT
+        )
+    state = loaded.state
+    assert state is not None
+    if loaded.claimed is None:
+        return replay(session, key, event.id, digest)
+    order_ids: list[str] = []
+    if event.type == ORDER_REFUNDED:
+        # A refund takes points back from lots: load them all, and the order, at once.
+        assert event.refund is not None
+        order_ids = [event.refund.order_id]
+        state = store.load_part(session, ctx.programme, state, StateIncomplete("lots"), at=at)
+        state = store.load_part(
+            session, ctx.programme, state, StateIncomplete("orders"), at=at, order_ids=order_ids
+        )
+    outcome = apply_loading(session, ctx, state, to_engine(event, key), order_ids=order_ids)
+    outcomes = [(state.member_id, outcome)]
+    written = store.assign_ids(session, outcomes, loaded.reserved)
+    body = result(event, key, state.profile.external_id, outcome, written, ctx).model_dump(
+        mode="json"
+    )
+    store.write(
+        session,
+        outcomes,
+        written,
+        now=ctx.now,
+        backfill=ctx.backfill,
+        on_crossing=crossing_handler(session, ctx),
+        then=[
+            update(_events)
+            .where(_events.c.id == loaded.claimed)
+            .values(status_code=201, response=body)
+        ],
+    )
+    return Outcome(201, body, replayed=False)
+
+
+def apply_loading(
+    session: Session,
+    ctx: IngestContext,
+    state: MemberState,
+    event: engine.EngineEvent,
+    *,
+    order_ids: list[str],
+) -> EngineOutcome:
+    """Apply the engine to ``event``, loading each part of the state it asks for."""
+    return run_loading(
+        session,
+        ctx.programme,
+        state,
+        lambda s: engine.apply(ctx.programme, s, event, ctx.engine),
+        at=event.occurred_at,
+        order_ids=order_ids,
+    )
+
+
+def run_loading(
+    session: Session,
+    programme: Programme,
+    state: MemberState,
+    step: Callable[[MemberState], EngineOutcome],
+    *,
+    at: datetime,
+    order_ids: list[str] | None = None,
+) -> EngineOutcome:
+    """Run an engine ``step`` on ``state``; when it asks for a part of the state that was not
+    loaded, load it and run again (the engine is pure: a run that stopped changed nothing)."""
+    for _ in range(8):
+        try:
+            return step(state)
+        except StateIncomplete as missing:
+            state = store.load_part(
+                session, programme, state, missing, at=at, order_ids=order_ids or []
             )
-    except _EventIdTaken:
-        # A concurrent request with the same event id (and another header) committed first.
-        assert event.id is not None
-        earlier = _earlier_with_id(session, event.id, payload, key)
-        if earlier is not None:
-            return earlier
-        raise Conflict(  # pragma: no cover - only if the other event vanished meanwhile
+    raise RuntimeError("the engine kept asking for more state")  # pragma: no cover
+
+
+def replay(session: Session, key: str, event_id: str | None, digest: str) -> Outcome:
+    """The stored response of the event that holds this key or id, if the request is the same;
+    else ``409 idempotency_key_reused`` (same header) or ``409 event_id_reused`` (same id)."""
+    clauses = [_events.c.idempotency_key == key]
+    if event_id is not None:
+        clauses.append(_events.c.external_id == event_id)
+    rows = session.execute(
+        select(
+            _events.c.idempotency_key,
+            _events.c.request_hash,
+            _events.c.status_code,
+            _events.c.response,
+        ).where(or_(*clauses))
+    ).all()
+    if not rows:  # pragma: no cover - only if the other transaction rolled back meanwhile
+        raise Conflict(
             "A concurrent request with the same event id failed; retry.",
             code="idempotency_retry",
-        ) from None
-
-
-class _EventIdTaken(Exception):
-    """Raised inside the savepoint when the event id was recorded by another request."""
-
-
-def _earlier_with_id(
-    session: Session, event_id: str, payload: dict[str, Any], key: str
-) -> Outcome | None:
-    """The first response for an event id already processed (a replay), a 409 if that event
-    had another body, or None when the id is new."""
-    earlier = session.execute(
-        select(Event.idempotency_key).where(Event.external_id == event_id)
-    ).one_or_none()
-    if earlier is None:
-        return None
-    record = session.scalars(
-        select(IdempotencyRecord).where(
-            IdempotencyRecord.scope == SCOPE, IdempotencyRecord.key == earlier.idempotency_key
         )
-    ).one_or_none()
-    if record is None or record.request_hash != request_hash(payload):
-        if earlier.idempotency_key == key:
-            raise Conflict(
-                "This idempotency key was already used with a different request.",
-                code="idempotency_key_reused",
-                details={"key": key},
+    for row in rows:
+        if row.request_hash == digest and row.response is not None:
+            return Outcome(row.status_code or 201, row.response, replayed=True)
+    if any(row.idempotency_key == key for row in rows):
+        raise Conflict(
+            "This idempotency key was already used with a different request.",
+            code="idempotency_key_reused",
+            details={"key": key},
+        )
+    raise EventIdReused(
+        f"Event '{event_id}' was already processed with a different body.",
+        details={"event_id": event_id},
+    )
+
+
+def to_engine(event: EventIn, key: str) -> engine.EngineEvent:
+    """The engine's view of a validated event."""
+    if event.type == ORDER_PAID:
+        assert event.order is not None
+        o = event.order
+        return engine.PaidOrder(
+            key=key,
+            occurred_at=event.occurred_at,
+            order_id=o.id,
+            total=o.total,
+            currency=o.currency,
+            lines=tuple(engine.Line(i.sku, i.category, i.quantity, i.unit_price) for i in o.items),
+            channel=o.channel,
+            store=o.store,
+            properties=event.properties,
+        )
+    if event.type == ORDER_REFUNDED:
+        assert event.refund is not None
+        r = event.refund
+        return engine.Refund(
+            key=key,
+            occurred_at=event.occurred_at,
+            order_id=r.order_id,
+            amount=r.amount,
+            currency=r.currency,
+            properties=event.properties,
+        )
+    return engine.Custom(
+        key=key, type=event.type, occurred_at=event.occurred_at, properties=event.properties
+    )
+
+
+def crossing_handler(session: Session, ctx: IngestContext) -> store.CrossingHandler:
+    """Issue thresholds' rewards (unique coupons, free of points) and say so in the outbox.
+
+    A coupon is valid from the order's moment for the reward's ``valid_days``, so a replayed
+    history issues the windows it would have issued live. A reward without coupon terms (a
+    product, say) is only announced; fulfilment follows from the outbox message.
+    """
+
+    def handle(crossings: Sequence[tuple[int, Crossing]]) -> list[DomainEvent]:
+        wanted: list[coupons.Issue] = []
+        with_coupon: list[bool] = []
+        for member_id, crossing in crossings:
+            reward = ctx.programme.reward(crossing.reward_id)
+            gives = reward is not None and (
+                reward.coupon is not None or reward.type == "free_shipping"
             )
-        raise EventIdReused(
-            f"Event '{event_id}' was already processed with a different body.",
-            details={"event_id": event_id},
-        )
-    return Outcome(record.status_code, record.response, replayed=True)
+            with_coupon.append(gives)
+            if reward is not None and gives:
+                wanted.append(
+                    coupons.Issue(
+                        reward.coupon or CouponSpec(free_shipping=True),
+                        reward_id=crossing.reward_id,
+                        member_id=member_id,
+                        source="threshold",
+                        currency=ctx.programme.currency,
+                        valid_from=crossing.at,
+                    )
+                )
+        codes = iter(coupons.issue_many(session, wanted, now=ctx.now))
+        return [
+            ThresholdReached(
+                rule_id=crossing.rule_id,
+                reward_id=crossing.reward_id,
+                crossed=crossing.crossed,
+                order_id=crossing.order_id,
+                at=crossing.at,
+                coupon_code=next(codes) if gives else None,
+            )
+            for (_, crossing), gives in zip(crossings, with_coupon, strict=True)
+        ]
+
+    return handle
+
+
+def no_crossings(crossings: Sequence[tuple[int, Crossing]]) -> list[DomainEvent]:
+    """For engine steps that cannot cross a spend threshold (catch-up, tier refresh)."""
+    raise AssertionError(f"unexpected threshold crossings: {crossings}")
+
+
+def balance_out(external_id: str, fig: Figures, currency: str) -> BalanceOut:
+    return BalanceOut(
+        external_id=external_id,
+        available=fig.points_available,
+        pending=fig.points_pending,
+        lifetime_earned=fig.lifetime_earned,
+        lifetime_spent=fig.lifetime_spent,
+        expired=fig.points_expired,
+        shortfall=fig.points_shortfall,
+        qualifying_spend=str(from_minor(fig.qualifying_spend_minor, currency)),
+        currency=currency,
+        tier=fig.tier_id,
+    )
+
+
+def result(
+    event: EventIn,
+    key: str,
+    external_id: str,
+    outcome: EngineOutcome,
+    written: store.Written,
+    ctx: IngestContext,
+    *,
+    member_id: int | None = None,
+) -> EventResult:
+    """The response to an event; ``member_id`` when the member was enrolled after the engine
+    ran (the batch driver), else the state's."""
+    if member_id is None:
+        member_id = outcome.state.member_id
+    by_id = {e.id: e for e in outcome.entries}
+    postings = [by_id[ref] for ref in outcome.postings]
+    return EventResult(
+        event_id=key,
+        type=event.type,
+        customer_id=external_id,
+        occurred_at=event.occurred_at,
+        postings=[
+            PostingOut(
+                entry_id=written.id(member_id, e.id),
+                entry_type=e.entry_type,
+                points=e.points,
+                rule_id=e.rule_id,
+                reason=e.reason,
+                shortfall=e.shortfall,
+            )
+            for e in postings
+        ],
+        points_delta=outcome.points_delta,
+        thresholds_forfeited=outcome.thresholds_forfeited,
+        balance=balance_out(external_id, outcome.state.figures, ctx.programme.currency).model_dump(
+            mode="json"
+        ),
+    )
 
 
 def ingest_batch(
     session: Session, raw_events: list[dict[str, Any]], ctx: IngestContext
 ) -> BatchResult:
-    """Each event in its own savepoint, in ``occurred_at`` order.
+    """The API's batch: each event processed as ``POST /v1/events`` would, by the batch
+    driver; one bad event rejects only itself."""
+    from lealta.events import batch
 
-    One bad event rejects only itself; the others are processed.
-    """
-    parsed: list[tuple[int, EventIn | None, dict[str, Any] | None]] = []
-    for index, raw in enumerate(raw_events):
-        try:
-            parsed.append((index, EventIn.model_validate(raw), None))
-        except ValidationError as exc:
-            parsed.append((index, None, validation_error_body(exc)))
-    results: dict[int, BatchItemResult] = {}
-    valid = sorted(
-        (item for item in parsed if item[1] is not None),
-        key=lambda item: (item[1].occurred_at, item[0]),  # type: ignore[union-attr]
-    )
-    for index, _, error in parsed:
-        if error is not None:
-            results[index] = BatchItemResult(index=index, status="rejected", error=error["error"])
-    for index, event, _ in valid:
-        assert event is not None
-        try:
-            with session.begin_nested():
-                if event.id is None:
-                    raise InvalidInput(
-                        "Events in a batch need an 'id' (their idempotency key).",
-                        code="missing_idempotency_key",
-                    )
-                outcome = ingest(session, event, ctx, key=event.id)
-        except LealtaError as exc:
-            results[index] = BatchItemResult(
-                index=index, status="rejected", error=exc.to_dict()["error"]
-            )
-            continue
-        except DataError:  # a value the database cannot store: this event only, not the batch
-            unstorable = InvalidInput(
-                "A value in this event cannot be stored.", code="invalid_value"
-            )
-            results[index] = BatchItemResult(
-                index=index, status="rejected", error=unstorable.to_dict()["error"]
-            )
-            continue
-        results[index] = BatchItemResult(
-            index=index, status="replayed" if outcome.replayed else "processed", result=outcome.body
-        )
-    ordered = [results[i] for i in range(len(raw_events))]
-    return BatchResult(
-        processed=sum(r.status == "processed" for r in ordered),
-        replayed=sum(r.status == "replayed" for r in ordered),
-        rejected=sum(r.status == "rejected" for r in ordered),
-        results=ordered,
-    )
+    return batch.ingest_raw(session, raw_events, ctx)
 
 
 def validation_error_body(exc: ValidationError) -> dict[str, Any]:
@@ -238,461 +396,3 @@ def validation_error_body(exc: ValidationError) -> dict[str, Any]:
             for err in exc.errors(include_url=False, include_context=False, include_input=False)
         ]
     )
-
-
-def _process(session: Session, event: EventIn, ctx: IngestContext, key: str) -> EventResult:
-    if event.customer is not None:
-        attributes.check(ctx.programme, event.customer.attributes)
-    member = members.get_or_enrol(
-        session,
-        event.customer_id,
-        profile=event.customer,
-        channel=(event.order.channel if event.order and event.order.channel else "event"),
-        at=event.occurred_at,
-        now=ctx.now,
-        auto_enrol=ctx.auto_enrol,
-    )
-    # The event id is claimed first: a concurrent request with the same id waits here for
-    # the other transaction and, if that one committed, gives way (see ``ingest``).
-    recorded = insert_ignore(
-        session,
-        Event,
-        {
-            "idempotency_key": key,
-            "external_id": event.id,
-            "event_type": event.type,
-            "member_id": member.id,
-            "payload": event.model_dump(mode="json", exclude_none=True),
-            "occurred_at": event.occurred_at,
-            "received_at": ctx.now,
-        },
-        conflict=["external_id"],
-    )
-    if recorded is None:
-        raise _EventIdTaken(event.id)
-    account = ledger.lock_account(session, member.id)
-    # Bring the account to the event's moment first: releases, expiries and tier reviews due
-    # by then happen before the event, exactly as they would have live.
-    lifecycle.catch_up(session, account, at=event.occurred_at, now=ctx.now, backfill=ctx.backfill)
-    tiers.review(
-        session, ctx.programme, account, at=event.occurred_at, now=ctx.now, backfill=ctx.backfill
-    )
-    forfeited = 0
-    if event.type == ORDER_PAID:
-        entries = _order_paid(session, event, ctx, member, account, key)
-        assert event.order is not None
-        forfeited = _spend_thresholds(
-            session,
-            ctx,
-            member,
-            account,
-            at=event.occurred_at,
-            order_id=event.order.id,
-            event_id=key,
-        )
-    elif event.type == ORDER_REFUNDED:
-        entries = _order_refunded(session, event, ctx, member, account, key)
-    else:
-        entries = _custom(session, event, ctx, member, account, key)
-    delta = sum(e.points for e in entries)
-    processed: domain.DomainEvent
-    if event.type == ORDER_PAID:
-        processed = domain.OrderPaid(key, member.external_id, delta)
-    elif event.type == ORDER_REFUNDED:
-        processed = domain.OrderRefunded(key, member.external_id, delta)
-    else:
-        processed = domain.EventProcessed(event.type, key, member.external_id, delta)
-    emit(session, processed, member_id=member.id, now=ctx.now, backfill=ctx.backfill)
-    session.flush()
-    return EventResult(
-        event_id=key,
-        type=event.type,
-        customer_id=member.external_id,
-        occurred_at=event.occurred_at,
-        postings=[
-            PostingOut(
-                entry_id=e.id,
-                entry_type=e.entry_type,
-                points=e.points,
-                rule_id=e.rule_id,
-                reason=e.reason,
-                shortfall=e.shortfall,
-            )
-            for e in entries
-        ],
-        points_delta=delta,
-        thresholds_forfeited=forfeited,
-        balance=members.balance_of(member.external_id, account, ctx.programme.currency).model_dump(
-            mode="json"
-        ),
-    )
-
-
-def _snapshot(
-    session: Session, ctx: IngestContext, member: Member, account: Account, event: EventIn
-) -> MemberSnapshot:
-    """What the rules may know of the member at the event: tier held, tags, attributes, and
-    how much each capped rule for this event type already gave."""
-    compiled = compiled_for(ctx.programme)
-    capped = [r.rule for r in compiled.rules_for(event.type) if r.rule.caps is not None]
-    return MemberSnapshot(
-        member_id=member.id,
-        external_id=member.external_id,
-        tier=account.tier_id,
-        attributes=dict(member.attributes or {}),
-        tags=tuple(member.tags or ()),
-        qualifying_spend_minor=account.qualifying_spend_minor,
-        orders_count=account.orders_count,
-        timezone=member.timezone,
-        language=member.language,
-        usage={r.id: _usage(session, member.id, r.id, event.occurred_at) for r in capped},
-    )
-
-
-def _usage(session: Session, member_id: int, rule_id: str, at: datetime) -> RuleUsage:
-    """Points and uses of one rule for this member: the event's UTC day and month, and ever."""
-    day = at.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    month = day.replace(day=1)
-    in_day = (LedgerEntry.occurred_at >= day) & (LedgerEntry.occurred_at < day + timedelta(days=1))
-    in_month = (LedgerEntry.occurred_at >= month) & (LedgerEntry.occurred_at <= at)
-    # Aggregated in the database: a member's history of one rule can be long.
-    row = session.execute(
-        select(
-            func.coalesce(func.sum(case((in_day, LedgerEntry.points), else_=0)), 0),
-            func.coalesce(func.sum(case((in_month, LedgerEntry.points), else_=0)), 0),
-            func.coalesce(func.sum(LedgerEntry.points), 0),
-            func.count(case((in_day, LedgerEntry.id))),
-            func.count(LedgerEntry.id),
-        ).where(
-            LedgerEntry.member_id == member_id,
-            LedgerEntry.rule_id == rule_id,
-            LedgerEntry.entry_type == "earn",
-        )
-    ).one()
-    return RuleUsage(
-        points_day=int(row[0]),
-        points_month=int(row[1]),
-        points_lifetime=int(row[2]),
-        times_day=int(row[3]),
-        times_lifetime=int(row[4]),
-    )
-
-
-def _credit_postings(
-    session: Session,
-    ctx: IngestContext,
-    account: Account,
-    postings: list[Posting],
-    *,
-    source: ledger.Source,
-    occurred_at: datetime,
-    key: str,
-    pending: bool,
-) -> list[LedgerEntry]:
-    programme = ctx.programme
-    return [
-        ledger.credit(
-            session,
-            account,
-            entry_type="earn",
-            points=p.points,
-            reason=p.reason,
-            source=source,
-            occurred_at=occurred_at,
-            now=ctx.now,
-            rule_id=p.rule_id,
-            expires_at=lifecycle.expiry_for(programme, occurred_at),
-            pending_until=lifecycle.pending_until(programme, occurred_at) if pending else None,
-            details={"event_id": key},
-        )
-        for p in postings
-    ]
-
-
-def _check_currency(programme: Programme, currency: str) -> str:
-    code = normalise_currency(currency)
-    if code != programme.currency:
-        raise InvalidInput(
-            f"The programme runs in {programme.currency}; this amount is in {code}.",
-            code="currency_mismatch",
-            details={"expected": programme.currency, "got": code},
-        )
-    return code
-
-
-def _amount(ctx: IngestContext, amount: Decimal, currency: str, field: str) -> int:
-    """``amount`` in minor units, within ``ctx.max_amount`` (else ``amount_too_large``)."""
-    return check_max_amount(
-        to_minor(amount, currency, field=field), currency, ctx.max_amount, field=field
-    )
-
-
-def _order_paid(
-    session: Session, event: EventIn, ctx: IngestContext, member: Member, account: Account, key: str
-) -> list[LedgerEntry]:
-    assert event.order is not None
-    order_in = event.order
-    currency = _check_currency(ctx.programme, order_in.currency)
-    total_minor = _amount(ctx, order_in.total, currency, "order.total")
-    items = [
-        Item(
-            i.sku,
-            i.category,
-            i.quantity,
-            _amount(ctx, i.unit_price, currency, f"order.items.{n}.unit_price"),
-        )
-        for n, i in enumerate(order_in.items)
-    ]
-    facts = EventFacts(
-        event_type=event.type,
-        occurred_at=event.occurred_at,
-        properties=event.properties,
-        event_id=key,
-        order_id=order_in.id,
-        order_total_minor=total_minor,
-        currency=currency,
-        channel=order_in.channel,
-        store=order_in.store,
-        items=tuple(items),
-    )
-    postings = evaluate(ctx.programme, _snapshot(session, ctx, member, account, event), facts)
-    order_id = insert_ignore(
-        session,
-        Order,
-        {
-            "member_id": member.id,
-            "external_id": order_in.id,
-            "total_minor": total_minor,
-            "refunded_minor": 0,
-            "currency": currency,
-            "channel": order_in.channel,
-            "store": order_in.store,
-            "status": "paid",
-            "points_earned": sum(p.points for p in postings),
-            "points_reversed": 0,
-            "occurred_at": event.occurred_at,
-            "recorded_at": ctx.now,
-        },
-        conflict=["external_id"],
-    )
-    if order_id is None:
-        raise OrderAlreadyRecorded(
-            f"Order '{order_in.id}' was already recorded by another event.",
-            details={"order_id": order_in.id},
-        )
-    if items:
-        session.execute(
-            insert(OrderItem),
-            [
-                {
-                    "order_id": order_id,
-                    "sku": i.sku,
-                    "category": i.category,
-                    "quantity": i.quantity,
-                    "unit_price_minor": i.unit_price_minor,
-                }
-                for i in items
-            ],
-        )
-    source = ledger.Source("order", order_in.id, ctx.actor, order_id)
-    entries = _credit_postings(
-        session,
-        ctx,
-        account,
-        postings,
-        source=source,
-        occurred_at=event.occurred_at,
-        key=key,
-        pending=True,
-    )
-    # The order earned at the tier held when it occurred; now its spend counts.
-    account.qualifying_spend_minor += total_minor
-    account.orders_count += 1
-    if account.last_order_at is None or event.occurred_at > account.last_order_at:
-        account.last_order_at = event.occurred_at
-    upgrade = tiers.upgrade_if_qualified(
-        session, ctx.programme, account, at=event.occurred_at, now=ctx.now, backfill=ctx.backfill
-    )
-    if upgrade is not None:
-        entries.extend(upgrade.entries)
-    return entries
-
-
-def _spend_thresholds(
-    session: Session,
-    ctx: IngestContext,
-    member: Member,
-    account: Account,
-    *,
-    at: datetime,
-    order_id: str,
-    event_id: str,
-) -> int:
-    """Seed 003: each multiple of ``every`` crossed by net spend issues the rule's reward once.
-
-    A high-water mark of net spend makes a refunded and re-bought 500 € count once, not twice.
-    One event issues at most the rule's ``max_per_event`` rewards (the lowest crossings); the
-    rest are forfeited, the high-water mark moves past them all, and a ``threshold.forfeited``
-    outbox message records them. Returns how many crossings were forfeited.
-    """
-    before = account.spend_high_water_minor
-    after = max(before, account.qualifying_spend_minor)
-    account.spend_high_water_minor = after
-    if after == before:
-        return 0
-    exp = exponent(ctx.programme.currency)
-    forfeited_total = 0
-    for rule in ctx.programme.thresholds:
-        if not rule.active:
-            continue
-        step = int(rule.every.scaleb(exp))
-        first, last = before // step + 1, after // step
-        issued_to = min(last, first + rule.max_per_event - 1)
-        for multiple in range(first, issued_to + 1):
-            threshold_reached(
-                session,
-                ctx.programme,
-                member,
-                rule_id=rule.id,
-                reward_id=rule.reward,
-                crossed=Decimal(multiple * step).scaleb(-exp),
-                at=at,
-                now=ctx.now,
-                order_id=order_id,
-                backfill=ctx.backfill,
-            )
-        forfeited = max(0, last - issued_to)
-        if forfeited:
-            forfeited_total += forfeited
-            emit(
-                session,
-                domain.ThresholdForfeited(
-                    rule_id=rule.id,
-                    reward_id=rule.reward,
-                    order_id=order_id,
-                    event_id=event_id,
-                    issued=issued_to - first + 1,
-                    forfeited=forfeited,
-                    max_per_event=rule.max_per_event,
-                    at=at,
-                ),
-                member_id=member.id,
-                now=ctx.now,
-                backfill=ctx.backfill,
-            )
-    return forfeited_total
-
-
-def _order_refunded(
-    session: Session, event: EventIn, ctx: IngestContext, member: Member, account: Account, key: str
-) -> list[LedgerEntry]:
-    assert event.refund is not None
-    refund = event.refund
-    order = session.scalars(select(Order).where(Order.external_id == refund.order_id)).one_or_none()
-    if order is None or order.member_id != member.id:
-        raise OrderNotFound(
-            f"No order '{refund.order_id}' for customer '{member.external_id}'.",
-            details={"order_id": refund.order_id},
-        )
-    if event.occurred_at < order.occurred_at:
-        raise RefundBeforeOrder(
-            f"The refund is dated before order '{order.external_id}' was paid.",
-            details={
-                "order_id": order.external_id,
-                "order_occurred_at": order.occurred_at.isoformat(),
-                "occurred_at": event.occurred_at.isoformat(),
-            },
-        )
-    if refund.currency is not None and normalise_currency(refund.currency) != order.currency:
-        raise InvalidInput(
-            f"Order '{order.external_id}' was paid in {order.currency}.",
-            code="currency_mismatch",
-            details={"expected": order.currency, "got": refund.currency},
-        )
-    left = order.total_minor - order.refunded_minor
-    amount = (
-        left
-        if refund.amount is None
-        else _amount(ctx, refund.amount, order.currency, "refund.amount")
-    )
-    if refund.amount is not None and amount == 0:
-        raise InvalidInput(
-            "A refund amount must be greater than zero.",
-            code="invalid_amount",
-            details={"field": "refund.amount", "value": str(refund.amount)},
-        )
-    if amount <= 0 or amount > left:
-        raise RefundExceedsOrder(
-            f"Order '{order.external_id}' has {left} minor units left to refund;"
-            f" {amount} requested.",
-            details={
-                "order_id": order.external_id,
-                "refundable_minor": left,
-                "requested_minor": amount,
-            },
-        )
-    refunded_after = order.refunded_minor + amount
-    points = reversal_points(
-        earned=order.points_earned,
-        reversed_before=order.points_reversed,
-        total_minor=order.total_minor,
-        refunded_after_minor=refunded_after,
-    )
-    entries: list[LedgerEntry] = []
-    if points > 0:
-        entry = ledger.debit(
-            session,
-            account,
-            entry_type="reverse",
-            points=points,
-            reason=f"Refund of order {order.external_id}",
-            source=ledger.Source("order", order.external_id, ctx.actor, order.id),
-            occurred_at=event.occurred_at,
-            now=ctx.now,
-            allow_shortfall=True,
-            prefer_order_id=order.id,
-            details={"event_id": key, "refund_minor": amount},
-        )
-        entries.append(entry)
-        # The order's debt is settled whether the points were still there or not; what could
-        # not be taken back is on the entry (and the account) as shortfall.
-        order.points_reversed += points
-    order.refunded_minor = refunded_after
-    order.status = "refunded" if refunded_after == order.total_minor else "partially_refunded"
-    account.qualifying_spend_minor -= amount
-    return entries
-
-
-def _custom(
-    session: Session, event: EventIn, ctx: IngestContext, member: Member, account: Account, key: str
-) -> list[LedgerEntry]:
-    facts = EventFacts(
-        event_type=event.type,
-        occurred_at=event.occurred_at,
-        properties=event.properties,
-        event_id=key,
-    )
-    postings = evaluate(ctx.programme, _snapshot(session, ctx, member, account, event), facts)
-    source = ledger.Source("event", key, ctx.actor)
-    entries = _credit_postings(
-        session,
-        ctx,
-        account,
-        postings,
-        source=source,
-        occurred_at=event.occurred_at,
-        key=key,
-        pending=False,
-    )
-    if ctx.programme.tiers is not None and ctx.programme.tiers.basis == "points" and entries:
-        upgrade = tiers.upgrade_if_qualified(
-            session,
-            ctx.programme,
-            account,
-            at=event.occurred_at,
-            now=ctx.now,
-            backfill=ctx.backfill,
-        )
-        if upgrade is not None:
-            entries.extend(upgrade.entries)
-    return entries

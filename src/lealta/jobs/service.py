@@ -1,7 +1,9 @@
 """The points and tiers job: safe to run twice, at any frequency, and in event time.
 
-Each due member is handled in its own unit of work under the account lock, and only what
-is still due is acted on, so two runners (or a rerun) never double an effect.
+Due members are handled in chunks, each chunk in one unit of work with its members' accounts
+locked, by the engine's :func:`~lealta.engine.core.catch_up` (releases, expiries, tier
+reviews); only what is still due is acted on, so two runners (or a rerun) never double an
+effect.
 """
 
 from __future__ import annotations
@@ -10,11 +12,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from lealta.coupons import service as coupons
+from lealta.engine import core as engine
+from lealta.events import store
+from lealta.events.service import no_crossings
 from lealta.kit.db import Database
-from lealta.ledger import lifecycle
-from lealta.ledger import service as ledger
+from lealta.outbox.events import PointsExpired, PointsReleased
 from lealta.programme import service as programmes
-from lealta.tiers import service as tiers
 
 
 @dataclass(slots=True)
@@ -38,22 +41,24 @@ def run_due(
     seen: set[int] = set()
     while True:
         with db.unit_of_work(write=False) as session:
-            due = [
-                m for m in lifecycle.members_due(session, at=now, limit=batch_size) if m not in seen
-            ]
+            due = [m for m in store.members_due(session, at=now, limit=batch_size) if m not in seen]
         if not due:
             return report
-        for member_id in due:
-            seen.add(member_id)
-            with db.unit_of_work() as session:
-                programme = programmes.current(session, now=now)
-                account = ledger.lock_account(session, member_id)
-                tier_before = account.tier_id
-                report.released += lifecycle.release_pending(
-                    session, account, at=now, now=now, backfill=backfill
-                )
-                expired = lifecycle.expire_due(session, account, at=now, now=now, backfill=backfill)
-                report.expired += -sum(e.points for e in expired)
-                tiers.review(session, programme, account, at=now, now=now, backfill=backfill)
-                report.tier_changes += int(account.tier_id != tier_before)
+        seen.update(due)
+        # One unit of work per chunk of members: their states loaded (and locked) together,
+        # the engine run on each, the outcomes written with one statement per table.
+        with db.unit_of_work() as session:
+            programme = programmes.current(session, now=now)
+            states = store.load_many(session, programme, {m: (now, now) for m in due})
+            outcomes = [(m, engine.catch_up(programme, state, now)) for m, state in states.items()]
+            store.write_all(
+                session, outcomes, now=now, backfill=backfill, on_crossing=no_crossings, bulk=True
+            )
+        for m, outcome in outcomes:
+            for event in outcome.events:
+                if isinstance(event, PointsReleased):
+                    report.released += event.points
+                elif isinstance(event, PointsExpired):
+                    report.expired += event.points
+            report.tier_changes += int(outcome.state.figures.tier_id != states[m].figures.tier_id)
             report.members += 1

@@ -102,7 +102,7 @@ def _points_write(
     """The shared shape of a ledger write: required key, one transaction, replayable."""
     key = check_key(idempotency_key)
     with db.unit_of_work() as session:
-        currency = programmes.current(session).currency
+        programme = programmes.current(session)
         now = clock.now()
         outcome = run_once(
             session,
@@ -113,7 +113,7 @@ def _points_write(
             effect=lambda: (
                 201,
                 operation(
-                    session, external_id, data, actor=principal.actor, now=now, currency=currency
+                    session, external_id, data, actor=principal.actor, now=now, programme=programme
                 ).model_dump(mode="json"),
             ),
         )

@@ -1,18 +1,28 @@
-"""Points operations requested over the API or CLI: adjustments and direct spends."""
+"""Points operations requested over the API, the console or the CLI: adjustments and spends.
+
+Both go through the engine (:func:`lealta.engine.core.adjust`, :func:`~lealta.engine.core.spend`)
+under the member's account lock, like every other change of points.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy.orm import Session
 
 from lealta.audit import service as audit
+from lealta.engine import core as engine
+from lealta.engine.outcome import NewEntry, Outcome
+from lealta.engine.state import MemberState
+from lealta.events import store
+from lealta.events.service import balance_out, no_crossings, run_loading
 from lealta.kit.errors import InvalidInput
 from lealta.kit.timestamps import check_moment
-from lealta.ledger import service as ledger
 from lealta.ledger.schemas import AdjustmentIn, EntryOut, SpendIn, WriteResult
 from lealta.members import service as members
 from lealta.models import LedgerEntry
+from lealta.programme.schema import Programme
 
 
 def entry_out(entry: LedgerEntry) -> EntryOut:
@@ -26,38 +36,22 @@ def adjust(
     *,
     actor: str,
     now: datetime,
-    currency: str,
+    programme: Programme,
 ) -> WriteResult:
     """Credit or debit by hand, with a reason, audited. A debit never takes the balance below 0."""
     if data.points == 0:
         raise InvalidInput("An adjustment of 0 points changes nothing.", code="zero_points")
-    occurred_at = now if data.occurred_at is None else check_moment(data.occurred_at, now=now)
-    member = members.get(session, external_id)
-    account = ledger.lock_account(session, member.id)
-    source = ledger.Source("adjustment", None, actor)
-    if data.points > 0:
-        entry = ledger.credit(
-            session,
-            account,
-            entry_type="adjust",
-            points=data.points,
-            reason=data.reason,
-            source=source,
-            occurred_at=occurred_at,
-            now=now,
-        )
-    else:
-        entry = ledger.debit(
-            session,
-            account,
-            entry_type="adjust",
-            points=-data.points,
-            reason=data.reason,
-            source=source,
-            occurred_at=occurred_at,
-            now=now,
-        )
-    session.flush()  # the entry id goes into the audit row
+    at = now if data.occurred_at is None else check_moment(data.occurred_at, now=now)
+    result = _apply(
+        session,
+        programme,
+        external_id,
+        lambda s: engine.adjust(
+            programme, s, points=data.points, reason=data.reason, actor=actor, at=at
+        ),
+        at=at,
+        now=now,
+    )
     audit.record(
         session,
         actor=actor,
@@ -66,31 +60,77 @@ def adjust(
         target_id=external_id,
         reason=data.reason,
         now=now,
-        details={"points": data.points, "entry_id": entry.id},
+        details={"points": data.points, "entry_id": result.entry.id},
     )
-    return WriteResult(
-        entry=entry_out(entry),
-        balance=members.balance_of(external_id, account, currency).model_dump(mode="json"),
-    )
+    return result
 
 
 def spend(
-    session: Session, external_id: str, data: SpendIn, *, actor: str, now: datetime, currency: str
+    session: Session,
+    external_id: str,
+    data: SpendIn,
+    *,
+    actor: str,
+    now: datetime,
+    programme: Programme,
 ) -> WriteResult:
     """Debit ``points`` or fail with ``409 insufficient_points``; never overspends."""
-    member = members.get(session, external_id)
-    account = ledger.lock_account(session, member.id)
-    entry = ledger.debit(
+    return _apply(
         session,
-        account,
-        entry_type="redeem",
-        points=data.points,
-        reason=data.reason,
-        source=ledger.Source("spend", data.order_id, actor),
-        occurred_at=now,
+        programme,
+        external_id,
+        lambda s: engine.spend(
+            programme,
+            s,
+            points=data.points,
+            reason=data.reason,
+            actor=actor,
+            at=now,
+            source_type="spend",
+            source_ref=data.order_id,
+        ),
+        at=now,
         now=now,
     )
+
+
+def _apply(
+    session: Session,
+    programme: Programme,
+    external_id: str,
+    step: Callable[[MemberState], Outcome],
+    *,
+    at: datetime,
+    now: datetime,
+) -> WriteResult:
+    member = members.get(session, external_id)
+    state = store.lock_and_load(session, None, at, member_id=member.id).state
+    assert state is not None
+    outcome = run_loading(session, programme, state, step, at=at)
+    written = store.write_all(
+        session, [(member.id, outcome)], now=now, backfill=False, on_crossing=no_crossings
+    )
+    entry = next(e for e in outcome.entries if e.id == outcome.postings[0])
     return WriteResult(
-        entry=entry_out(entry),
-        balance=members.balance_of(external_id, account, currency).model_dump(mode="json"),
+        entry=_entry_out(entry, written.id(member.id, entry.id), now),
+        balance=balance_out(external_id, outcome.state.figures, programme.currency).model_dump(
+            mode="json"
+        ),
+    )
+
+
+def _entry_out(entry: NewEntry, entry_id: int, now: datetime) -> EntryOut:
+    return EntryOut(
+        id=entry_id,
+        entry_type=entry.entry_type,
+        points=entry.points,
+        balance_after=entry.balance_after,
+        shortfall=entry.shortfall,
+        reason=entry.reason,
+        source_type=entry.source_type,
+        source_ref=entry.source_ref,
+        rule_id=entry.rule_id,
+        actor=entry.actor,
+        occurred_at=entry.occurred_at,
+        recorded_at=now,
     )

@@ -176,7 +176,11 @@ def debit(
             .where(PointLot.id == lot_id)
             .values(remaining=PointLot.remaining - amount)
         )
-        session.add(LotAllocation(entry_id=entry.id, lot_id=lot_id, points=amount))
+        session.add(
+            LotAllocation(
+                entry_id=entry.id, member_id=account.member_id, lot_id=lot_id, points=amount
+            )
+        )
     return entry
 
 
@@ -238,7 +242,11 @@ def restore(
             .where(PointLot.id == lot_id)
             .values(remaining=PointLot.remaining + int(amount))
         )
-        session.add(LotAllocation(entry_id=entry.id, lot_id=lot_id, points=-int(amount)))
+        session.add(
+            LotAllocation(
+                entry_id=entry.id, member_id=account.member_id, lot_id=lot_id, points=-int(amount)
+            )
+        )
     session.flush()
     return entry
 

@@ -6,8 +6,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel
 from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
 
 from lealta.apikeys.deps import Reader, Writer
+from lealta.kit.db import Database
 from lealta.kit.http import (
     ERROR_RESPONSES,
     ClockDep,
@@ -65,7 +67,7 @@ def create_member(
 
 @router.get("/{external_id}", response_model=MemberOut, summary="Get a member")
 def get_member(external_id: ExternalId, principal: Reader, db: DbDep) -> MemberOut:
-    with db.unit_of_work(write=False) as session:
+    with db.unit_of_work(write=False, autocommit=True) as session:
         return service.to_out(session, service.get(session, external_id))
 
 
@@ -122,26 +124,19 @@ def record_consent(
 
 
 @router.get("/{external_id}/balance", response_model=BalanceOut, summary="Points balance")
-def get_balance(
+async def get_balance(
     external_id: ExternalId, principal: Reader, db: DbDep, clock: ClockDep
 ) -> BalanceOut:
     """Available, pending, lifetime figures, and what expires soon (with the next date)."""
-    # Two statements: the member, its account and the programme in force; the expiring lots.
-    with db.unit_of_work(write=False) as session:
-        member, account, (digest,) = service.get_with_account(
-            session, external_id, programmes.in_force_digest(datetime.now(UTC))
-        )
-        programme = programmes.by_digest(session, digest)
-        out = service.balance(
-            session,
-            member,
-            programme.currency,
-            now=clock.now(),
-            warn_days=programme.expiry.warn_days,
-            account=account,
-        )
-        session.commit()  # COMMIT, not a rollback: psycopg keeps its prepared statements
-    return out
+    # A coroutine, so that FastAPI checks and serialises the answer on the event loop: a
+    # plain ``def`` endpoint costs a second trip through the thread pool for that.
+    return await run_in_threadpool(_balance, db, external_id, clock.now())
+
+
+def _balance(db: Database, external_id: str, now: datetime) -> BalanceOut:
+    """One Core statement, no transaction (see ``service.read_balance``)."""
+    with db.unit_of_work(write=False, autocommit=True) as session:
+        return service.read_balance(session, external_id, now=now, programme_at=datetime.now(UTC))
 
 
 class OrderItemOut(BaseModel):
@@ -179,7 +174,7 @@ def list_orders(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> OrderPage:
     """Newest first; pass `next_cursor` back as `cursor` for the next page."""
-    with db.unit_of_work(write=False) as session:
+    with db.unit_of_work(write=False, autocommit=True) as session:
         member = service.get(session, external_id)
         orders, next_cursor = newest_first(
             session,

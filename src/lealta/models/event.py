@@ -29,3 +29,7 @@ class Event(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
     occurred_at: Mapped[datetime]
     received_at: Mapped[datetime]
+    # The event row is its own idempotency record: the request's hash and the response.
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+    status_code: Mapped[int | None]
+    response: Mapped[dict[str, Any] | None] = mapped_column(JSONType)

@@ -35,6 +35,7 @@ class OrderItem(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
+    member_id: Mapped[int | None] = mapped_column(BigInteger)
     sku: Mapped[str] = mapped_column(String(128))
     category: Mapped[str | None] = mapped_column(String(128))
     quantity: Mapped[int]

@@ -44,5 +44,6 @@ class LotAllocation(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     entry_id: Mapped[int] = mapped_column(ForeignKey("ledger_entries.id"), index=True)
+    member_id: Mapped[int | None] = mapped_column(BigInteger)
     lot_id: Mapped[int] = mapped_column(ForeignKey("point_lots.id"), index=True)
     points: Mapped[int] = mapped_column(BigInteger)

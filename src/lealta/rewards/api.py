@@ -7,8 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from lealta.apikeys.deps import Reader, Writer
+from lealta.kit.db import Database
 from lealta.kit.http import (
     ERROR_RESPONSES,
     ClockDep,
@@ -38,28 +40,32 @@ router = APIRouter(prefix="/v1", tags=["rewards"], responses=ERROR_RESPONSES)
     response_model=MemberRewardsOut,
     summary="Rewards the member can choose",
 )
-def member_rewards(
+async def member_rewards(
     external_id: ExternalId, principal: Reader, db: DbDep, clock: ClockDep
 ) -> MemberRewardsOut:
     """Every reward with `redeemable` and, when locked, each reason with a message:
     `insufficient_points` (with `points_needed`), `tier_required`, `not_eligible`,
     `out_of_stock`, `not_available_yet`, `no_longer_available`, `limit_reached`,
     `not_redeemable` (issued only by a spending threshold)."""
-    now = clock.now()
-    with db.unit_of_work(write=False) as session:
-        member, account, (digest,) = members.get_with_account(
-            session, external_id, programmes.in_force_digest(datetime.now(UTC))
-        )
-        programme = programmes.by_digest(session, digest)
-        states = service.catalogue(session, programme, member, account, now=now)
-        session.commit()  # COMMIT, not a rollback: psycopg keeps its prepared statements
-        return MemberRewardsOut(
-            customer_id=external_id,
-            points_available=account.points_available,
-            tier=service.effective_tier(programme, account),
-            currency=programme.currency,
-            items=[service.reward_out(s, member.language, programme.currency) for s in states],
-        )
+    # A coroutine, so that FastAPI checks and serialises the answer on the event loop: a
+    # plain ``def`` endpoint costs a second trip through the thread pool for that.
+    return await run_in_threadpool(_member_rewards, db, external_id, clock.now())
+
+
+def _member_rewards(db: Database, external_id: str, now: datetime) -> MemberRewardsOut:
+    """Two Core statements, no transaction: the member, its account and the programme in
+    force; the stock counters with the member's redemptions."""
+    with db.unit_of_work(write=False, autocommit=True) as session:
+        row = members.read_member(session, external_id, programme_at=datetime.now(UTC))
+        programme = programmes.by_digest(session, row.digest)
+        states = service.catalogue(session, programme, row, row, now=now)
+    return MemberRewardsOut(
+        customer_id=external_id,
+        points_available=row.points_available,
+        tier=service.effective_tier(programme, row),
+        currency=programme.currency,
+        items=[service.reward_out(s, row.language, programme.currency) for s in states],
+    )
 
 
 @router.post(
@@ -124,7 +130,7 @@ def member_redemptions(
 ) -> RedemptionPage:
     """Newest first, rolled-back ones included."""
     now = clock.now()
-    with db.unit_of_work(write=False) as session:
+    with db.unit_of_work(write=False, autocommit=True) as session:
         member = members.get(session, external_id)
         rows = service.history(session, member.id, limit=limit)
         return RedemptionPage(

@@ -14,18 +14,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_DOWN, Decimal
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, bindparam, false, func, select, true, union_all, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from lealta.coupons import service as coupons
+from lealta.engine import core as engine
+from lealta.events import store
+from lealta.events.service import no_crossings, run_loading
 from lealta.kit.errors import Conflict, InvalidInput, NotFound
 from lealta.kit.money import exponent, from_minor
 from lealta.ledger import service as ledger
+from lealta.members.service import AccountView, MemberNotFound, MemberView
 from lealta.models import (
-    Account,
     Coupon,
     LedgerEntry,
     Member,
@@ -98,7 +101,7 @@ class RewardState:
 # --- reading ------------------------------------------------------------------------------
 
 
-def effective_tier(programme: Programme, account: Account) -> str | None:
+def effective_tier(programme: Programme, account: AccountView) -> str | None:
     """The tier the member holds; the first tier when none was recorded yet."""
     tier = programme.tier(account.tier_id)
     if tier is None and programme.tiers is not None:
@@ -106,7 +109,7 @@ def effective_tier(programme: Programme, account: Account) -> str | None:
     return tier.id if tier else None
 
 
-def snapshot(programme: Programme, member: Member, account: Account) -> MemberSnapshot:
+def snapshot(programme: Programme, member: MemberView, account: AccountView) -> MemberSnapshot:
     """What eligibility expressions may know of the member."""
     return MemberSnapshot(
         member_id=member.id,
@@ -133,24 +136,38 @@ def issued_counts(session: Session) -> dict[str, int]:
     }
 
 
+_counters = cast(Table, RewardCounter.__table__)
+_redemptions = cast(Table, Redemption.__table__)
+
+_COUNTS = union_all(
+    select(_counters.c.reward_id, _counters.c.issued.label("count"), false().label("mine")),
+    select(_redemptions.c.reward_id, func.count(), true())
+    .where(
+        _redemptions.c.member_id == bindparam("member_id"),
+        _redemptions.c.status != "rolled_back",
+    )
+    .group_by(_redemptions.c.reward_id),
+)
+"""Units out per reward (stock counters) and the member's live redemptions per reward, in
+one Core statement (``member_id``)."""
+
+
 def catalogue(
-    session: Session, programme: Programme, member: Member, account: Account, *, now: datetime
+    session: Session,
+    programme: Programme,
+    member: MemberView,
+    account: AccountView,
+    *,
+    now: datetime,
 ) -> list[RewardState]:
-    """Every reward of the programme with whether this member can redeem it now and why not."""
-    issued: dict[str, int] = {
-        reward_id: count
-        for reward_id, count in session.execute(
-            select(RewardCounter.reward_id, RewardCounter.issued)
-        )
-    }
-    mine: dict[str, int] = {
-        reward_id: count
-        for reward_id, count in session.execute(
-            select(Redemption.reward_id, func.count())
-            .where(Redemption.member_id == member.id, Redemption.status != "rolled_back")
-            .group_by(Redemption.reward_id)
-        )
-    }
+    """Every reward of the programme with whether this member can redeem it now and why not
+    (one Core statement for the stock counters and the member's redemptions)."""
+    issued: dict[str, int] = {}
+    mine: dict[str, int] = {}
+    for reward_id, count, member_s in session.connection().execute(
+        _COUNTS, {"member_id": member.id}
+    ):
+        (mine if member_s else issued)[reward_id] = int(count)
     env = _env(programme, member, account, now)
     return [
         _state(
@@ -163,7 +180,7 @@ def catalogue(
 def _state(
     programme: Programme,
     reward: Reward,
-    account: Account,
+    account: AccountView,
     env: dict[str, Any],
     issued: int,
     redeemed_by_member: int,
@@ -256,7 +273,9 @@ def locked_reasons(
     return locks
 
 
-def _env(programme: Programme, member: Member, account: Account, now: datetime) -> dict[str, Any]:
+def _env(
+    programme: Programme, member: MemberView, account: AccountView, now: datetime
+) -> dict[str, Any]:
     facts = EventFacts(event_type="reward.check", occurred_at=now, properties={})
     return activation(snapshot(programme, member, account), facts, programme.currency)
 
@@ -297,7 +316,12 @@ def redeem(
     ``not_eligible``, ``limit_reached``, …); ``409 insufficient_points`` from the ledger;
     ``409 out_of_stock`` when the last unit went to someone else first.
     """
-    account = ledger.lock_account(session, member.id)
+    locked = store.lock_and_load(session, None, now, member_id=member.id).state
+    if locked is None:
+        raise MemberNotFound(
+            "The member has no points account.", details={"external_id": member.external_id}
+        )
+    account = locked.figures
     reward = programme.reward(reward_id)
     if reward is None:
         raise RewardNotFound(
@@ -319,19 +343,29 @@ def redeem(
     for lock in state.locked:
         if lock.code != "insufficient_points":  # the ledger refuses that with exact figures
             raise RewardLocked(lock)
-    entry = None
+    entry_id: int | None = None
     if cost > 0:
-        entry = ledger.debit(
+        outcome = run_loading(
             session,
-            account,
-            entry_type="redeem",
-            points=cost,
-            reason=f"Reward: {reward.name.get('en')}",
-            source=ledger.Source("redemption", f"reward:{reward.id}", actor),
-            occurred_at=now,
-            now=now,
-            details={"reward_id": reward.id},
+            programme,
+            locked,
+            lambda s: engine.spend(
+                programme,
+                s,
+                points=cost,
+                reason=f"Reward: {reward.name.get('en')}",
+                actor=actor,
+                at=now,
+                source_type="redemption",
+                source_ref=f"reward:{reward.id}",
+                details={"reward_id": reward.id},
+            ),
+            at=now,
         )
+        written = store.write_all(
+            session, [(member.id, outcome)], now=now, backfill=False, on_crossing=no_crossings
+        )
+        entry_id = written.id(member.id, outcome.postings[0])
     _take_stock(session, reward)
     coupon: Coupon | None = None
     value_minor: int | None = None
@@ -363,7 +397,7 @@ def redeem(
         reward_type=reward.type,
         points=cost,
         status=status,
-        entry_id=entry.id if entry is not None else None,
+        entry_id=entry_id,
         coupon_id=coupon.id if coupon is not None else None,
         value_minor=value_minor,
         currency=programme.currency,

@@ -260,7 +260,8 @@ def evaluate(
             if quantity is None:
                 continue
             exact = r.points * quantity
-        points = _apply_caps(r, member.usage.get(r.id, RuleUsage()), round_points(exact, rounding))
+        usage = member.usage.get(r.id, RuleUsage()) if r.caps is not None else RuleUsage()
+        points = _apply_caps(r, usage, round_points(exact, rounding))
         if points > 0:
             postings.append(Posting(points, r.id, r.label("en")))
     return postings

@@ -3,8 +3,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
 
 from lealta.apikeys.deps import Reader
+from lealta.kit.db import Database
 from lealta.kit.errors import NotFound
 from lealta.kit.http import ERROR_RESPONSES, ClockDep, DbDep
 from lealta.kit.ids import ExternalId
@@ -12,13 +14,7 @@ from lealta.members import service as members
 from lealta.programme import service as programmes
 from lealta.programme.schema import Benefits, Tier
 from lealta.tiers import service
-from lealta.tiers.schemas import (
-    BenefitsOut,
-    MemberBenefitsOut,
-    TierChangeOut,
-    TierOut,
-    TierRef,
-)
+from lealta.tiers.schemas import BenefitsOut, MemberBenefitsOut, TierOut, TierRef
 
 router = APIRouter(prefix="/v1/members", tags=["tiers"], responses=ERROR_RESPONSES)
 
@@ -46,63 +42,59 @@ def benefits_out(benefits: Benefits) -> BenefitsOut:
 
 
 @router.get("/{external_id}/tier", response_model=TierOut, summary="Tier and progress")
-def get_tier(external_id: ExternalId, principal: Reader, db: DbDep, clock: ClockDep) -> TierOut:
+async def get_tier(
+    external_id: ExternalId, principal: Reader, db: DbDep, clock: ClockDep
+) -> TierOut:
     """Current tier, qualifying value, next tier, progress %, amount needed and an estimated
     date to reach it from the member's own spending rate."""
-    now = clock.now()
-    with db.unit_of_work(write=False) as session:
-        member, account, (digest,) = members.get_with_account(
-            session, external_id, programmes.in_force_digest(datetime.now(UTC))
-        )
-        programme = programmes.by_digest(session, digest)
-        status = service.status(session, programme, member, account, now=now)
-        if status is None:
-            raise NoTiers("The programme in force has no tiers.")
-        session.commit()  # COMMIT, not a rollback: psycopg keeps its prepared statements
-        p = status.progress
-        return TierOut(
-            external_id=external_id,
-            basis=status.tiers.basis,
-            period=status.tiers.period,
-            tier=_ref(p.current, member.language),
-            benefits=benefits_out(p.current.benefits),
-            since=status.since,
-            held_until=status.held_until,
-            qualifying_value=str(p.value),
-            next_tier=_ref(p.next, member.language) if p.next else None,
-            progress_percent=str(p.percent) if p.percent is not None else None,
-            amount_needed=str(p.needed) if p.needed is not None else None,
-            estimated_date=p.estimated_date,
-            history=[
-                TierChangeOut(
-                    from_tier=h.from_tier,
-                    to_tier=h.to_tier,
-                    direction=h.direction,
-                    qualifying_value=h.qualifying_value,
-                    reason=h.reason,
-                    occurred_at=h.occurred_at,
-                )
-                for h in status.history
-            ],
-        )
+    # Coroutines, so that FastAPI checks and serialises the answer on the event loop: a plain
+    # ``def`` endpoint costs a second trip through the thread pool for that.
+    return await run_in_threadpool(_tier, db, external_id, clock.now())
+
+
+def _tier(db: Database, external_id: str, now: datetime) -> TierOut:
+    """Two Core statements, no transaction: the member, its account and the programme in
+    force; the qualifying figures with the tier history."""
+    with db.unit_of_work(write=False, autocommit=True) as session:
+        row = members.read_member(session, external_id, programme_at=datetime.now(UTC))
+        programme = programmes.by_digest(session, row.digest)
+        status = service.status(session, programme, row, row, now=now)
+    if status is None:
+        raise NoTiers("The programme in force has no tiers.")
+    p = status.progress
+    return TierOut(
+        external_id=external_id,
+        basis=status.tiers.basis,
+        period=status.tiers.period,
+        tier=_ref(p.current, row.language),
+        benefits=benefits_out(p.current.benefits),
+        since=status.since,
+        held_until=status.held_until,
+        qualifying_value=str(p.value),
+        next_tier=_ref(p.next, row.language) if p.next else None,
+        progress_percent=str(p.percent) if p.percent is not None else None,
+        amount_needed=str(p.needed) if p.needed is not None else None,
+        estimated_date=p.estimated_date,
+        history=status.history,
+    )
 
 
 @router.get(
     "/{external_id}/benefits", response_model=MemberBenefitsOut, summary="Benefits for checkout"
 )
-def get_benefits(external_id: ExternalId, principal: Reader, db: DbDep) -> MemberBenefitsOut:
+async def get_benefits(external_id: ExternalId, principal: Reader, db: DbDep) -> MemberBenefitsOut:
     """The member's tier benefits as data (discount %, free shipping, flags) for checkout."""
-    with db.unit_of_work(write=False) as session:
-        _, account, (digest,) = members.get_with_account(
-            session, external_id, programmes.in_force_digest(datetime.now(UTC))
-        )
-        programme = programmes.by_digest(session, digest)
-        session.commit()  # COMMIT, not a rollback: psycopg keeps its prepared statements
-        tier = programme.tier(account.tier_id) or (
-            programme.tiers.levels[0] if programme.tiers else None
-        )
-        return MemberBenefitsOut(
-            external_id=external_id,
-            tier=tier.id if tier else None,
-            benefits=benefits_out(tier.benefits if tier else Benefits()),
-        )
+    return await run_in_threadpool(_benefits, db, external_id)
+
+
+def _benefits(db: Database, external_id: str) -> MemberBenefitsOut:
+    """One Core statement, no transaction: the member's account and the programme in force."""
+    with db.unit_of_work(write=False, autocommit=True) as session:
+        row = members.read_member(session, external_id, programme_at=datetime.now(UTC))
+        programme = programmes.by_digest(session, row.digest)
+    tier = programme.tier(row.tier_id) or (programme.tiers.levels[0] if programme.tiers else None)
+    return MemberBenefitsOut(
+        external_id=external_id,
+        tier=tier.id if tier else None,
+        benefits=benefits_out(tier.benefits if tier else Benefits()),
+    )

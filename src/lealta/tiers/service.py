@@ -1,235 +1,31 @@
-"""Tier state: placement, immediate upgrades, period-end reviews, and the member's progress.
+"""Reading a member's tier progress, and refreshing tiers after a programme edit.
 
-The arithmetic is in :mod:`lealta.tiers.maths`; this module reads the qualifying value from
-orders or the ledger and records each change as history and as an outbox domain event.
+The arithmetic is in :mod:`lealta.tiers.maths`; placement, upgrades and period reviews are
+decided by the engine (:mod:`lealta.engine.core`) on the path of every event and by the
+points-and-tiers job.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import ScalarSelect, Select, Table, bindparam, func, null, select, true
 from sqlalchemy.orm import Session
 
-from lealta.kit.db import Database, lock_for_update
+from lealta.engine import core as engine
+from lealta.events import store
+from lealta.events.service import no_crossings, run_loading
+from lealta.kit.db import Database, UTCDateTime
 from lealta.kit.money import exponent
-from lealta.ledger import lifecycle
-from lealta.ledger import service as ledger
-from lealta.models import Account, LedgerEntry, Member, Order, TierChange
-from lealta.outbox.events import TierChanged
-from lealta.outbox.service import emit
-from lealta.programme.schema import Programme, Tier, Tiers
+from lealta.members.service import AccountView, MemberView
+from lealta.models import Account, LedgerEntry, Order, TierChange
+from lealta.programme.schema import Programme, Tiers
 from lealta.tiers import maths
-
-
-def qualifying_value(
-    session: Session, programme: Programme, account: Account, *, end: datetime
-) -> Decimal:
-    """Net spend (currency units) or points earned in the tier window ending at ``end``."""
-    tiers = programme.tiers
-    assert tiers is not None
-    start = maths.window_start(tiers, end)
-    lifetime_now = account.last_order_at is not None and end >= account.last_order_at
-    if tiers.basis == "spend" and start is None and lifetime_now:
-        # Lifetime spend up to now is kept on the account row: no query on the hot path.
-        return Decimal(account.qualifying_spend_minor).scaleb(-exponent(programme.currency))
-    return _value_between(session, programme, account.member_id, start, end)
-
-
-def _value_between(
-    session: Session,
-    programme: Programme,
-    member_id: int,
-    start: datetime | None,
-    end: datetime,
-) -> Decimal:
-    """The tier basis summed over ``(start, end]`` (from the beginning when ``start`` is None)."""
-    assert programme.tiers is not None
-    if programme.tiers.basis == "spend":
-        stmt = select(func.coalesce(func.sum(Order.total_minor - Order.refunded_minor), 0)).where(
-            Order.member_id == member_id, Order.occurred_at <= end
-        )
-        if start is not None:
-            stmt = stmt.where(Order.occurred_at > start)
-        return Decimal(int(session.scalar(stmt) or 0)).scaleb(-exponent(programme.currency))
-    points = select(func.coalesce(func.sum(LedgerEntry.points), 0)).where(
-        LedgerEntry.member_id == member_id,
-        LedgerEntry.entry_type.in_(("earn", "reverse")),
-        LedgerEntry.occurred_at <= end,
-    )
-    if start is not None:
-        points = points.where(LedgerEntry.occurred_at > start)
-    return Decimal(int(session.scalar(points) or 0))
-
-
-def place(
-    session: Session,
-    programme: Programme,
-    account: Account,
-    *,
-    at: datetime,
-    now: datetime,
-    backfill: bool = False,
-) -> None:
-    """Put a member without a tier into the entry tier (first contact with a tiered programme)."""
-    tiers = programme.tiers
-    if tiers is None or programme.tier(account.tier_id) is not None:
-        return
-    _change(session, account, tiers.levels[0], "initial", Decimal(0), "Enrolled", at, now, backfill)
-    account.tier_held_until = None
-
-
-@dataclass(frozen=True, slots=True)
-class Upgrade:
-    tier: Tier
-    entries: list[LedgerEntry]
-
-
-def upgrade_if_qualified(
-    session: Session,
-    programme: Programme,
-    account: Account,
-    *,
-    at: datetime,
-    now: datetime,
-    backfill: bool = False,
-) -> Upgrade | None:
-    """Upgrade at once if the value at ``at`` reaches a higher tier.
-
-    Every tier reached on the way (skipped ones too) pays its ``entry_points`` once per member
-    lifetime, credited at ``at``.
-    """
-    tiers = programme.tiers
-    if tiers is None:
-        return None
-    place(session, programme, account, at=at, now=now, backfill=backfill)
-    value = qualifying_value(session, programme, account, end=at)
-    target = maths.level_for(tiers, value)
-    before = maths.rank(tiers, account.tier_id)
-    after = maths.rank(tiers, target.id)
-    if after <= before:
-        return None
-    _change(
-        session, account, target, "upgrade", value, "Qualifying value reached", at, now, backfill
-    )
-    account.tier_held_until = maths.held_until(tiers, at)
-    entries = [
-        entry
-        for level in tiers.levels[before + 1 : after + 1]
-        if (entry := _entry_reward(session, programme, account, level, at=at, now=now))
-    ]
-    return Upgrade(target, entries)
-
-
-def _entry_reward(
-    session: Session,
-    programme: Programme,
-    account: Account,
-    level: Tier,
-    *,
-    at: datetime,
-    now: datetime,
-) -> LedgerEntry | None:
-    if level.entry_points <= 0:
-        return None
-    rule_id = f"tier-entry:{level.id}"
-    session.flush()
-    already = session.scalar(
-        select(LedgerEntry.id).where(
-            LedgerEntry.member_id == account.member_id, LedgerEntry.rule_id == rule_id
-        )
-    )
-    if already is not None:
-        return None
-    return ledger.credit(
-        session,
-        account,
-        entry_type="earn",
-        points=level.entry_points,
-        reason=f"Welcome to {level.name.es}",
-        source=ledger.Source("tier", level.id),
-        occurred_at=at,
-        now=now,
-        rule_id=rule_id,
-        expires_at=lifecycle.expiry_for(programme, at),
-    )
-
-
-def review(
-    session: Session,
-    programme: Programme,
-    account: Account,
-    *,
-    at: datetime,
-    now: datetime,
-    backfill: bool = False,
-) -> None:
-    """Run every tier review due by ``at`` (several if history spans several periods)."""
-    tiers = programme.tiers
-    if tiers is None:
-        return
-    place(session, programme, account, at=at, now=now, backfill=backfill)
-    while account.tier_held_until is not None and account.tier_held_until <= at:
-        held = account.tier_held_until
-        period_end = maths.review_period_end(tiers, held)
-        value = qualifying_value(session, programme, account, end=period_end)
-        target = maths.level_for(tiers, value)
-        if maths.rank(tiers, target.id) < maths.rank(tiers, account.tier_id):
-            _change(
-                session, account, target, "downgrade", value, "Period review", held, now, backfill
-            )
-        if maths.rank(tiers, account.tier_id) == 0:
-            account.tier_held_until = None
-        else:
-            account.tier_held_until = maths.held_until(
-                tiers, period_end + timedelta(microseconds=1)
-            )
-
-
-def _change(
-    session: Session,
-    account: Account,
-    tier: Tier,
-    direction: str,
-    value: Decimal,
-    reason: str,
-    at: datetime,
-    now: datetime,
-    backfill: bool,
-) -> None:
-    previous = account.tier_id
-    account.tier_id = tier.id
-    account.tier_since = at
-    account.updated_at = now
-    session.add(
-        TierChange(
-            member_id=account.member_id,
-            from_tier=previous,
-            to_tier=tier.id,
-            direction=direction,
-            qualifying_value=str(value),
-            reason=reason,
-            occurred_at=at,
-            recorded_at=now,
-        )
-    )
-    if direction != "initial":
-        emit(
-            session,
-            TierChanged(
-                from_tier=previous,
-                to_tier=tier.id,
-                direction=direction,
-                qualifying_value=value,
-                at=at,
-            ),
-            member_id=account.member_id,
-            now=now,
-            backfill=backfill,
-        )
-
+from lealta.tiers.schemas import TierChangeOut
 
 # --- reading -----------------------------------------------------------------------------
 
@@ -240,55 +36,135 @@ class TierStatus:
     progress: maths.Progress
     held_until: datetime | None
     since: datetime | None
-    history: list[TierChange]
+    history: list[TierChangeOut]
 
 
 def status(
-    session: Session, programme: Programme, member: Member, account: Account, *, now: datetime
+    session: Session,
+    programme: Programme,
+    member: MemberView,
+    account: AccountView,
+    *,
+    now: datetime,
 ) -> TierStatus | None:
-    """Current tier, qualifying value, next tier, progress and estimated date to reach it."""
+    """Current tier, qualifying value, next tier, progress, the estimated date to reach it
+    (from the member's own rate over the last year) and the latest 50 changes; one Core
+    statement (lifetime spend is read from the account row)."""
     tiers = programme.tiers
     if tiers is None:
         return None
-    value = qualifying_value(session, programme, account, end=now)
-    rate = _rate(session, programme, account, member, now)
+    start = maths.window_start(tiers, now)
+    # Lifetime spend up to now is kept on the account row: no sum over the orders.
+    from_account = (
+        tiers.basis == "spend"
+        and start is None
+        and account.last_order_at is not None
+        and now >= account.last_order_at
+    )
+    rows = (
+        session.connection()
+        .execute(
+            _status_statement(tiers.basis, from_account, start is not None),
+            {
+                "member_id": account.member_id,
+                "end": now,
+                "window_start": start,
+                "year_start": now - timedelta(days=365),
+            },
+        )
+        .all()
+    )
+    figures = rows[0]
+    scale = -exponent(programme.currency) if tiers.basis == "spend" else 0
+    if from_account:
+        value = Decimal(account.qualifying_spend_minor).scaleb(scale)
+    else:
+        value = Decimal(int(figures.value)).scaleb(scale)
+    first = figures.first_order_at if tiers.basis == "spend" else member.enrolled_at
+    rate = None
+    if first is not None:
+        last_year = Decimal(int(figures.last_year)).scaleb(scale)
+        rate = maths.spending_rate(last_year, (now - first).days)
     current_id = account.tier_id if programme.tier(account.tier_id) else tiers.levels[0].id
     progress = maths.progress(tiers, current_id, value, rate_per_day=rate, today=now.date())
-    history = list(
-        session.scalars(
-            select(TierChange)
-            .where(TierChange.member_id == member.id)
-            .order_by(TierChange.occurred_at.desc(), TierChange.id.desc())
-            .limit(50)
+    history = [
+        TierChangeOut(
+            from_tier=row.from_tier,
+            to_tier=row.to_tier,
+            direction=row.direction,
+            qualifying_value=row.qualifying_value,
+            reason=row.reason,
+            occurred_at=row.occurred_at,
         )
-    )
+        for row in rows
+        if row.to_tier is not None
+    ]
     return TierStatus(tiers, progress, account.tier_held_until, account.tier_since, history)
 
 
-def _rate(
-    session: Session, programme: Programme, account: Account, member: Member, now: datetime
-) -> Decimal | None:
-    """The member's own qualifying rate per day over the last year (or since enrolment)."""
-    tiers = programme.tiers
-    assert tiers is not None
-    value = _value_between(session, programme, account.member_id, now - timedelta(days=365), now)
-    if tiers.basis == "spend":
-        first = session.scalar(
-            select(func.min(Order.occurred_at)).where(Order.member_id == account.member_id)
-        )
+_orders = cast(Table, Order.__table__)
+_entries = cast(Table, LedgerEntry.__table__)
+_changes = cast(Table, TierChange.__table__)
+HISTORY_LIMIT = 50
+
+
+def _basis_sum(basis: str, start: str | None) -> ScalarSelect[Any]:
+    """The tier basis of member ``:member_id`` summed over ``(:start, :end]`` (from the
+    beginning without ``start``): net spend in minor units, or points earned."""
+    if basis == "spend":
+        at = _orders.c.occurred_at
+        stmt = select(
+            func.coalesce(func.sum(_orders.c.total_minor - _orders.c.refunded_minor), 0)
+        ).where(_orders.c.member_id == bindparam("member_id"))
     else:
-        first = member.enrolled_at
-    if first is None:
-        return None
-    days = (now - first).days
-    return maths.spending_rate(value, days)
+        at = _entries.c.occurred_at
+        stmt = select(func.coalesce(func.sum(_entries.c.points), 0)).where(
+            _entries.c.member_id == bindparam("member_id"),
+            _entries.c.entry_type.in_(("earn", "reverse")),
+        )
+    stmt = stmt.where(at <= bindparam("end", type_=UTCDateTime()))
+    if start is not None:
+        stmt = stmt.where(at > bindparam(start, type_=UTCDateTime()))
+    return stmt.scalar_subquery()
+
+
+@functools.cache
+def _status_statement(basis: str, from_account: bool, windowed: bool) -> Select[Any]:
+    """The figures of :func:`status` (window value, last year's value, first order) joined
+    to the member's latest tier changes: one row per change, or one row without any. Built
+    once per shape; the moments travel as parameters."""
+    figures = select(
+        (null() if from_account else _basis_sum(basis, "window_start" if windowed else None)).label(
+            "value"
+        ),
+        _basis_sum(basis, "year_start").label("last_year"),
+        (
+            select(func.min(_orders.c.occurred_at))
+            .where(_orders.c.member_id == bindparam("member_id"))
+            .scalar_subquery()
+            if basis == "spend"
+            else null()
+        ).label("first_order_at"),
+    ).subquery("figures")
+    history = (
+        select(_changes)
+        .where(_changes.c.member_id == bindparam("member_id"))
+        .order_by(_changes.c.occurred_at.desc(), _changes.c.id.desc())
+        .limit(HISTORY_LIMIT)
+        .subquery("history")
+    )
+    return (
+        select(figures, history)
+        .select_from(figures.outerjoin(history, true()))
+        .order_by(history.c.occurred_at.desc(), history.c.id.desc())
+    )
 
 
 def refresh_all(db: Database, programme: Programme, *, now: datetime, batch_size: int = 500) -> int:
     """After a programme edit: upgrade every member who now qualifies; never downgrade.
 
-    Each member is handled under its account lock in its own unit of work; running it twice
-    changes nothing the second time. Returns how many members moved up.
+    Each member is handled by the engine under its account lock in its own unit of work;
+    running it twice changes nothing the second time. Returns how many members moved up.
     """
     if programme.tiers is None:
         return 0
@@ -308,9 +184,18 @@ def refresh_all(db: Database, programme: Programme, *, now: datetime, batch_size
             return upgraded
         for member_id in ids:
             with db.unit_of_work() as session:
-                account = session.scalars(
-                    lock_for_update(select(Account).where(Account.member_id == member_id))
-                ).one()
-                if upgrade_if_qualified(session, programme, account, at=now, now=now):
-                    upgraded += 1
+                state = store.lock_and_load(session, None, now, member_id=member_id).state
+                if state is None:  # pragma: no cover - erased meanwhile
+                    continue
+                outcome = run_loading(
+                    session, programme, state, lambda s: engine.upgrade(programme, s, now), at=now
+                )
+                store.write_all(
+                    session,
+                    [(member_id, outcome)],
+                    now=now,
+                    backfill=False,
+                    on_crossing=no_crossings,
+                )
+                upgraded += any(m.direction == "upgrade" for m in outcome.tier_moves)
         last_id = ids[-1]

@@ -109,7 +109,7 @@ def adjust_points(
         try:
             with db.unit_of_work() as session:
                 now = clock.now()
-                currency = programmes.current(session, now=now).currency
+                programme = programmes.current(session, now=now)
                 outcome = run_once(
                     session,
                     scope=_scope(external_id),
@@ -124,7 +124,7 @@ def adjust_points(
                             data,
                             actor=staff.actor,
                             now=now,
-                            currency=currency,
+                            programme=programme,
                         ).model_dump(mode="json"),
                     ),
                 )

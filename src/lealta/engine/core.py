@@ -1,0 +1,1042 @@
+"""The engine: (programme, member state, event) -> outcome. No session, no clock, no I/O.
+
+Everything that changes a member's points or tier is decided here: earning (rules, tier
+entry bonuses), refund reversals, pending releases, expiries, tier placement, upgrades and
+period reviews, spend-threshold crossings. The online driver (API, till, cockpit) and the
+batch driver (import, demo, bulk) load a :class:`MemberState`, call :func:`apply` or
+:func:`catch_up`, and write the :class:`Outcome`; the same inputs give the same outcome.
+
+Semantics, in order, for one event at moment ``t``:
+1. Catch up to ``t``: pending lots whose return window ended by ``t`` become available;
+   lots whose expiry date is at or before ``t`` expire (one entry each, dated at the expiry).
+2. Tier placement (first contact with a tiered programme) and every period review due by
+   ``t`` (see :mod:`lealta.tiers.maths`).
+3. The event: an order earns by the rules (pending through the return window), records the
+   order, counts its spend, upgrades at once if a higher tier is reached (paying each tier's
+   entry points once per lifetime) and issues spend-threshold rewards; a refund reverses
+   pro rata what the order earned (cumulatively, never more), taking the order's own lots
+   first and recording what could not be taken back as shortfall; a custom event earns by
+   its rules.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from lealta.engine.errors import (
+    OrderAlreadyRecorded,
+    OrderNotFound,
+    RefundBeforeOrder,
+    RefundExceedsOrder,
+)
+from lealta.engine.outcome import (
+    Allocation,
+    Crossing,
+    NewEntry,
+    NewOrder,
+    OrderLine,
+    Outcome,
+    TierMove,
+)
+from lealta.engine.state import (
+    Contribution,
+    Figures,
+    Lot,
+    MemberState,
+    OrderState,
+    RuleCounter,
+    StateIncomplete,
+)
+from lealta.kit.errors import InvalidInput
+from lealta.kit.money import DEFAULT_MAX_AMOUNT, check_max_amount, exponent, normalise_currency
+from lealta.kit.money import to_minor as _to_minor
+from lealta.kit.periods import add_months, end_of
+from lealta.ledger.errors import InsufficientPoints
+from lealta.ledger.maths import OpenLot, allocate, reversal_points
+from lealta.outbox import events as domain
+from lealta.programme.schema import Programme, Tier
+from lealta.rules.engine import EventFacts, Item, MemberSnapshot, RuleUsage, evaluate
+from lealta.tiers import maths as tier_maths
+
+ORDER_PAID = "order.paid"
+ORDER_REFUNDED = "order.refunded"
+SYSTEM = "system"
+
+# --- inputs ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    sku: str
+    category: str | None
+    quantity: int
+    unit_price: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class PaidOrder:
+    """``order.paid``: amounts as sent (major units); the engine checks and converts them."""
+
+    key: str
+    occurred_at: datetime
+    order_id: str
+    total: Decimal
+    currency: str
+    lines: tuple[Line, ...] = ()
+    channel: str | None = None
+    store: str | None = None
+    properties: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Refund:
+    """``order.refunded``: ``amount`` None refunds whatever is left of the order."""
+
+    key: str
+    occurred_at: datetime
+    order_id: str
+    amount: Decimal | None = None
+    currency: str | None = None
+    properties: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Custom:
+    """Any other event type: it earns by the rules that listen to it."""
+
+    key: str
+    type: str
+    occurred_at: datetime
+    properties: Mapping[str, Any] = field(default_factory=dict)
+
+
+EngineEvent = PaidOrder | Refund | Custom
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What the caller decides: who acts, and the largest amount accepted (major units)."""
+
+    actor: str = SYSTEM
+    max_amount: Decimal = DEFAULT_MAX_AMOUNT
+
+
+# --- pure helpers shared with readers ----------------------------------------------------------
+
+
+def expiry_for(programme: Programme, earned_at: datetime) -> datetime | None:
+    """When points earned at ``earned_at`` expire under the programme (None: never)."""
+    if programme.expiry.months is None:
+        return None
+    return end_of(add_months(earned_at, programme.expiry.months), programme.expiry.round_to)
+
+
+def pending_until(programme: Programme, occurred_at: datetime) -> datetime | None:
+    """Order points wait out the return window; None when there is none."""
+    days = programme.pending.days
+    return occurred_at + timedelta(days=days) if days else None
+
+
+def lot_order(lot_id: int) -> tuple[int, int]:
+    """Sort key of lot ids in creation order: stored lots by id, then new ones as created."""
+    return (1, -lot_id) if lot_id < 0 else (0, lot_id)
+
+
+def is_due(lot: Lot, at: datetime) -> bool:
+    """Whether catching up to ``at`` acts on ``lot`` (release or expiry)."""
+    if lot.pending and lot.available_at is not None and lot.available_at <= at:
+        return True
+    return lot.remaining > 0 and lot.expires_at is not None and lot.expires_at <= at
+
+
+# --- the working copy ------------------------------------------------------------------------
+
+
+class _Work:
+    """A member's state being changed by one application; turned into an Outcome at the end."""
+
+    def __init__(self, programme: Programme, state: MemberState, ctx: Context) -> None:
+        self.programme = programme
+        self.ctx = ctx
+        self.state = state
+        self.fig = copy.copy(state.figures)
+        self.lots: dict[int, Lot] = {lot.id: lot for lot in state.lots}
+        self.touched_lots: dict[int, Lot] = {}
+        self.orders: dict[str, OrderState | None] = dict(state.orders)
+        self.touched_orders: dict[int, OrderState] = {}
+        self.new_orders: list[NewOrder] = []
+        self.counters = dict(state.counters) if state.counters is not None else None
+        self.qualifying = state.qualifying
+        self.entries_paid = state.tier_entries_paid
+        self.next_ref = state.next_ref
+        self.entries: list[NewEntry] = []
+        self.allocations: list[Allocation] = []
+        self.moves: list[TierMove] = []
+        self.events: list[domain.DomainEvent | Crossing] = []
+
+    # ids
+
+    def ref(self) -> int:
+        value = self.next_ref
+        self.next_ref -= 1
+        return value
+
+    # lots
+
+    def put_lot(self, lot: Lot) -> None:
+        self.lots[lot.id] = lot
+        self.touched_lots[lot.id] = lot
+
+    def credit(
+        self,
+        *,
+        entry_type: str,
+        points: int,
+        reason: str,
+        source_type: str,
+        source_ref: str | None,
+        occurred_at: datetime,
+        actor: str,
+        rule_id: str | None = None,
+        order_id: int | None = None,
+        expires_at: datetime | None = None,
+        pending_until: datetime | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> NewEntry:
+        """Add ``points`` (> 0) as a new lot, pending until ``pending_until`` if given."""
+        if points <= 0:
+            raise ValueError("credit needs a positive amount")
+        fig = self.fig
+        if pending_until is not None:
+            fig.points_pending += points
+        else:
+            fig.points_available += points
+        if entry_type in ("earn", "adjust"):
+            fig.lifetime_earned += points
+        entry = NewEntry(
+            id=self.ref(),
+            entry_type=entry_type,
+            points=points,
+            balance_after=fig.balance,
+            shortfall=0,
+            reason=reason,
+            source_type=source_type,
+            source_ref=source_ref,
+            order_id=order_id,
+            rule_id=rule_id,
+            actor=actor,
+            details=dict(details or {}),
+            occurred_at=occurred_at,
+        )
+        self.entries.append(entry)
+        self.put_lot(
+            Lot(
+                id=self.ref(),
+                entry_id=entry.id,
+                order_id=order_id,
+                points=points,
+                remaining=points,
+                earned_at=occurred_at,
+                expires_at=expires_at,
+                pending=pending_until is not None,
+                available_at=pending_until,
+            )
+        )
+        if entry_type in ("earn", "reverse"):
+            self.count_points(occurred_at, points)
+        return entry
+
+    def debit(
+        self,
+        *,
+        entry_type: str,
+        points: int,
+        reason: str,
+        source_type: str,
+        source_ref: str | None,
+        occurred_at: datetime,
+        actor: str,
+        order_id: int | None = None,
+        allow_shortfall: bool = False,
+        prefer_order_id: int | None = None,
+        only_lot: int | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> NewEntry:
+        """Take ``points`` (> 0) from the lots, soonest-expiring first.
+
+        Without ``allow_shortfall`` an uncovered amount is ``insufficient_points``. With it
+        (refund reversals) the entry takes what there is and records the rest as shortfall.
+        Pending points are not spendable; a refund may take back its own order's pending
+        lots, and an expiry names its one lot.
+        """
+        if points <= 0:
+            raise ValueError("debit needs a positive amount")
+        fig = self.fig
+        if only_lot is None and not allow_shortfall and points > fig.points_available:
+            raise InsufficientPoints(
+                f"The member has {fig.points_available} points available; {points} requested.",
+                details={"available": fig.points_available, "requested": points},
+            )
+        if only_lot is None and not self.state.lots_complete:
+            raise StateIncomplete("lots")
+        if only_lot is not None:
+            candidates = [self.lots[only_lot]]
+        else:
+            own = prefer_order_id
+            candidates = [
+                lot
+                for lot in self.lots.values()
+                if lot.remaining > 0
+                and (not lot.pending or (own is not None and lot.order_id == own))
+            ]
+        # FIFO ties break on creation order: rank the lots so new (negative) ids sort last.
+        ranked = sorted(candidates, key=lambda lot: lot_order(lot.id))
+        by_rank = {rank: lot for rank, lot in enumerate(ranked)}
+        prefer = [
+            rank
+            for rank, lot in by_rank.items()
+            if prefer_order_id is not None and lot.order_id == prefer_order_id
+        ]
+        taken_by_rank, shortfall = allocate(
+            [
+                OpenLot(rank, lot.remaining, lot.earned_at, lot.expires_at)
+                for rank, lot in by_rank.items()
+            ],
+            points,
+            prefer=prefer,
+        )
+        if shortfall and not allow_shortfall:  # only an expiry of a lot with less left
+            raise RuntimeError(f"lots cover {points - shortfall} of {points} points")
+        taken = points - shortfall
+        taken_pending = sum(amount for rank, amount in taken_by_rank if by_rank[rank].pending)
+        fig.points_available -= taken - taken_pending
+        fig.points_pending -= taken_pending
+        fig.points_shortfall += shortfall
+        if entry_type == "redeem":
+            fig.lifetime_spent += taken
+        elif entry_type == "reverse":
+            fig.lifetime_earned -= taken
+        elif entry_type == "expire":
+            fig.points_expired += taken
+        entry = NewEntry(
+            id=self.ref(),
+            entry_type=entry_type,
+            points=-taken,
+            balance_after=fig.balance,
+            shortfall=shortfall,
+            reason=reason,
+            source_type=source_type,
+            source_ref=source_ref,
+            order_id=order_id,
+            rule_id=None,
+            actor=actor,
+            details=dict(details or {}),
+            occurred_at=occurred_at,
+            source_lot=only_lot,
+        )
+        self.entries.append(entry)
+        for rank, amount in taken_by_rank:
+            lot = by_rank[rank]
+            self.put_lot(dataclasses.replace(lot, remaining=lot.remaining - amount))
+            self.allocations.append(Allocation(entry.id, lot.id, amount))
+        if entry_type == "reverse":
+            self.count_points(occurred_at, -taken)
+        return entry
+
+    # the tier's qualifying value
+
+    def count_points(self, at: datetime, points: int) -> None:
+        """A points entry adds to a points-based tier's qualifying history."""
+        tiers = self.programme.tiers
+        if tiers is None or tiers.basis != "points" or self.qualifying is None:
+            return
+        q = self.qualifying
+        self.qualifying = dataclasses.replace(q, recent=(*q.recent, Contribution(at, points)))
+
+    def count_order(self, order: OrderState, amount: int) -> None:
+        """An order (``amount`` > 0) or a refund of it (< 0) changes net spend at the
+        order's moment, for a spend-based tier."""
+        tiers = self.programme.tiers
+        if tiers is None or tiers.basis != "spend" or self.qualifying is None:
+            return
+        q = self.qualifying
+        recent = list(q.recent)
+        for i, c in enumerate(recent):
+            if c.order_id == order.id:
+                recent[i] = dataclasses.replace(c, amount=c.amount + amount)
+                self.qualifying = dataclasses.replace(q, recent=tuple(recent))
+                return
+        if amount > 0 or q.horizon is None or order.occurred_at > q.horizon:
+            recent.append(Contribution(order.occurred_at, amount, order.id))
+            self.qualifying = dataclasses.replace(q, recent=tuple(recent))
+        else:
+            self.qualifying = dataclasses.replace(q, base=q.base + amount)
+
+    def qualifying_value(self, end: datetime) -> Decimal:
+        """Net spend (currency units) or points earned in the tier window ending at ``end``."""
+        tiers = self.programme.tiers
+        assert tiers is not None
+        start = tier_maths.window_start(tiers, end)
+        fig = self.fig
+        spend = tiers.basis == "spend"
+        if spend and start is None and fig.last_order_at is not None and end >= fig.last_order_at:
+            # Lifetime spend up to now is kept on the account: nothing more to know.
+            return _major(fig.qualifying_spend_minor, self.programme.currency)
+        q = self.qualifying
+        if q is None:
+            raise StateIncomplete("qualifying", start)
+        if start is None:
+            if q.horizon is not None and end < q.horizon:
+                raise StateIncomplete("qualifying", None)
+            total = q.base + sum(c.amount for c in q.recent if c.at <= end)
+        else:
+            if q.horizon is not None and start < q.horizon:
+                raise StateIncomplete("qualifying", start)
+            total = sum(c.amount for c in q.recent if start < c.at <= end)
+        return _major(total, self.programme.currency) if spend else Decimal(total)
+
+    # tiers
+
+    def move(self, tier: Tier, direction: str, value: Decimal, reason: str, at: datetime) -> None:
+        previous = self.fig.tier_id
+        self.fig.tier_id = tier.id
+        self.fig.tier_since = at
+        self.moves.append(TierMove(previous, tier.id, direction, str(value), reason, at))
+        if direction != "initial":
+            self.events.append(
+                domain.TierChanged(
+                    from_tier=previous,
+                    to_tier=tier.id,
+                    direction=direction,
+                    qualifying_value=value,
+                    at=at,
+                )
+            )
+
+    def place(self, at: datetime) -> None:
+        """Put a member without a tier into the entry tier (first contact with tiers)."""
+        tiers = self.programme.tiers
+        if tiers is None or self.programme.tier(self.fig.tier_id) is not None:
+            return
+        self.move(tiers.levels[0], "initial", Decimal(0), "Enrolled", at)
+        self.fig.tier_held_until = None
+
+    def review(self, at: datetime) -> None:
+        """Every tier review due by ``at`` (several if history spans several periods)."""
+        tiers = self.programme.tiers
+        if tiers is None:
+            return
+        self.place(at)
+        while self.fig.tier_held_until is not None and self.fig.tier_held_until <= at:
+            held = self.fig.tier_held_until
+            period_end = tier_maths.review_period_end(tiers, held)
+            value = self.qualifying_value(period_end)
+            target = tier_maths.level_for(tiers, value)
+            if tier_maths.rank(tiers, target.id) < tier_maths.rank(tiers, self.fig.tier_id):
+                self.move(target, "downgrade", value, "Period review", held)
+            if tier_maths.rank(tiers, self.fig.tier_id) == 0:
+                next_hold = None
+            else:
+                next_hold = tier_maths.held_until(tiers, period_end + timedelta(microseconds=1))
+            self.fig.tier_held_until = next_hold
+
+    def upgrade(self, at: datetime) -> list[NewEntry]:
+        """Upgrade at once if the value at ``at`` reaches a higher tier; every tier reached on
+        the way pays its ``entry_points`` once per member lifetime."""
+        tiers = self.programme.tiers
+        if tiers is None:
+            return []
+        self.place(at)
+        value = self.qualifying_value(at)
+        target = tier_maths.level_for(tiers, value)
+        before = tier_maths.rank(tiers, self.fig.tier_id)
+        after = tier_maths.rank(tiers, target.id)
+        if after <= before:
+            return []
+        self.move(target, "upgrade", value, "Qualifying value reached", at)
+        self.fig.tier_held_until = tier_maths.held_until(tiers, at)
+        bonuses = []
+        for level in tiers.levels[before + 1 : after + 1]:
+            if level.entry_points <= 0:
+                continue
+            if self.entries_paid is None:
+                raise StateIncomplete("tier_entries")
+            if level.id in self.entries_paid:
+                continue
+            self.entries_paid = self.entries_paid | {level.id}
+            bonuses.append(
+                self.credit(
+                    entry_type="earn",
+                    points=level.entry_points,
+                    reason=f"Welcome to {level.name.es}",
+                    source_type="tier",
+                    source_ref=level.id,
+                    occurred_at=at,
+                    actor=SYSTEM,
+                    rule_id=f"{TIER_ENTRY_PREFIX}{level.id}",
+                    expires_at=expiry_for(self.programme, at),
+                )
+            )
+        return bonuses
+
+    # catching up
+
+    def catch_up(self, at: datetime) -> None:
+        """Release pending lots and expire lots due by ``at``, each at its own moment."""
+        due = [lot for lot in self.lots.values() if is_due(lot, at)]
+        if not due:
+            return
+        released = sorted(
+            (
+                lot
+                for lot in due
+                if lot.pending and lot.available_at is not None and lot.available_at <= at
+            ),
+            key=lambda lot: lot_order(lot.id),
+        )
+        if released:
+            moved = sum(lot.remaining for lot in released)
+            for lot in released:
+                self.put_lot(dataclasses.replace(lot, pending=False))
+            self.fig.points_pending -= moved
+            self.fig.points_available += moved
+            if moved:
+                self.events.append(domain.PointsReleased(points=moved))
+        expiring = sorted(
+            (
+                lot
+                for lot in self.lots.values()
+                if lot.remaining > 0 and lot.expires_at is not None and lot.expires_at <= at
+            ),
+            key=lambda lot: (lot.expires_at, lot_order(lot.id)),
+        )
+        expired = 0
+        for lot in expiring:
+            assert lot.expires_at is not None
+            entry = self.debit(
+                entry_type="expire",
+                points=lot.remaining,
+                reason="Points expired",
+                source_type="expiry",
+                source_ref=str(lot.id) if lot.id > 0 else None,
+                occurred_at=lot.expires_at,
+                actor=SYSTEM,
+                only_lot=lot.id,
+            )
+            expired -= entry.points
+        if expired:
+            self.events.append(domain.PointsExpired(points=expired))
+
+    # rules
+
+    def usage(self, at: datetime) -> _Usage:
+        """What each capped rule already gave, as of ``at``: read only for the rules whose
+        conditions match, so counters are needed only when a capped rule could earn."""
+        return _Usage(self.counters, at)
+
+    def count_rule(self, rule_id: str, at: datetime, points: int) -> None:
+        if self.counters is None or rule_id not in self.counters:
+            return
+        c = self.counters[rule_id]
+        self.counters[rule_id] = dataclasses.replace(
+            c,
+            earned=(*c.earned, (at, points)),
+            points_lifetime=c.points_lifetime + points,
+            times_lifetime=c.times_lifetime + 1,
+        )
+
+    def snapshot(self, event_type: str, at: datetime) -> MemberSnapshot:
+        profile = self.state.profile
+        return MemberSnapshot(
+            member_id=self.state.member_id,
+            external_id=profile.external_id,
+            tier=self.fig.tier_id,
+            attributes=profile.attributes,
+            tags=profile.tags,
+            qualifying_spend_minor=self.fig.qualifying_spend_minor,
+            orders_count=self.fig.orders_count,
+            timezone=profile.timezone,
+            language=profile.language,
+            usage=self.usage(at),
+        )
+
+    # the result
+
+    def outcome(
+        self,
+        postings: list[NewEntry] | None = None,
+        *,
+        forfeited: int = 0,
+    ) -> Outcome:
+        lots = tuple(sorted(self.lots.values(), key=lambda lot: lot_order(lot.id)))
+        state = dataclasses.replace(
+            self.state,
+            figures=self.fig,
+            lots=tuple(lot for lot in lots if lot.remaining > 0 or lot.pending),
+            orders=self.orders,
+            counters=self.counters,
+            qualifying=self.qualifying,
+            tier_entries_paid=self.entries_paid,
+            next_ref=self.next_ref,
+        )
+        postings = postings or []
+        return Outcome(
+            state=state,
+            entries=tuple(self.entries),
+            allocations=tuple(self.allocations),
+            lots=tuple(self.touched_lots.values()),
+            orders=tuple(self.touched_orders.values()),
+            new_orders=tuple(self.new_orders),
+            tier_moves=tuple(self.moves),
+            events=tuple(self.events),
+            postings=tuple(e.id for e in postings),
+            points_delta=sum(e.points for e in postings),
+            thresholds_forfeited=forfeited,
+        )
+
+
+TIER_ENTRY_PREFIX = "tier-entry:"
+
+
+class _Usage(Mapping[str, RuleUsage]):
+    """Rule usage read from the counters; a rule without a loaded counter (or one loaded from
+    a later month) is a :class:`StateIncomplete`: the driver loads it and applies again."""
+
+    def __init__(self, counters: Mapping[str, RuleCounter] | None, at: datetime) -> None:
+        self._counters = counters
+        self._at = at.astimezone(UTC)
+
+    def __getitem__(self, rule_id: str) -> RuleUsage:
+        counter = None if self._counters is None else self._counters.get(rule_id)
+        at = self._at
+        if counter is None or at < counter.since:
+            raise StateIncomplete("counters", rule_id)
+        day = at.date()
+        today = [p for when, p in counter.earned if when.astimezone(UTC).date() == day]
+        month = [
+            p
+            for when, p in counter.earned
+            if (when.astimezone(UTC).year, when.astimezone(UTC).month) == (at.year, at.month)
+            and when <= at
+        ]
+        return RuleUsage(
+            points_day=sum(today),
+            points_month=sum(month),
+            points_lifetime=counter.points_lifetime,
+            times_day=len(today),
+            times_lifetime=counter.times_lifetime,
+        )
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._counters or ())
+
+    def __len__(self) -> int:
+        return len(self._counters or ())
+
+
+def _major(minor: int, currency: str) -> Decimal:
+    return Decimal(minor).scaleb(-exponent(currency))
+
+
+# --- entry points ----------------------------------------------------------------------------
+
+
+def catch_up(programme: Programme, state: MemberState, at: datetime) -> Outcome:
+    """Bring the member to ``at``: releases, expiries and tier reviews due by then."""
+    work = _Work(programme, state, Context())
+    work.catch_up(at)
+    work.review(at)
+    return work.outcome()
+
+
+def adjust(
+    programme: Programme,
+    state: MemberState,
+    *,
+    points: int,
+    reason: str,
+    actor: str,
+    at: datetime,
+) -> Outcome:
+    """A manual credit (``points`` > 0, a lot that never expires) or debit (< 0, refused with
+    ``insufficient_points`` beyond what is available), dated ``at``."""
+    work = _Work(programme, state, Context(actor=actor))
+    if points > 0:
+        entry = work.credit(
+            entry_type="adjust",
+            points=points,
+            reason=reason,
+            source_type="adjustment",
+            source_ref=None,
+            occurred_at=at,
+            actor=actor,
+        )
+    else:
+        entry = work.debit(
+            entry_type="adjust",
+            points=-points,
+            reason=reason,
+            source_type="adjustment",
+            source_ref=None,
+            occurred_at=at,
+            actor=actor,
+        )
+    return work.outcome([entry])
+
+
+def spend(
+    programme: Programme,
+    state: MemberState,
+    *,
+    points: int,
+    reason: str,
+    actor: str,
+    at: datetime,
+    source_type: str,
+    source_ref: str | None,
+    details: Mapping[str, Any] | None = None,
+) -> Outcome:
+    """Spend ``points`` (> 0) from available lots, soonest-expiring first, or refuse with
+    ``insufficient_points``: a balance never goes below zero."""
+    work = _Work(programme, state, Context(actor=actor))
+    entry = work.debit(
+        entry_type="redeem",
+        points=points,
+        reason=reason,
+        source_type=source_type,
+        source_ref=source_ref,
+        occurred_at=at,
+        actor=actor,
+        details=details,
+    )
+    return work.outcome([entry])
+
+
+def upgrade(programme: Programme, state: MemberState, at: datetime) -> Outcome:
+    """Upgrade the member at ``at`` if the qualifying value now reaches a higher tier (after a
+    programme edit lowered thresholds); never a downgrade."""
+    work = _Work(programme, state, Context())
+    return work.outcome(work.upgrade(at))
+
+
+def apply(
+    programme: Programme, state: MemberState, event: EngineEvent, ctx: Context | None = None
+) -> Outcome:
+    """What ``event`` does to the member: catch up to its moment, then apply it.
+
+    Raises a :class:`~lealta.kit.errors.LealtaError` when the event is refused (nothing of
+    it applies) and :class:`StateIncomplete` when ``state`` lacks a part it needs.
+    """
+    work = _Work(programme, state, ctx or Context())
+    at = event.occurred_at
+    work.catch_up(at)
+    work.review(at)
+    if isinstance(event, PaidOrder):
+        postings, forfeited = _order_paid(work, event)
+        work.events.append(domain.OrderPaid(event.key, state.profile.external_id, _sum(postings)))
+        return work.outcome(postings, forfeited=forfeited)
+    if isinstance(event, Refund):
+        postings = _order_refunded(work, event)
+        work.events.append(
+            domain.OrderRefunded(event.key, state.profile.external_id, _sum(postings))
+        )
+        return work.outcome(postings)
+    postings = _custom(work, event)
+    work.events.append(
+        domain.EventProcessed(event.type, event.key, state.profile.external_id, _sum(postings))
+    )
+    return work.outcome(postings)
+
+
+def _sum(entries: list[NewEntry]) -> int:
+    return sum(e.points for e in entries)
+
+
+def _currency(programme: Programme, currency: str) -> str:
+    code = normalise_currency(currency)
+    if code != programme.currency:
+        raise InvalidInput(
+            f"The programme runs in {programme.currency}; this amount is in {code}.",
+            code="currency_mismatch",
+            details={"expected": programme.currency, "got": code},
+        )
+    return code
+
+
+def _minor(ctx: Context, amount: Decimal, currency: str, field_name: str) -> int:
+    """``amount`` in minor units, within ``ctx.max_amount`` (else ``amount_too_large``)."""
+    return check_max_amount(
+        _to_minor(amount, currency, field=field_name), currency, ctx.max_amount, field=field_name
+    )
+
+
+def _earn(
+    work: _Work,
+    facts: EventFacts,
+    *,
+    source_type: str,
+    source_ref: str,
+    order_id: int | None,
+    pending: bool,
+) -> list[NewEntry]:
+    programme = work.programme
+    postings = evaluate(programme, work.snapshot(facts.event_type, facts.occurred_at), facts)
+    at = facts.occurred_at
+    entries = []
+    for p in postings:
+        entries.append(
+            work.credit(
+                entry_type="earn",
+                points=p.points,
+                reason=p.reason,
+                source_type=source_type,
+                source_ref=source_ref,
+                occurred_at=at,
+                actor=work.ctx.actor,
+                rule_id=p.rule_id,
+                order_id=order_id,
+                expires_at=expiry_for(programme, at),
+                pending_until=pending_until(programme, at) if pending else None,
+                details={"event_id": facts.event_id},
+            )
+        )
+        work.count_rule(p.rule_id, at, p.points)
+    return entries
+
+
+def _order_paid(work: _Work, event: PaidOrder) -> tuple[list[NewEntry], int]:
+    programme, ctx = work.programme, work.ctx
+    currency = _currency(programme, event.currency)
+    total_minor = _minor(ctx, event.total, currency, "order.total")
+    lines = tuple(
+        OrderLine(
+            line.sku,
+            line.category,
+            line.quantity,
+            _minor(ctx, line.unit_price, currency, f"order.items.{n}.unit_price"),
+        )
+        for n, line in enumerate(event.lines)
+    )
+    if work.orders.get(event.order_id) is not None:
+        raise OrderAlreadyRecorded(
+            f"Order '{event.order_id}' was already recorded by another event.",
+            details={"order_id": event.order_id},
+        )
+    facts = EventFacts(
+        event_type=ORDER_PAID,
+        occurred_at=event.occurred_at,
+        properties=event.properties,
+        event_id=event.key,
+        order_id=event.order_id,
+        order_total_minor=total_minor,
+        currency=currency,
+        channel=event.channel,
+        store=event.store,
+        items=tuple(Item(x.sku, x.category, x.quantity, x.unit_price_minor) for x in lines),
+    )
+    order_ref = work.ref()
+    entries = _earn(
+        work,
+        facts,
+        source_type="order",
+        source_ref=event.order_id,
+        order_id=order_ref,
+        pending=True,
+    )
+    order = OrderState(
+        id=order_ref,
+        member_id=work.state.member_id,
+        external_id=event.order_id,
+        total_minor=total_minor,
+        refunded_minor=0,
+        currency=currency,
+        points_earned=_sum(entries),
+        points_reversed=0,
+        occurred_at=event.occurred_at,
+        status="paid",
+    )
+    work.orders[event.order_id] = order
+    work.new_orders.append(NewOrder(order, event.channel, event.store, lines))
+    work.touched_orders[order.id] = order
+    work.count_order(order, total_minor)
+    fig = work.fig
+    last = fig.last_order_at
+    fig.qualifying_spend_minor += total_minor
+    fig.orders_count += 1
+    fig.last_order_at = event.occurred_at if last is None or event.occurred_at > last else last
+    entries.extend(work.upgrade(event.occurred_at))
+    forfeited = _spend_thresholds(work, event)
+    return entries, forfeited
+
+
+def _spend_thresholds(work: _Work, event: PaidOrder) -> int:
+    """Seed 003: each multiple of ``every`` crossed by net spend issues the rule's reward once.
+
+    A high-water mark of net spend makes a refunded and re-bought 500 € count once. One event
+    issues at most the rule's ``max_per_event`` rewards (the lowest crossings); the rest are
+    forfeited, the high-water mark moves past them all, and ``threshold.forfeited`` records
+    them. Returns how many crossings were forfeited.
+    """
+    fig = work.fig
+    before = fig.spend_high_water_minor
+    after = max(before, fig.qualifying_spend_minor)
+    fig.spend_high_water_minor = after
+    if after == before:
+        return 0
+    exp = exponent(work.programme.currency)
+    forfeited_total = 0
+    for rule in work.programme.thresholds:
+        if not rule.active:
+            continue
+        step = int(rule.every.scaleb(exp))
+        first, last = before // step + 1, after // step
+        issued_to = min(last, first + rule.max_per_event - 1)
+        for multiple in range(first, issued_to + 1):
+            work.events.append(
+                Crossing(
+                    rule_id=rule.id,
+                    reward_id=rule.reward,
+                    crossed=Decimal(multiple * step).scaleb(-exp),
+                    order_id=event.order_id,
+                    at=event.occurred_at,
+                )
+            )
+        forfeited = max(0, last - issued_to)
+        if forfeited:
+            forfeited_total += forfeited
+            work.events.append(
+                domain.ThresholdForfeited(
+                    rule_id=rule.id,
+                    reward_id=rule.reward,
+                    order_id=event.order_id,
+                    event_id=event.key,
+                    issued=issued_to - first + 1,
+                    forfeited=forfeited,
+                    max_per_event=rule.max_per_event,
+                    at=event.occurred_at,
+                )
+            )
+    return forfeited_total
+
+
+def _order_refunded(work: _Work, event: Refund) -> list[NewEntry]:
+    if event.order_id not in work.orders:
+        raise StateIncomplete("orders", event.order_id)
+    order = work.orders[event.order_id]
+    external_id = work.state.profile.external_id
+    if order is None or order.member_id != work.state.member_id:
+        raise OrderNotFound(
+            f"No order '{event.order_id}' for customer '{external_id}'.",
+            details={"order_id": event.order_id},
+        )
+    if event.occurred_at < order.occurred_at:
+        raise RefundBeforeOrder(
+            f"The refund is dated before order '{order.external_id}' was paid.",
+            details={
+                "order_id": order.external_id,
+                "order_occurred_at": order.occurred_at.isoformat(),
+                "occurred_at": event.occurred_at.isoformat(),
+            },
+        )
+    if event.currency is not None and normalise_currency(event.currency) != order.currency:
+        raise InvalidInput(
+            f"Order '{order.external_id}' was paid in {order.currency}.",
+            code="currency_mismatch",
+            details={"expected": order.currency, "got": event.currency},
+        )
+    left = order.total_minor - order.refunded_minor
+    amount = (
+        left
+        if event.amount is None
+        else _minor(work.ctx, event.amount, order.currency, "refund.amount")
+    )
+    if event.amount is not None and amount == 0:
+        raise InvalidInput(
+            "A refund amount must be greater than zero.",
+            code="invalid_amount",
+            details={"field": "refund.amount", "value": str(event.amount)},
+        )
+    if amount <= 0 or amount > left:
+        raise RefundExceedsOrder(
+            f"Order '{order.external_id}' has {left} minor units left to refund;"
+            f" {amount} requested.",
+            details={
+                "order_id": order.external_id,
+                "refundable_minor": left,
+                "requested_minor": amount,
+            },
+        )
+    refunded_after = order.refunded_minor + amount
+    points = reversal_points(
+        earned=order.points_earned,
+        reversed_before=order.points_reversed,
+        total_minor=order.total_minor,
+        refunded_after_minor=refunded_after,
+    )
+    entries: list[NewEntry] = []
+    reversed_after = order.points_reversed
+    if points > 0:
+        entries.append(
+            work.debit(
+                entry_type="reverse",
+                points=points,
+                reason=f"Refund of order {order.external_id}",
+                source_type="order",
+                source_ref=order.external_id,
+                occurred_at=event.occurred_at,
+                actor=work.ctx.actor,
+                order_id=order.id,
+                allow_shortfall=True,
+                prefer_order_id=order.id,
+                details={"event_id": event.key, "refund_minor": amount},
+            )
+        )
+        # The order's debt is settled whether the points were still there or not; what could
+        # not be taken back is on the entry (and the account) as shortfall.
+        reversed_after += points
+    changed = dataclasses.replace(
+        order,
+        refunded_minor=refunded_after,
+        points_reversed=reversed_after,
+        status="refunded" if refunded_after == order.total_minor else "partially_refunded",
+    )
+    work.orders[event.order_id] = changed
+    work.touched_orders[changed.id] = changed
+    work.count_order(order, -amount)
+    work.fig.qualifying_spend_minor -= amount
+    return entries
+
+
+def _custom(work: _Work, event: Custom) -> list[NewEntry]:
+    facts = EventFacts(
+        event_type=event.type,
+        occurred_at=event.occurred_at,
+        properties=event.properties,
+        event_id=event.key,
+    )
+    entries = _earn(
+        work, facts, source_type="event", source_ref=event.key, order_id=None, pending=False
+    )
+    tiers = work.programme.tiers
+    if tiers is not None and tiers.basis == "points" and entries:
+        entries.extend(work.upgrade(event.occurred_at))
+    return entries
+
+
+__all__ = [
+    "Context",
+    "Custom",
+    "EngineEvent",
+    "Figures",
+    "Line",
+    "PaidOrder",
+    "Refund",
+    "apply",
+    "catch_up",
+]

@@ -1,0 +1,111 @@
+"""What applying the engine produced: rows to write, domain events to emit, the new state.
+
+Rows keep the provisional references of the state (< 0) for what they create; the writer
+maps them to database ids. ``lots`` and ``orders`` hold the final form of every lot and order
+the engine created or changed (a negative id means "insert", a positive one "update").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from lealta.engine.state import Lot, MemberState, OrderState
+from lealta.outbox.events import DomainEvent
+
+
+@dataclass(frozen=True, slots=True)
+class NewEntry:
+    """A ledger entry to append. ``source_lot`` names the lot whose id is the ``source_ref``
+    (expiry entries), resolved when written."""
+
+    id: int
+    entry_type: str
+    points: int
+    balance_after: int
+    shortfall: int
+    reason: str
+    source_type: str
+    source_ref: str | None
+    order_id: int | None
+    rule_id: str | None
+    actor: str
+    details: Mapping[str, Any]
+    occurred_at: datetime
+    source_lot: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Allocation:
+    """``points`` of lot ``lot_id`` consumed by entry ``entry_id``."""
+
+    entry_id: int
+    lot_id: int
+    points: int
+
+
+@dataclass(frozen=True, slots=True)
+class OrderLine:
+    sku: str
+    category: str | None
+    quantity: int
+    unit_price_minor: int
+
+
+@dataclass(frozen=True, slots=True)
+class NewOrder:
+    """The columns of a new order that refunds never change."""
+
+    order: OrderState
+    channel: str | None
+    store: str | None
+    lines: tuple[OrderLine, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TierMove:
+    from_tier: str | None
+    to_tier: str
+    direction: str
+    qualifying_value: str
+    reason: str
+    occurred_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Crossing:
+    """A spend threshold crossed: the driver issues the reward's coupon (codes are random,
+    so not the engine's business) and emits ``ThresholdReached`` in this place."""
+
+    rule_id: str
+    reward_id: str
+    crossed: Decimal
+    order_id: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    state: MemberState
+    entries: tuple[NewEntry, ...] = ()
+    allocations: tuple[Allocation, ...] = ()
+    lots: tuple[Lot, ...] = ()
+    orders: tuple[OrderState, ...] = ()
+    new_orders: tuple[NewOrder, ...] = ()
+    tier_moves: tuple[TierMove, ...] = ()
+    events: tuple[DomainEvent | Crossing, ...] = ()
+    postings: tuple[int, ...] = ()
+    """Ids of the entries that answer the event (its earnings or reversal, tier bonuses);
+    catch-up entries (expiries) before it are not among them."""
+    points_delta: int = 0
+    thresholds_forfeited: int = 0
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def changed(self) -> bool:
+        return bool(
+            self.entries or self.lots or self.orders or self.tier_moves or self.events
+        ) or bool(self.new_orders)

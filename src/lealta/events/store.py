@@ -1,0 +1,961 @@
+"""Member states in, outcomes out: the I/O at both ends of the engine, in SQLAlchemy Core.
+
+Loading: :func:`lock_and_load` reads one member, its account (locked) and the lots due by a
+moment in one statement; :func:`load_part` adds what the engine asked for
+(:class:`~lealta.engine.state.StateIncomplete`); :func:`load_many` reads the complete states
+of many members (the batch driver) in a handful of statements.
+
+Writing: :func:`write` turns outcomes into one statement per table: ids for new orders,
+entries and lots are reserved up front (a sequence on PostgreSQL, the table's maximum under
+SQLite's write lock), then rows are inserted with executemany (COPY on PostgreSQL when
+``bulk``) and changed rows updated with executemany.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from psycopg.errors import UniqueViolation
+from psycopg.types.json import Jsonb
+from sqlalchemy import Table, and_, bindparam, func, insert, literal, or_, select, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from lealta.engine.core import TIER_ENTRY_PREFIX, expiry_for, is_due  # noqa: F401
+from lealta.engine.errors import OrderAlreadyRecorded
+from lealta.engine.outcome import Crossing, Outcome
+from lealta.engine.state import (
+    Contribution,
+    Figures,
+    Lot,
+    MemberState,
+    OrderState,
+    Profile,
+    Qualifying,
+    RuleCounter,
+    StateIncomplete,
+)
+from lealta.kit.db import UTCDateTime, insert_ignoring
+from lealta.models import (
+    Account,
+    Event,
+    LedgerEntry,
+    LotAllocation,
+    Member,
+    Order,
+    OrderItem,
+    OutboxMessage,
+    PointLot,
+    TierChange,
+)
+from lealta.outbox.events import DomainEvent
+from lealta.programme.schema import Programme
+from lealta.rules.engine import compiled_for
+from lealta.tiers import maths as tier_maths
+
+_members = cast(Table, Member.__table__)
+_accounts = cast(Table, Account.__table__)
+_lots = cast(Table, PointLot.__table__)
+_entries = cast(Table, LedgerEntry.__table__)
+_allocations = cast(Table, LotAllocation.__table__)
+_orders = cast(Table, Order.__table__)
+_items = cast(Table, OrderItem.__table__)
+_tier_changes = cast(Table, TierChange.__table__)
+_outbox = cast(Table, OutboxMessage.__table__)
+_events = cast(Table, Event.__table__)
+
+_FIGURES = [f.name for f in dataclasses.fields(Figures)]
+_LOT_COLUMNS = [
+    _lots.c.id,
+    _lots.c.entry_id,
+    _lots.c.order_id,
+    _lots.c.points,
+    _lots.c.remaining,
+    _lots.c.earned_at,
+    _lots.c.expires_at,
+    _lots.c.pending,
+    _lots.c.available_at,
+]
+
+
+def _is_pg(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+# --- loading ---------------------------------------------------------------------------------
+
+
+def _due_lots(at: datetime) -> Any:
+    return or_(
+        and_(_lots.c.pending.is_(True), _lots.c.available_at <= at),
+        and_(_lots.c.remaining > 0, _lots.c.expires_at <= at),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """What :func:`lock_and_load` found: the state (None: no such member), the id of the event
+    row it claimed (None: not asked, or the key or id was taken), and ids reserved ahead."""
+
+    state: MemberState | None
+    claimed: int | None = None
+    reserved: Mapping[str, list[int]] = dataclasses.field(default_factory=dict)
+
+
+TYPICAL_EVENT = {"orders": 1, "entries": 4, "lots": 4}
+"""Ids reserved with the state on PostgreSQL: enough for most events (an order, its rules'
+postings, a tier bonus); an event that needs more reserves the rest when it writes."""
+
+
+def lock_and_load(
+    session: Session,
+    external_id: str | None,
+    at: datetime,
+    *,
+    member_id: int | None = None,
+    claim: Mapping[str, Any] | None = None,
+    reserve: Mapping[str, int] | None = None,
+) -> Loaded:
+    """The member with this shop id (or ``member_id``), its account locked, and the lots due
+    by ``at``, in one statement.
+
+    ``claim`` (the values of an ``events`` row without ``member_id``) inserts the event row
+    for the member unless its key or id is taken; ``reserve`` reserves ids for new rows. On
+    PostgreSQL both ride in the same statement (a data-modifying CTE and ``nextval``
+    subqueries); on SQLite the claim is a second statement and ids are reserved when written.
+    """
+    pg = _is_pg(session)
+    which = (
+        _members.c.external_id == external_id if member_id is None else _members.c.id == member_id
+    )
+    extra: list[Any] = []
+    claim_cte = None
+    if claim is not None and pg:
+        values = {k: v for k, v in claim.items() if k != "member_id"}
+        source = select(
+            *[literal(v, type_=_events.c[k].type).label(k) for k, v in values.items()],
+            _members.c.id.label("member_id"),
+        ).where(which)
+        claim_cte = (
+            insert_ignoring(session, _events)
+            .from_select([*values, "member_id"], source)
+            .returning(_events.c.id)
+            .cte("claim")
+        )
+        extra.append(select(claim_cte.c.id).scalar_subquery().label("claimed"))
+    kinds = [k for k, n in (reserve or {}).items() if n > 0] if pg else []
+    for kind in kinds:
+        series = func.generate_series(1, (reserve or {})[kind]).table_valued("g")
+        extra.append(
+            select(func.array_agg(func.nextval(_SEQUENCES[kind])))
+            .select_from(series)
+            .scalar_subquery()
+            .label(f"ids_{kind}")
+        )
+    stmt = (
+        select(
+            _members.c.id,
+            _members.c.external_id,
+            _members.c.tags,
+            _members.c.attributes,
+            _members.c.timezone,
+            _members.c.language,
+            *[_accounts.c[name] for name in _FIGURES],
+            *extra,
+            *_LOT_COLUMNS,
+        )
+        .select_from(
+            _members.join(_accounts, _accounts.c.member_id == _members.c.id).outerjoin(
+                _lots, and_(_lots.c.member_id == _members.c.id, _due_lots(at))
+            )
+        )
+        .where(which)
+    )
+    if claim_cte is not None:
+        stmt = stmt.add_cte(claim_cte)
+    if pg:
+        stmt = stmt.with_for_update(of=_accounts)
+    rows = session.execute(stmt).all()
+    if not rows:
+        return Loaded(None)
+    first = rows[0]
+    width = 6 + len(_FIGURES)
+    lots = tuple(_lot(row[-9:]) for row in rows if row[-9] is not None)
+    state = MemberState(
+        member_id=first[0],
+        profile=_profile(first[1:6]),
+        figures=Figures(*first[6:width]),
+        lots=lots,
+        lots_complete=False,
+    )
+    tail = list(first[width : width + len(extra)])
+    claimed: int | None = None
+    if claim is not None:
+        claimed = tail.pop(0) if pg else _claim(session, {**claim, "member_id": state.member_id})
+    reserved = {kind: list(ids or []) for kind, ids in zip(kinds, tail, strict=True)}
+    return Loaded(state, claimed, reserved)
+
+
+def _claim(session: Session, values: Mapping[str, Any]) -> int | None:
+    """Insert an event row unless its key or id is taken; its id, or None."""
+    stmt = insert_ignoring(session, _events).values(**values).returning(_events.c.id)
+    new_id: int | None = session.execute(stmt).scalar_one_or_none()
+    return new_id
+
+
+def members_due(session: Session, *, at: datetime, limit: int) -> list[int]:
+    """Members with a pending release, an expiry or a tier review due by ``at``."""
+    lots = select(_lots.c.member_id).where(_due_lots(at))
+    tiers = select(_accounts.c.member_id).where(_accounts.c.tier_held_until <= at)
+    ids = {row[0] for row in session.execute(lots.union(tiers).limit(limit))}
+    return sorted(ids)
+
+
+def _profile(row: Sequence[Any]) -> Profile:
+    external_id, tags, attributes, timezone, language = row
+    return Profile(
+        external_id=external_id,
+        tags=tuple(tags or ()),
+        attributes=dict(attributes or {}),
+        timezone=timezone or "UTC",
+        language=language or "es",
+    )
+
+
+def _lot(row: Sequence[Any]) -> Lot:
+    return Lot(*row)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def load_part(
+    session: Session,
+    programme: Programme,
+    state: MemberState,
+    missing: StateIncomplete,
+    *,
+    at: datetime,
+    order_ids: Iterable[str] = (),
+) -> MemberState:
+    """``state`` with the part the engine asked for, loaded as of ``at``."""
+    member = [state.member_id]
+    if missing.part == "lots":
+        return dataclasses.replace(
+            state, lots=open_lots(session, member)[state.member_id], lots_complete=True
+        )
+    if missing.part == "orders":
+        wanted = {*order_ids, *([missing.detail] if missing.detail else [])}
+        return dataclasses.replace(state, orders={**state.orders, **orders(session, wanted)})
+    if missing.part == "counters":
+        rules = _capped_rules(programme)
+        loaded = counters(session, rules, {state.member_id: at})[state.member_id]
+        return dataclasses.replace(state, counters=loaded)
+    if missing.part == "qualifying":
+        since = {state.member_id: _since(programme, state.figures, at, at)}
+        return dataclasses.replace(
+            state, qualifying=qualifying(session, programme, since)[state.member_id]
+        )
+    if missing.part == "tier_entries":
+        return dataclasses.replace(
+            state, tier_entries_paid=tier_entries(session, member)[state.member_id]
+        )
+    raise ValueError(f"unknown state part {missing.part!r}")  # pragma: no cover
+
+
+def open_lots(session: Session, member_ids: Sequence[int]) -> dict[int, tuple[Lot, ...]]:
+    """Every lot with points left or still pending, per member."""
+    found: dict[int, list[Lot]] = {m: [] for m in member_ids}
+    rows = session.execute(
+        select(_lots.c.member_id, *_LOT_COLUMNS)
+        .where(
+            _lots.c.member_id.in_(member_ids),
+            or_(_lots.c.remaining > 0, _lots.c.pending.is_(True)),
+        )
+        .order_by(_lots.c.member_id, _lots.c.id)
+    )
+    for row in rows:
+        found[row[0]].append(_lot(row[1:]))
+    return {m: tuple(lots) for m, lots in found.items()}
+
+
+def orders(session: Session, external_ids: Iterable[str]) -> dict[str, OrderState | None]:
+    """Orders by the shop's id (None for those not found), whoever they belong to."""
+    wanted = sorted(set(external_ids))
+    found: dict[str, OrderState | None] = dict.fromkeys(wanted)
+    for start in range(0, len(wanted), 1000):
+        rows = session.execute(
+            select(
+                _orders.c.id,
+                _orders.c.member_id,
+                _orders.c.external_id,
+                _orders.c.total_minor,
+                _orders.c.refunded_minor,
+                _orders.c.currency,
+                _orders.c.points_earned,
+                _orders.c.points_reversed,
+                _orders.c.occurred_at,
+                _orders.c.status,
+            ).where(_orders.c.external_id.in_(wanted[start : start + 1000]))
+        )
+        for row in rows:
+            found[row.external_id] = OrderState(
+                id=row.id,
+                member_id=row.member_id,
+                external_id=row.external_id,
+                total_minor=row.total_minor,
+                refunded_minor=row.refunded_minor,
+                currency=row.currency,
+                points_earned=row.points_earned,
+                points_reversed=row.points_reversed,
+                occurred_at=row.occurred_at,
+                status=row.status,
+            )
+    return found
+
+
+def _capped_rules(programme: Programme) -> list[str]:
+    return [r.rule.id for r in compiled_for(programme).rules if r.rule.caps is not None]
+
+
+def counters(
+    session: Session, rules: Sequence[str], at: Mapping[int, datetime]
+) -> dict[int, dict[str, RuleCounter]]:
+    """Per member, what each capped rule gave: every earning since the start of the UTC month
+    of the member's ``at``, and the lifetime totals. Capped rules earn rarely by design, so
+    rows are read and summed here rather than per member and day in SQL."""
+    out: dict[int, dict[str, RuleCounter]] = {}
+    since: dict[int, datetime] = {}
+    for member_id, moment in at.items():
+        start = moment.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        since[member_id] = start
+        out[member_id] = {rule: RuleCounter(since=start) for rule in rules}
+    if not rules or not at:
+        return out
+    rows = session.execute(
+        select(_entries.c.member_id, _entries.c.rule_id, _entries.c.occurred_at, _entries.c.points)
+        .where(
+            _entries.c.member_id.in_(list(at)),
+            _entries.c.rule_id.in_(list(rules)),
+            _entries.c.entry_type == "earn",
+        )
+        .order_by(_entries.c.occurred_at, _entries.c.id)
+    )
+    for member_id, rule_id, occurred_at, points in rows:
+        occurred = cast(datetime, _utc(occurred_at))
+        c = out[member_id][rule_id]
+        recent = (*c.earned, (occurred, points)) if occurred >= since[member_id] else c.earned
+        out[member_id][rule_id] = dataclasses.replace(
+            c,
+            earned=recent,
+            points_lifetime=c.points_lifetime + points,
+            times_lifetime=c.times_lifetime + 1,
+        )
+    return out
+
+
+def _since(programme: Programme, figures: Figures, first: datetime, last: datetime) -> datetime:
+    """The horizon a member's qualifying history must be loaded from for events between
+    ``first`` and ``last``: the start of the earliest window a review or upgrade may sum."""
+    tiers = programme.tiers
+    assert tiers is not None
+    earliest = first
+    held = figures.tier_held_until
+    if held is not None and held <= last:
+        earliest = min(earliest, tier_maths.review_period_end(tiers, held))
+    start = tier_maths.window_start(tiers, earliest)
+    return earliest if start is None else start
+
+
+def qualifying(
+    session: Session, programme: Programme, since: Mapping[int, datetime]
+) -> dict[int, Qualifying]:
+    """Per member, the qualifying history after ``since`` one by one and the sum before."""
+    tiers = programme.tiers
+    assert tiers is not None
+    out = {m: Qualifying(horizon=at, base=0, recent=()) for m, at in since.items()}
+    if not since:
+        return out
+    ids = list(since)
+    recent: dict[int, list[Contribution]] = defaultdict(list)
+    base: dict[int, int] = defaultdict(int)
+    if tiers.basis == "spend":
+        spend_rows = session.execute(
+            select(
+                _orders.c.member_id,
+                _orders.c.id,
+                _orders.c.occurred_at,
+                _orders.c.total_minor - _orders.c.refunded_minor,
+            ).where(_orders.c.member_id.in_(ids))
+        )
+        for member_id, order_id, occurred_at, net in spend_rows:
+            at = cast(datetime, _utc(occurred_at))
+            if at > since[member_id]:
+                recent[member_id].append(Contribution(at, int(net), order_id))
+            else:
+                base[member_id] += int(net)
+    else:
+        point_rows = session.execute(
+            select(_entries.c.member_id, _entries.c.occurred_at, _entries.c.points).where(
+                _entries.c.member_id.in_(ids), _entries.c.entry_type.in_(("earn", "reverse"))
+            )
+        )
+        for member_id, occurred_at, points in point_rows:
+            at = cast(datetime, _utc(occurred_at))
+            if at > since[member_id]:
+                recent[member_id].append(Contribution(at, int(points)))
+            else:
+                base[member_id] += int(points)
+    for member_id in ids:
+        out[member_id] = Qualifying(
+            horizon=since[member_id],
+            base=base[member_id],
+            recent=tuple(sorted(recent[member_id], key=lambda c: c.at)),
+        )
+    return out
+
+
+def tier_entries(session: Session, member_ids: Sequence[int]) -> dict[int, frozenset[str]]:
+    """Per member, the tiers whose one-off entry points were already credited."""
+    found: dict[int, set[str]] = {m: set() for m in member_ids}
+    rows = session.execute(
+        select(_entries.c.member_id, _entries.c.rule_id).where(
+            _entries.c.member_id.in_(member_ids),
+            _entries.c.rule_id.like(f"{TIER_ENTRY_PREFIX}%"),
+        )
+    )
+    for member_id, rule_id in rows:
+        found[member_id].add(rule_id.removeprefix(TIER_ENTRY_PREFIX))
+    return {m: frozenset(t) for m, t in found.items()}
+
+
+def new_state(
+    member_id: int,
+    member: Member,
+    programme: Programme,
+    *,
+    orders: Mapping[str, OrderState | None],
+) -> MemberState:
+    """The complete state of a customer not enrolled yet (nothing earned, nothing spent)."""
+    tiers = programme.tiers
+    return MemberState(
+        member_id=member_id,
+        profile=Profile(
+            external_id=member.external_id,
+            tags=tuple(member.tags or ()),
+            attributes=dict(member.attributes or {}),
+            timezone=member.timezone or "UTC",
+            language=member.language or "es",
+        ),
+        figures=Figures(member_id=member_id),
+        lots_complete=True,
+        orders=dict(orders),
+        counters={rule: RuleCounter(since=_EPOCH) for rule in _capped_rules(programme)},
+        qualifying=Qualifying() if tiers is not None else None,
+        tier_entries_paid=frozenset(),
+    )
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def load_many(
+    session: Session,
+    programme: Programme,
+    span: Mapping[int, tuple[datetime, datetime]],
+    *,
+    orders: Mapping[str, OrderState | None] | None = None,
+) -> dict[int, MemberState]:
+    """Complete states of the members in ``span`` (member id -> first and last moment of
+    their events in the batch), their accounts locked in id order."""
+    ids = sorted(span)
+    states: dict[int, MemberState] = {}
+    if not ids:
+        return states
+    stmt = (
+        select(
+            _members.c.id,
+            _members.c.external_id,
+            _members.c.tags,
+            _members.c.attributes,
+            _members.c.timezone,
+            _members.c.language,
+            *[_accounts.c[name] for name in _FIGURES],
+        )
+        .select_from(_members.join(_accounts, _accounts.c.member_id == _members.c.id))
+        .where(_members.c.id.in_(ids))
+        .order_by(_members.c.id)
+    )
+    if _is_pg(session):
+        stmt = stmt.with_for_update(of=_accounts)
+    rows = session.execute(stmt).all()
+    lots = open_lots(session, ids)
+    found_orders = dict(orders or {})
+    rules = _capped_rules(programme)
+    loaded_counters = counters(session, rules, {m: span[m][0] for m in ids}) if rules else {}
+    tiers = programme.tiers
+    loaded_qualifying: dict[int, Qualifying] = {}
+    entries_paid: dict[int, frozenset[str]] = {}
+    if tiers is not None:
+        figures = {row[0]: Figures(*row[6 : 6 + len(_FIGURES)]) for row in rows}
+        since = {m: _since(programme, figures[m], *span[m]) for m in figures}
+        loaded_qualifying = qualifying(session, programme, since)
+        if any(level.entry_points > 0 for level in tiers.levels):
+            entries_paid = tier_entries(session, ids)
+    for row in rows:
+        member_id = row[0]
+        states[member_id] = MemberState(
+            member_id=member_id,
+            profile=_profile(row[1:6]),
+            figures=Figures(*row[6 : 6 + len(_FIGURES)]),
+            lots=lots[member_id],
+            lots_complete=True,
+            orders=found_orders,
+            counters=loaded_counters.get(member_id, {}),
+            qualifying=loaded_qualifying.get(member_id),
+            tier_entries_paid=entries_paid.get(member_id, frozenset()),
+        )
+    return states
+
+
+# --- writing ---------------------------------------------------------------------------------
+
+# CASE evaluates nextval() only for the rows each kind needs: one round trip for all three.
+_RESERVE_PG = text(
+    "SELECT CASE WHEN s.g <= :orders THEN nextval('orders_id_seq') END,"
+    " CASE WHEN s.g <= :entries THEN nextval('ledger_entries_id_seq') END,"
+    " CASE WHEN s.g <= :lots THEN nextval('point_lots_id_seq') END"
+    " FROM generate_series(1, :most) AS s(g)"
+)
+_SEQUENCES = {
+    "orders": "orders_id_seq",
+    "entries": "ledger_entries_id_seq",
+    "lots": "point_lots_id_seq",
+}
+_TABLES = {"orders": _orders, "entries": _entries, "lots": _lots}
+
+
+def reserve_ids(session: Session, counts: Mapping[str, int]) -> dict[str, list[int]]:
+    """``counts[kind]`` fresh ids for new orders, entries and lots, in one statement."""
+    wanted = {kind: n for kind, n in counts.items() if n > 0}
+    out: dict[str, list[int]] = {kind: [] for kind in counts}
+    if not wanted:
+        return out
+    if _is_pg(session):
+        rows = session.execute(
+            _RESERVE_PG,
+            {kind: counts.get(kind, 0) for kind in _SEQUENCES} | {"most": max(wanted.values())},
+        ).all()
+        for i, kind in enumerate(_SEQUENCES):
+            out[kind] = [row[i] for row in rows if row[i] is not None]
+        return out
+    # SQLite: writers hold the database lock (BEGIN IMMEDIATE), so the maximum is ours.
+    tops = session.execute(
+        select(
+            *[
+                select(func.coalesce(func.max(_TABLES[kind].c.id), 0)).scalar_subquery()
+                for kind in wanted
+            ]
+        )
+    ).one()
+    for top, (kind, n) in zip(tops, wanted.items(), strict=True):
+        out[kind] = list(range(int(top) + 1, int(top) + 1 + n))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What the writer assigned: real ids by (member id, provisional id)."""
+
+    ids: Mapping[tuple[int, int], int]
+
+    def id(self, member_id: int, ref: int) -> int:
+        return ref if ref > 0 else self.ids[(member_id, ref)]
+
+
+CrossingHandler = Callable[[Sequence[tuple[int, Crossing]]], list[DomainEvent]]
+"""Issues the rewards of threshold crossings (member id, crossing) all at once; returns the
+event to emit for each, in order."""
+
+
+def assign_ids(
+    session: Session,
+    outcomes: Sequence[tuple[int, Outcome]],
+    reserved: Mapping[str, list[int]] | None = None,
+) -> Written:
+    """Real ids for the rows the outcomes create, from ``reserved`` (see :func:`lock_and_load`)
+    and, for what those do not cover, newly reserved ones (the same order of creation)."""
+    new_orders = [(m, o.order.id) for m, out in outcomes for o in out.new_orders]
+    entries = [(m, e.id) for m, out in outcomes for e in out.entries]
+    seen: set[tuple[int, int]] = set()
+    new_lots = []
+    for m, out in outcomes:
+        for lot in out.lots:
+            if lot.id < 0 and (m, lot.id) not in seen:
+                seen.add((m, lot.id))
+                new_lots.append((m, lot.id))
+    wanted = {"orders": new_orders, "entries": entries, "lots": new_lots}
+    have = {kind: list((reserved or {}).get(kind, [])) for kind in wanted}
+    more = reserve_ids(
+        session, {kind: max(0, len(refs) - len(have[kind])) for kind, refs in wanted.items()}
+    )
+    ids: dict[tuple[int, int], int] = {}
+    for kind, refs in wanted.items():
+        pool = have[kind] + more.get(kind, [])
+        ids.update(zip(refs, pool[: len(refs)], strict=True))
+    return Written(ids)
+
+
+def write_all(
+    session: Session,
+    outcomes: Sequence[tuple[int, Outcome]],
+    *,
+    now: datetime,
+    backfill: bool,
+    on_crossing: CrossingHandler,
+    bulk: bool = False,
+) -> Written:
+    """:func:`assign_ids`, then :func:`write`."""
+    written = assign_ids(session, outcomes)
+    write(
+        session, outcomes, written, now=now, backfill=backfill, on_crossing=on_crossing, bulk=bulk
+    )
+    return written
+
+
+def write(
+    session: Session,
+    outcomes: Sequence[tuple[int, Outcome]],
+    written: Written,
+    *,
+    now: datetime,
+    backfill: bool,
+    on_crossing: CrossingHandler,
+    bulk: bool = False,
+    then: Sequence[Any] = (),
+) -> None:
+    """Write ``(member id, outcome)`` pairs, in order, one statement per table, then the
+    ``then`` statements. On PostgreSQL, an online write (not ``bulk``) goes in one round
+    trip: psycopg's pipeline mode sends every statement before reading any result."""
+    # Coupons for threshold crossings first: issuing reads back the codes it drew.
+    crossings = [(m, e) for m, out in outcomes for e in out.events if isinstance(e, Crossing)]
+    announced = on_crossing(crossings) if crossings else []
+    if bulk or not _is_pg(session):
+        _write(session, outcomes, written, now, backfill, announced, bulk, then)
+        return
+    raw = session.connection().connection.driver_connection
+    assert raw is not None
+    new_orders = [o.order.external_id for _, out in outcomes for o in out.new_orders]
+    try:
+        with raw.pipeline():
+            _write(session, outcomes, written, now, backfill, announced, bulk, then)
+    except (UniqueViolation, IntegrityError) as exc:
+        error = exc.orig if isinstance(exc, IntegrityError) else exc
+        constraint = getattr(getattr(error, "diag", None), "constraint_name", None)
+        if constraint == "orders_external_id_key" and new_orders:
+            raise OrderAlreadyRecorded(
+                f"Order '{new_orders[0]}' was already recorded by another event.",
+                details={"order_id": new_orders[0]},
+            ) from None
+        raise
+
+
+def _write(
+    session: Session,
+    outcomes: Sequence[tuple[int, Outcome]],
+    written: Written,
+    now: datetime,
+    backfill: bool,
+    announced: list[DomainEvent],
+    bulk: bool,
+    then: Sequence[Any],
+) -> None:
+    new_orders = [(m, o) for m, out in outcomes for o in out.new_orders]
+    entries = [(m, e) for m, out in outcomes for e in out.entries]
+    final_lots: dict[tuple[int, int], Lot] = {}
+    final_orders: dict[tuple[int, int], OrderState] = {}
+    for m, out in outcomes:
+        for lot in out.lots:
+            final_lots[(m, lot.id)] = lot
+        for order in out.orders:
+            final_orders[(m, order.id)] = order
+    ids = written.ids
+
+    def real(member_id: int, ref: int | None) -> int | None:
+        return None if ref is None else written.id(member_id, ref)
+
+    order_rows = []
+    for m, new in new_orders:
+        o = final_orders[(m, new.order.id)]
+        order_rows.append(
+            {
+                "id": ids[(m, o.id)],
+                "member_id": m,
+                "external_id": o.external_id,
+                "total_minor": o.total_minor,
+                "refunded_minor": o.refunded_minor,
+                "currency": o.currency,
+                "channel": new.channel,
+                "store": new.store,
+                "status": o.status,
+                "points_earned": o.points_earned,
+                "points_reversed": o.points_reversed,
+                "occurred_at": o.occurred_at,
+                "recorded_at": now,
+            }
+        )
+    _insert_orders(session, order_rows, bulk=bulk)
+    insert_rows(
+        session,
+        _items,
+        [
+            {
+                "order_id": ids[(m, new.order.id)],
+                "member_id": m,
+                "sku": line.sku,
+                "category": line.category,
+                "quantity": line.quantity,
+                "unit_price_minor": line.unit_price_minor,
+            }
+            for m, new in new_orders
+            for line in new.lines
+        ],
+        bulk=bulk,
+    )
+    _update(
+        session,
+        _orders,
+        [
+            {
+                "_id": o.id,
+                "refunded_minor": o.refunded_minor,
+                "points_reversed": o.points_reversed,
+                "status": o.status,
+            }
+            for (m, ref), o in final_orders.items()
+            if ref > 0
+        ],
+    )
+    insert_rows(
+        session,
+        _entries,
+        [
+            {
+                "id": ids[(m, e.id)],
+                "member_id": m,
+                "entry_type": e.entry_type,
+                "points": e.points,
+                "balance_after": e.balance_after,
+                "shortfall": e.shortfall,
+                "reason": e.reason,
+                "source_type": e.source_type,
+                "source_ref": (
+                    str(real(m, e.source_lot)) if e.source_lot is not None else e.source_ref
+                ),
+                "order_id": real(m, e.order_id),
+                "rule_id": e.rule_id,
+                "actor": e.actor,
+                "details": dict(e.details),
+                "occurred_at": e.occurred_at,
+                "recorded_at": now,
+            }
+            for m, e in entries
+        ],
+        bulk=bulk,
+    )
+    insert_rows(
+        session,
+        _lots,
+        [
+            {
+                "id": ids[(m, ref)],
+                "member_id": m,
+                "entry_id": real(m, lot.entry_id),
+                "order_id": real(m, lot.order_id),
+                "points": lot.points,
+                "remaining": lot.remaining,
+                "earned_at": lot.earned_at,
+                "expires_at": lot.expires_at,
+                "pending": lot.pending,
+                "available_at": lot.available_at,
+            }
+            for (m, ref), lot in final_lots.items()
+            if ref < 0
+        ],
+        bulk=bulk,
+    )
+    _update(
+        session,
+        _lots,
+        [
+            {"_id": ref, "remaining": lot.remaining, "pending": lot.pending}
+            for (m, ref), lot in final_lots.items()
+            if ref > 0
+        ],
+    )
+    insert_rows(
+        session,
+        _allocations,
+        [
+            {
+                "entry_id": real(m, a.entry_id),
+                "member_id": m,
+                "lot_id": real(m, a.lot_id),
+                "points": a.points,
+            }
+            for m, out in outcomes
+            for a in out.allocations
+        ],
+        bulk=bulk,
+    )
+    final_figures: dict[int, Figures] = {}
+    for m, out in outcomes:
+        final_figures[m] = out.state.figures
+    _update(
+        session,
+        _accounts,
+        [
+            {
+                "_member_id": m,
+                **{n: getattr(fig, n) for n in _FIGURES if n != "member_id"},
+                "updated_at": now,
+            }
+            for m, fig in final_figures.items()
+        ],
+        key="member_id",
+    )
+    insert_rows(
+        session,
+        _tier_changes,
+        [
+            {
+                "member_id": m,
+                "from_tier": t.from_tier,
+                "to_tier": t.to_tier,
+                "direction": t.direction,
+                "qualifying_value": t.qualifying_value,
+                "reason": t.reason,
+                "occurred_at": t.occurred_at,
+                "recorded_at": now,
+            }
+            for m, out in outcomes
+            for t in out.tier_moves
+        ],
+        bulk=bulk,
+    )
+    by_crossing = iter(announced)
+    outbox = []
+    for m, out in outcomes:
+        for event in out.events:
+            domain_event = next(by_crossing) if isinstance(event, Crossing) else event
+            outbox.append(
+                {
+                    "topic": domain_event.topic,
+                    "version": domain_event.VERSION,
+                    "member_id": m,
+                    "payload": domain_event.to_payload(),
+                    "backfill": backfill,
+                    "created_at": now,
+                    "processed_at": None,
+                }
+            )
+    insert_rows(session, _outbox, outbox, bulk=bulk)
+    for stmt in then:
+        session.execute(stmt)
+
+
+def _insert_orders(session: Session, rows: list[dict[str, Any]], *, bulk: bool) -> None:
+    """New orders; an order id recorded already (by another member's event, or a concurrent
+    one) is ``409 order_already_recorded`` and the caller's transaction rolls back. On
+    PostgreSQL the unique index says so (see :func:`write`), on SQLite the insert's result."""
+    if bulk or not rows or _is_pg(session):  # the batch driver checked its ids under its locks
+        insert_rows(session, _orders, rows, bulk=bulk)
+        return
+    stmt = insert_ignoring(session, _orders).returning(_orders.c.external_id)
+    inserted = set(session.execute(stmt, rows).scalars())
+    for row in rows:
+        if row["external_id"] not in inserted:
+            raise OrderAlreadyRecorded(
+                f"Order '{row['external_id']}' was already recorded by another event.",
+                details={"order_id": row["external_id"]},
+            )
+
+
+_JSON_COLUMNS = {"details", "payload", "response", "attributes", "tags"}
+
+
+def insert_rows(session: Session, table: Table, rows: list[dict[str, Any]], *, bulk: bool) -> None:
+    """Insert ``rows`` (all with the same keys) into ``table``: one executemany, or for
+    ``bulk`` writes COPY on PostgreSQL and a driver-level executemany on SQLite (the values
+    converted here as SQLAlchemy's types would, without its per-value overhead)."""
+    if not rows:
+        return
+    if bulk and _is_pg(session) and len(rows) > 50:
+        _copy(session, table, rows)
+    elif bulk and not _is_pg(session):
+        _executemany_sqlite(session, table, rows)
+    else:
+        session.execute(insert(table).inline(), rows)
+
+
+def _sqlite_value(column: Any) -> Callable[[Any], Any]:
+    """How a value of ``column`` is stored on SQLite (see ``kit.db.UTCDateTime``, JSON)."""
+    if isinstance(column.type, UTCDateTime):
+        return lambda v: (
+            None
+            if v is None
+            else v.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+        )
+    if column.name in _JSON_COLUMNS:
+        return lambda v: None if v is None else json.dumps(v)
+    return lambda v: v
+
+
+def _executemany_sqlite(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
+    columns = list(rows[0])
+    convert = [_sqlite_value(table.c[name]) for name in columns]
+    marks = ", ".join("?" for _ in columns)
+    # Table and column names come from the models, never from input.
+    sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks})"  # noqa: S608
+    session.connection().exec_driver_sql(
+        sql, [tuple(f(row[c]) for f, c in zip(convert, columns, strict=True)) for row in rows]
+    )
+
+
+def _copy(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
+    """``COPY table FROM STDIN`` on the session's own connection (same transaction)."""
+    columns = list(rows[0])
+    raw = session.connection().connection.driver_connection
+    assert raw is not None
+    names = ", ".join(columns)
+    with raw.cursor() as cursor, cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(
+                [
+                    Jsonb(row[c]) if c in _JSON_COLUMNS and row[c] is not None else row[c]
+                    for c in columns
+                ]
+            )
+
+
+def _update(session: Session, table: Table, rows: list[dict[str, Any]], *, key: str = "id") -> None:
+    """One executemany UPDATE keyed on ``_<key>`` for rows that all set the same columns."""
+    if not rows:
+        return
+    columns = [c for c in rows[0] if not c.startswith("_")]
+    stmt = (
+        update(table)
+        .where(table.c[key] == bindparam(f"_{key}", type_=table.c[key].type))
+        .values({c: bindparam(f"v_{c}", type_=table.c[c].type) for c in columns})
+    )
+    params = [{f"_{key}": row[f"_{key}"], **{f"v_{c}": row[c] for c in columns}} for row in rows]
+    session.connection().execute(stmt, params)
