@@ -14,6 +14,7 @@ SQLite's write lock), then rows are inserted with executemany (COPY on PostgreSQ
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -23,7 +24,8 @@ from typing import Any, cast
 
 from psycopg.errors import UniqueViolation
 from psycopg.types.json import Jsonb
-from sqlalchemy import Table, and_, bindparam, func, insert, literal, or_, select, text, update
+from sqlalchemy import Integer, Table, and_, bindparam, func, insert, or_, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -91,7 +93,7 @@ def _is_pg(session: Session) -> bool:
 # --- loading ---------------------------------------------------------------------------------
 
 
-def _due_lots(at: datetime) -> Any:
+def _due_lots(at: datetime | Any) -> Any:
     return or_(
         and_(_lots.c.pending.is_(True), _lots.c.available_at <= at),
         and_(_lots.c.remaining > 0, _lots.c.expires_at <= at),
@@ -131,27 +133,76 @@ def lock_and_load(
     subqueries); on SQLite the claim is a second statement and ids are reserved when written.
     """
     pg = _is_pg(session)
+    kinds = tuple(k for k, n in (reserve or {}).items() if n > 0) if pg else ()
+    stmt = _load_statement(member_id is not None, claim is not None and pg, kinds, pg)
+    params: dict[str, Any] = {"at": at}
+    if member_id is None:
+        params["external_id"] = external_id
+    else:
+        params["member_id"] = member_id
+    if claim is not None and pg:
+        params.update({f"c_{k}": claim.get(k) for k in CLAIM_COLUMNS})
+    params.update({f"n_{kind}": (reserve or {})[kind] for kind in kinds})
+    extra_count = int(claim is not None and pg) + len(kinds)
+    rows = session.connection().execute(stmt, params).all()
+    if not rows:
+        return Loaded(None)
+    first = rows[0]
+    width = 6 + len(_FIGURES)
+    lots = tuple(_lot(row[-9:]) for row in rows if row[-9] is not None)
+    state = MemberState(
+        member_id=first[0],
+        profile=_profile(first[1:6]),
+        figures=Figures(*first[6:width]),
+        lots=lots,
+        lots_complete=False,
+    )
+    tail = list(first[width : width + extra_count])
+    claimed: int | None = None
+    if claim is not None:
+        claimed = tail.pop(0) if pg else _claim(session, {**claim, "member_id": state.member_id})
+    reserved = {kind: list(ids or []) for kind, ids in zip(kinds, tail, strict=True)}
+    return Loaded(state, claimed, reserved)
+
+
+CLAIM_COLUMNS = (
+    "idempotency_key",
+    "external_id",
+    "event_type",
+    "payload",
+    "occurred_at",
+    "received_at",
+    "request_hash",
+)
+"""The columns of an event row :func:`lock_and_load` claims (``member_id`` is its own)."""
+
+
+@functools.cache
+def _load_statement(by_id: bool, claim: bool, kinds: tuple[str, ...], pg: bool) -> Any:
+    """The statement of :func:`lock_and_load` for one shape, built once: every value is a
+    bound parameter, so each call only binds (building a select costs more than running it)."""
     which = (
-        _members.c.external_id == external_id if member_id is None else _members.c.id == member_id
+        _members.c.id == bindparam("member_id")
+        if by_id
+        else _members.c.external_id == bindparam("external_id")
     )
     extra: list[Any] = []
     claim_cte = None
-    if claim is not None and pg:
-        values = {k: v for k, v in claim.items() if k != "member_id"}
+    if claim:
         source = select(
-            *[literal(v, type_=_events.c[k].type).label(k) for k, v in values.items()],
+            *[bindparam(f"c_{k}", type_=_events.c[k].type).label(k) for k in CLAIM_COLUMNS],
             _members.c.id.label("member_id"),
         ).where(which)
         claim_cte = (
-            insert_ignoring(session, _events)
-            .from_select([*values, "member_id"], source)
+            pg_insert(_events)
+            .on_conflict_do_nothing()
+            .from_select([*CLAIM_COLUMNS, "member_id"], source)
             .returning(_events.c.id)
             .cte("claim")
         )
         extra.append(select(claim_cte.c.id).scalar_subquery().label("claimed"))
-    kinds = [k for k, n in (reserve or {}).items() if n > 0] if pg else []
     for kind in kinds:
-        series = func.generate_series(1, (reserve or {})[kind]).table_valued("g")
+        series = func.generate_series(1, bindparam(f"n_{kind}", type_=Integer())).table_valued("g")
         extra.append(
             select(func.array_agg(func.nextval(_SEQUENCES[kind])))
             .select_from(series)
@@ -172,7 +223,11 @@ def lock_and_load(
         )
         .select_from(
             _members.join(_accounts, _accounts.c.member_id == _members.c.id).outerjoin(
-                _lots, and_(_lots.c.member_id == _members.c.id, _due_lots(at))
+                _lots,
+                and_(
+                    _lots.c.member_id == _members.c.id,
+                    _due_lots(bindparam("at", type_=_lots.c.expires_at.type)),
+                ),
             )
         )
         .where(which)
@@ -181,25 +236,7 @@ def lock_and_load(
         stmt = stmt.add_cte(claim_cte)
     if pg:
         stmt = stmt.with_for_update(of=_accounts)
-    rows = session.execute(stmt).all()
-    if not rows:
-        return Loaded(None)
-    first = rows[0]
-    width = 6 + len(_FIGURES)
-    lots = tuple(_lot(row[-9:]) for row in rows if row[-9] is not None)
-    state = MemberState(
-        member_id=first[0],
-        profile=_profile(first[1:6]),
-        figures=Figures(*first[6:width]),
-        lots=lots,
-        lots_complete=False,
-    )
-    tail = list(first[width : width + len(extra)])
-    claimed: int | None = None
-    if claim is not None:
-        claimed = tail.pop(0) if pg else _claim(session, {**claim, "member_id": state.member_id})
-    reserved = {kind: list(ids or []) for kind, ids in zip(kinds, tail, strict=True)}
-    return Loaded(state, claimed, reserved)
+    return stmt
 
 
 def _claim(session: Session, values: Mapping[str, Any]) -> int | None:
@@ -870,7 +907,7 @@ def _write(
             )
     insert_rows(session, _outbox, outbox, bulk=bulk)
     for stmt in then:
-        session.execute(stmt)
+        session.connection().execute(stmt)
 
 
 def _insert_orders(session: Session, rows: list[dict[str, Any]], *, bulk: bool) -> None:
@@ -904,7 +941,7 @@ def insert_rows(session: Session, table: Table, rows: list[dict[str, Any]], *, b
     elif bulk and not _is_pg(session):
         _executemany_sqlite(session, table, rows)
     else:
-        session.execute(insert(table).inline(), rows)
+        session.connection().execute(_insert_statement(table), rows)
 
 
 def _sqlite_value(column: Any) -> Callable[[Any], Any]:
@@ -951,11 +988,21 @@ def _update(session: Session, table: Table, rows: list[dict[str, Any]], *, key: 
     """One executemany UPDATE keyed on ``_<key>`` for rows that all set the same columns."""
     if not rows:
         return
-    columns = [c for c in rows[0] if not c.startswith("_")]
-    stmt = (
+    columns = tuple(c for c in rows[0] if not c.startswith("_"))
+    params = [{f"_{key}": row[f"_{key}"], **{f"v_{c}": row[c] for c in columns}} for row in rows]
+    session.connection().execute(_update_statement(table, key, columns), params)
+
+
+@functools.cache
+def _insert_statement(table: Table) -> Any:
+    """A plain INSERT (``inline``: no implicit RETURNING of the key, so it can be pipelined)."""
+    return insert(table).inline()
+
+
+@functools.cache
+def _update_statement(table: Table, key: str, columns: tuple[str, ...]) -> Any:
+    return (
         update(table)
         .where(table.c[key] == bindparam(f"_{key}", type_=table.c[key].type))
         .values({c: bindparam(f"v_{c}", type_=table.c[c].type) for c in columns})
     )
-    params = [{f"_{key}": row[f"_{key}"], **{f"v_{c}": row[c] for c in columns}} for row in rows]
-    session.connection().execute(stmt, params)
