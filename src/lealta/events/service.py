@@ -34,7 +34,7 @@ from lealta.engine.errors import (
 )
 from lealta.engine.outcome import Crossing
 from lealta.engine.outcome import Outcome as EngineOutcome
-from lealta.engine.state import Figures, MemberState, StateIncomplete
+from lealta.engine.state import MemberState, StateIncomplete
 from lealta.events import store
 from lealta.events.schemas import (
     ORDER_PAID,
@@ -46,11 +46,10 @@ from lealta.events.schemas import (
 )
 from lealta.kit.errors import Conflict, validation_body
 from lealta.kit.idempotency import Outcome, check_key, request_hash
-from lealta.kit.money import DEFAULT_MAX_AMOUNT, from_minor
+from lealta.kit.money import DEFAULT_MAX_AMOUNT
 from lealta.kit.timestamps import check_moment
 from lealta.members import attributes
 from lealta.members import service as members
-from lealta.members.schemas import BalanceOut
 from lealta.models import Event
 from lealta.outbox.events import DomainEvent, ThresholdReached
 from lealta.programme.schema import CouponSpec, Programme
@@ -324,21 +323,6 @@ def no_crossings(crossings: Sequence[tuple[int, Crossing]]) -> list[DomainEvent]
     raise AssertionError(f"unexpected threshold crossings: {crossings}")
 
 
-def balance_out(external_id: str, fig: Figures, currency: str) -> BalanceOut:
-    return BalanceOut(
-        external_id=external_id,
-        available=fig.points_available,
-        pending=fig.points_pending,
-        lifetime_earned=fig.lifetime_earned,
-        lifetime_spent=fig.lifetime_spent,
-        expired=fig.points_expired,
-        shortfall=fig.points_shortfall,
-        qualifying_spend=str(from_minor(fig.qualifying_spend_minor, currency)),
-        currency=currency,
-        tier=fig.tier_id,
-    )
-
-
 def result(
     event: EventIn,
     key: str,
@@ -373,9 +357,9 @@ def result(
         ],
         points_delta=outcome.points_delta,
         thresholds_forfeited=outcome.thresholds_forfeited,
-        balance=balance_out(external_id, outcome.state.figures, ctx.programme.currency).model_dump(
-            mode="json"
-        ),
+        balance=members.balance_of(
+            external_id, outcome.state.figures, ctx.programme.currency
+        ).model_dump(mode="json"),
     )
 
 

@@ -16,7 +16,7 @@ from lealta.engine import core as engine
 from lealta.engine.outcome import NewEntry, Outcome
 from lealta.engine.state import MemberState
 from lealta.events import store
-from lealta.events.service import balance_out, no_crossings, run_loading
+from lealta.events.service import no_crossings, run_loading
 from lealta.kit.errors import InvalidInput
 from lealta.kit.timestamps import check_moment
 from lealta.ledger.schemas import AdjustmentIn, EntryOut, SpendIn, WriteResult
@@ -113,9 +113,9 @@ def _apply(
     entry = next(e for e in outcome.entries if e.id == outcome.postings[0])
     return WriteResult(
         entry=_entry_out(entry, written.id(member.id, entry.id), now),
-        balance=balance_out(external_id, outcome.state.figures, programme.currency).model_dump(
-            mode="json"
-        ),
+        balance=members.balance_of(
+            external_id, outcome.state.figures, programme.currency
+        ).model_dump(mode="json"),
     )
 
 
