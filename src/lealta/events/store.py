@@ -73,6 +73,16 @@ _outbox = cast(Table, OutboxMessage.__table__)
 _events = cast(Table, Event.__table__)
 
 _FIGURES = [f.name for f in dataclasses.fields(Figures)]
+_MEMBER_COLUMNS = [
+    _members.c.id,
+    _members.c.external_id,
+    _members.c.tags,
+    _members.c.attributes,
+    _members.c.timezone,
+    _members.c.language,
+    *[_accounts.c[name] for name in _FIGURES],
+]
+"""A member's id, profile (see ``_profile``) and account figures, in this order."""
 _LOT_COLUMNS = [
     _lots.c.id,
     _lots.c.entry_id,
@@ -211,13 +221,7 @@ def _load_statement(by_id: bool, claim: bool, kinds: tuple[str, ...], pg: bool) 
         )
     stmt = (
         select(
-            _members.c.id,
-            _members.c.external_id,
-            _members.c.tags,
-            _members.c.attributes,
-            _members.c.timezone,
-            _members.c.language,
-            *[_accounts.c[name] for name in _FIGURES],
+            *_MEMBER_COLUMNS,
             *extra,
             *_LOT_COLUMNS,
         )
@@ -519,15 +523,7 @@ def load_many(
     if not ids:
         return states
     stmt = (
-        select(
-            _members.c.id,
-            _members.c.external_id,
-            _members.c.tags,
-            _members.c.attributes,
-            _members.c.timezone,
-            _members.c.language,
-            *[_accounts.c[name] for name in _FIGURES],
-        )
+        select(*_MEMBER_COLUMNS)
         .select_from(_members.join(_accounts, _accounts.c.member_id == _members.c.id))
         .where(_members.c.id.in_(ids))
         .order_by(_members.c.id)
