@@ -3,6 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Body, Response
 
 from lealta.apikeys.deps import Writer
+from lealta.events import batch as batch_driver
 from lealta.events import service
 from lealta.events.schemas import BatchResult, EventBatchIn, EventIn, EventResult
 from lealta.kit.errors import PayloadTooLarge
@@ -102,4 +103,4 @@ def ingest_batch(
             auto_enrol=settings.auto_enrol,
             max_amount=settings.max_order_amount,
         )
-        return service.ingest_batch(session, batch.events, ctx)
+        return batch_driver.ingest_raw(session, batch.events, ctx)

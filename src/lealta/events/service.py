@@ -39,7 +39,6 @@ from lealta.events import store
 from lealta.events.schemas import (
     ORDER_PAID,
     ORDER_REFUNDED,
-    BatchResult,
     EventIn,
     EventResult,
     PostingOut,
@@ -62,7 +61,6 @@ __all__ = [
     "RefundBeforeOrder",
     "RefundExceedsOrder",
     "ingest",
-    "ingest_batch",
 ]
 
 _events = cast(Table, Event.__table__)
@@ -361,16 +359,6 @@ def result(
             external_id, outcome.state.figures, ctx.programme.currency
         ).model_dump(mode="json"),
     )
-
-
-def ingest_batch(
-    session: Session, raw_events: list[dict[str, Any]], ctx: IngestContext
-) -> BatchResult:
-    """The API's batch: each event processed as ``POST /v1/events`` would, by the batch
-    driver; one bad event rejects only itself."""
-    from lealta.events import batch
-
-    return batch.ingest_raw(session, raw_events, ctx)
 
 
 def validation_error_body(exc: ValidationError) -> dict[str, Any]:
