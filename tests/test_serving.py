@@ -27,8 +27,6 @@ LEALTA = ROOT / ".venv" / "bin" / "lealta"
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/lealta"
 ESTABLISHED = "01"
 
-linux_only = pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads /proc")
-
 
 def test_default_is_one_worker_per_cpu_up_to_four_on_postgresql_and_one_on_sqlite() -> None:
     assert default_workers(PG_URL) == min(available_cpus(), MAX_DEFAULT_WORKERS)
@@ -165,7 +163,6 @@ def _lealta_run(database_url: str, data_dir: Path, port: int) -> Iterator[subpro
         log.close()
 
 
-@linux_only
 def test_run_serves_from_its_default_number_of_processes(tmp_path: Path, database_url: str) -> None:
     """On PostgreSQL (a machine with 2+ CPUs) several worker pids answer /health; on SQLite
     the one process serves alone."""

@@ -8,7 +8,7 @@ the engine created or changed (a negative id means "insert", a positive one "upd
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -102,10 +102,10 @@ class Outcome:
     catch-up entries (expiries) before it are not among them."""
     points_delta: int = 0
     thresholds_forfeited: int = 0
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def changed(self) -> bool:
-        return bool(
-            self.entries or self.lots or self.orders or self.tier_moves or self.events
-        ) or bool(self.new_orders)
+        """Whether applying this outcome writes anything at all."""
+        return any(
+            (self.entries, self.lots, self.orders, self.new_orders, self.tier_moves, self.events)
+        )

@@ -35,7 +35,6 @@ from lealta.engine.outcome import Outcome as EngineOutcome
 from lealta.events import store
 from lealta.events.schemas import (
     ORDER_PAID,
-    ORDER_REFUNDED,
     BatchItemResult,
     BatchResult,
     EventIn,
@@ -86,7 +85,7 @@ def process(
     the first item with that key or id)."""
     known = _Known([])
     _process(session, items, ctx, known, by_time=by_time)
-    return known.duplicates()
+    return known.duplicates
 
 
 def _process(
@@ -252,6 +251,9 @@ class _Known:
         self.by_key: dict[str, Any] = {}
         self.by_id: dict[str, Any] = {}
         self.first: dict[str, Item] = {}
+        """The first item of this chunk with a key (``key``) or an event id (``id:<id>``)."""
+        self.duplicates: dict[int, Item] = {}
+        """Items sent twice in this chunk: index -> the first one, which answers for both."""
         self.add(rows)
 
     def add(self, rows: list[Any]) -> None:
@@ -285,15 +287,12 @@ class _Known:
             item.status = "duplicate"
             item.body = None
             item.error = None
-            self.first.setdefault(f"dup:{item.index}", earlier)
+            self.duplicates[item.index] = earlier
             return True
         self.first[item.key] = item
         if event_id:
             self.first[f"id:{event_id}"] = item
         return False
-
-    def duplicates(self) -> dict[int, Item]:
-        return {int(k[4:]): v for k, v in self.first.items() if k.startswith("dup:")}
 
 
 def _key_reused(key: str) -> Conflict:
@@ -406,4 +405,4 @@ def item_result(item: Item, known: dict[int, Item]) -> BatchItemResult:
     return BatchItemResult(index=item.index, status=item.status, result=item.body)
 
 
-__all__ = ["ORDER_REFUNDED", "Item", "ingest_raw", "process", "run_items"]
+__all__ = ["Item", "ingest_raw", "process", "run_items"]

@@ -24,12 +24,12 @@ from typing import Any, cast
 
 from psycopg.errors import UniqueViolation
 from psycopg.types.json import Jsonb
-from sqlalchemy import Integer, Table, and_, bindparam, func, insert, or_, select, text, update
+from sqlalchemy import Integer, Table, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from lealta.engine.core import TIER_ENTRY_PREFIX, expiry_for, is_due  # noqa: F401
+from lealta.engine.core import TIER_ENTRY_PREFIX
 from lealta.engine.errors import OrderAlreadyRecorded
 from lealta.engine.outcome import Crossing, Outcome
 from lealta.engine.state import (
@@ -211,14 +211,7 @@ def _load_statement(by_id: bool, claim: bool, kinds: tuple[str, ...], pg: bool) 
             .cte("claim")
         )
         extra.append(select(claim_cte.c.id).scalar_subquery().label("claimed"))
-    for kind in kinds:
-        series = func.generate_series(1, bindparam(f"n_{kind}", type_=Integer())).table_valued("g")
-        extra.append(
-            select(func.array_agg(func.nextval(_SEQUENCES[kind])))
-            .select_from(series)
-            .scalar_subquery()
-            .label(f"ids_{kind}")
-        )
+    extra.extend(_reserved(kind) for kind in kinds)
     stmt = (
         select(
             *_MEMBER_COLUMNS,
@@ -562,19 +555,23 @@ def load_many(
 
 # --- writing ---------------------------------------------------------------------------------
 
-# CASE evaluates nextval() only for the rows each kind needs: one round trip for all three.
-_RESERVE_PG = text(
-    "SELECT CASE WHEN s.g <= :orders THEN nextval('orders_id_seq') END,"
-    " CASE WHEN s.g <= :entries THEN nextval('ledger_entries_id_seq') END,"
-    " CASE WHEN s.g <= :lots THEN nextval('point_lots_id_seq') END"
-    " FROM generate_series(1, :most) AS s(g)"
-)
 _SEQUENCES = {
     "orders": "orders_id_seq",
     "entries": "ledger_entries_id_seq",
     "lots": "point_lots_id_seq",
 }
 _TABLES = {"orders": _orders, "entries": _entries, "lots": _lots}
+
+
+def _reserved(kind: str) -> Any:
+    """``n_<kind>`` fresh ids of a sequence as one array column (PostgreSQL)."""
+    series = func.generate_series(1, bindparam(f"n_{kind}", type_=Integer())).table_valued("g")
+    return (
+        select(func.array_agg(func.nextval(_SEQUENCES[kind])))
+        .select_from(series)
+        .scalar_subquery()
+        .label(f"ids_{kind}")
+    )
 
 
 def reserve_ids(session: Session, counts: Mapping[str, int]) -> dict[str, list[int]]:
@@ -584,12 +581,11 @@ def reserve_ids(session: Session, counts: Mapping[str, int]) -> dict[str, list[i
     if not wanted:
         return out
     if _is_pg(session):
-        rows = session.execute(
-            _RESERVE_PG,
-            {kind: counts.get(kind, 0) for kind in _SEQUENCES} | {"most": max(wanted.values())},
-        ).all()
-        for i, kind in enumerate(_SEQUENCES):
-            out[kind] = [row[i] for row in rows if row[i] is not None]
+        row = session.execute(
+            select(*[_reserved(kind) for kind in wanted]),
+            {f"n_{kind}": n for kind, n in wanted.items()},
+        ).one()
+        out.update({kind: list(ids) for kind, ids in zip(wanted, row, strict=True)})
         return out
     # SQLite: writers hold the database lock (BEGIN IMMEDIATE), so the maximum is ours.
     tops = session.execute(
