@@ -14,6 +14,7 @@ the API's batch endpoint, the CSV import and the demo loader use it.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,7 +22,7 @@ from decimal import Decimal
 from typing import Any, cast
 
 from pydantic import ValidationError
-from sqlalchemy import Table, or_, select, update
+from sqlalchemy import Table, or_, select
 from sqlalchemy.orm import Session
 
 from lealta.coupons import service as coupons
@@ -51,6 +52,7 @@ from lealta.members import attributes
 from lealta.members import service as members
 from lealta.models import Event
 from lealta.outbox.events import DomainEvent, ThresholdReached
+from lealta.programme import service as programmes
 from lealta.programme.schema import CouponSpec, Programme
 
 __all__ = [
@@ -77,6 +79,9 @@ class IngestContext:
     backfill: bool = False
     """History replayed from outside (CSV import, demo load): its domain events are marked so
     that subscribers can skip what must not fire. Live traffic (API, till) is ``False``."""
+    programme_in_force: bool = False
+    """Use the programme in force at ``now``, read by the statement that locks the member (the
+    online endpoints: no round trip of its own); ``programme`` is then only a first guess."""
 
     @property
     def engine(self) -> engine.Context:
@@ -100,8 +105,6 @@ def ingest(session: Session, event: EventIn, ctx: IngestContext, *, key: str | N
     check_moment(event.occurred_at, now=ctx.now)
     payload = event.model_dump(mode="json", exclude_none=True)
     digest = request_hash(payload)
-    if event.customer is not None:
-        attributes.check(ctx.programme, event.customer.attributes)
     at = event.occurred_at
     claim = {
         "idempotency_key": key,
@@ -114,9 +117,21 @@ def ingest(session: Session, event: EventIn, ctx: IngestContext, *, key: str | N
     }
     # One statement: the member's account locked, the lots due by the event, the event row
     # claimed (its key and id are unique), and ids reserved for what it will create.
+    programme_at = ctx.now if ctx.programme_in_force else None
     loaded = store.lock_and_load(
-        session, event.customer_id, at, claim=claim, reserve=store.TYPICAL_EVENT
+        session,
+        event.customer_id,
+        at,
+        claim=claim,
+        reserve=store.TYPICAL_EVENT,
+        programme_at=programme_at,
     )
+    if programme_at is not None:
+        ctx = dataclasses.replace(
+            ctx, programme=programmes.by_digest(session, loaded.digest), programme_in_force=False
+        )
+    if event.customer is not None:
+        attributes.check(ctx.programme, event.customer.attributes)
     if loaded.state is None:
         members.get_or_enrol(
             session,
@@ -157,10 +172,10 @@ def ingest(session: Session, event: EventIn, ctx: IngestContext, *, key: str | N
         now=ctx.now,
         backfill=ctx.backfill,
         on_crossing=crossing_handler(session, ctx),
-        then=[
-            update(_events)
-            .where(_events.c.id == loaded.claimed)
-            .values(status_code=201, response=body)
+        updates=[
+            store.Rows(
+                _events, [{"_id": loaded.claimed, "status_code": 201, "response": body}], key="id"
+            )
         ],
     )
     return Outcome(201, body, replayed=False)

@@ -20,13 +20,14 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, cast
 
+import orjson
 from psycopg.errors import UniqueViolation
 from psycopg.types.json import Jsonb
 from sqlalchemy import Integer, Table, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from lealta.engine.core import TIER_ENTRY_PREFIX
@@ -43,7 +44,7 @@ from lealta.engine.state import (
     RuleCounter,
     StateIncomplete,
 )
-from lealta.kit.db import UTCDateTime, insert_ignoring
+from lealta.kit.db import PgStatement, UTCDateTime, insert_ignoring
 from lealta.models import (
     Account,
     Event,
@@ -58,6 +59,7 @@ from lealta.models import (
 )
 from lealta.outbox.events import DomainEvent
 from lealta.programme.schema import Programme
+from lealta.programme.service import in_force_digest
 from lealta.rules.engine import compiled_for
 from lealta.tiers import maths as tier_maths
 
@@ -71,8 +73,16 @@ _items = cast(Table, OrderItem.__table__)
 _tier_changes = cast(Table, TierChange.__table__)
 _outbox = cast(Table, OutboxMessage.__table__)
 _events = cast(Table, Event.__table__)
+_TABLE_BY_NAME = {
+    t.name: t
+    for t in (_members, _accounts, _lots, _entries, _allocations, _orders, _items,
+              _tier_changes, _outbox, _events)
+}  # fmt: skip
 
 _FIGURES = [f.name for f in dataclasses.fields(Figures)]
+_DIGEST = in_force_digest(cast(datetime, bindparam("programme_at", type_=UTCDateTime()))).label(
+    "digest"
+)
 _MEMBER_COLUMNS = [
     _members.c.id,
     _members.c.external_id,
@@ -118,6 +128,8 @@ class Loaded:
     state: MemberState | None
     claimed: int | None = None
     reserved: Mapping[str, list[int]] = dataclasses.field(default_factory=dict)
+    digest: str | None = None
+    """The digest of the programme in force (when asked for; None: the default rules)."""
 
 
 TYPICAL_EVENT = {"orders": 1, "entries": 4, "lots": 4}
@@ -133,6 +145,7 @@ def lock_and_load(
     member_id: int | None = None,
     claim: Mapping[str, Any] | None = None,
     reserve: Mapping[str, int] | None = None,
+    programme_at: datetime | None = None,
 ) -> Loaded:
     """The member with this shop id (or ``member_id``), its account locked, and the lots due
     by ``at``, in one statement.
@@ -141,11 +154,13 @@ def lock_and_load(
     for the member unless its key or id is taken; ``reserve`` reserves ids for new rows. On
     PostgreSQL both ride in the same statement (a data-modifying CTE and ``nextval``
     subqueries); on SQLite the claim is a second statement and ids are reserved when written.
+    ``programme_at`` reads the digest of the programme in force at that moment as well.
     """
     pg = _is_pg(session)
     kinds = tuple(k for k, n in (reserve or {}).items() if n > 0) if pg else ()
-    stmt = _load_statement(member_id is not None, claim is not None and pg, kinds, pg)
-    params: dict[str, Any] = {"at": at}
+    with_digest = programme_at is not None
+    stmt = _load_statement(member_id is not None, claim is not None and pg, kinds, pg, with_digest)
+    params: dict[str, Any] = {"at": at, "programme_at": programme_at}
     if member_id is None:
         params["external_id"] = external_id
     else:
@@ -153,9 +168,17 @@ def lock_and_load(
     if claim is not None and pg:
         params.update({f"c_{k}": claim.get(k) for k in CLAIM_COLUMNS})
     params.update({f"n_{kind}": (reserve or {})[kind] for kind in kinds})
-    extra_count = int(claim is not None and pg) + len(kinds)
-    rows = session.connection().execute(stmt, params).all()
+    extra_count = int(with_digest) + int(claim is not None and pg) + len(kinds)
+    rows: Sequence[Sequence[Any]]
+    if pg:
+        if claim is not None:
+            params["c_payload"] = Jsonb(params["c_payload"])
+        rows = _pg_statement(stmt).rows(session, params)
+    else:
+        rows = session.connection().execute(stmt, params).all()
     if not rows:
+        if with_digest:  # no member yet: the programme is still wanted
+            return Loaded(None, digest=session.scalar(select(_DIGEST), params))
         return Loaded(None)
     first = rows[0]
     width = 6 + len(_FIGURES)
@@ -168,11 +191,12 @@ def lock_and_load(
         lots_complete=False,
     )
     tail = list(first[width : width + extra_count])
+    digest = tail.pop(0) if with_digest else None
     claimed: int | None = None
     if claim is not None:
         claimed = tail.pop(0) if pg else _claim(session, {**claim, "member_id": state.member_id})
     reserved = {kind: list(ids or []) for kind, ids in zip(kinds, tail, strict=True)}
-    return Loaded(state, claimed, reserved)
+    return Loaded(state, claimed, reserved, digest)
 
 
 CLAIM_COLUMNS = (
@@ -188,7 +212,9 @@ CLAIM_COLUMNS = (
 
 
 @functools.cache
-def _load_statement(by_id: bool, claim: bool, kinds: tuple[str, ...], pg: bool) -> Any:
+def _load_statement(
+    by_id: bool, claim: bool, kinds: tuple[str, ...], pg: bool, digest: bool
+) -> Any:
     """The statement of :func:`lock_and_load` for one shape, built once: every value is a
     bound parameter, so each call only binds (building a select costs more than running it)."""
     which = (
@@ -196,7 +222,7 @@ def _load_statement(by_id: bool, claim: bool, kinds: tuple[str, ...], pg: bool) 
         if by_id
         else _members.c.external_id == bindparam("external_id")
     )
-    extra: list[Any] = []
+    extra: list[Any] = [_DIGEST] if digest else []
     claim_cte = None
     if claim:
         source = select(
@@ -234,6 +260,11 @@ def _load_statement(by_id: bool, claim: bool, kinds: tuple[str, ...], pg: bool) 
     if pg:
         stmt = stmt.with_for_update(of=_accounts)
     return stmt
+
+
+@functools.cache
+def _pg_statement(statement: Any) -> PgStatement:
+    return PgStatement(statement)
 
 
 def _claim(session: Session, values: Mapping[str, Any]) -> int | None:
@@ -670,27 +701,36 @@ def write(
     backfill: bool,
     on_crossing: CrossingHandler,
     bulk: bool = False,
-    then: Sequence[Any] = (),
+    updates: Sequence[Rows] = (),
 ) -> None:
     """Write ``(member id, outcome)`` pairs, in order, one statement per table, then the
-    ``then`` statements. On PostgreSQL, an online write (not ``bulk``) goes in one round
-    trip: psycopg's pipeline mode sends every statement before reading any result."""
+    ``updates`` (more rows to change, such as the event row's stored response).
+
+    How the rows travel depends on the database and the size of the write: a bulk write
+    (the batch driver) uses COPY on PostgreSQL and a driver-level executemany on SQLite; an
+    online write on PostgreSQL is one prepared statement (every table's rows as arrays,
+    one data-modifying CTE per table: one parse, one round trip); on SQLite, one executemany
+    per table."""
     # Coupons for threshold crossings first: issuing reads back the codes it drew.
     crossings = [(m, e) for m, out in outcomes for e in out.events if isinstance(e, Crossing)]
     announced = on_crossing(crossings) if crossings else []
+    ops = [*_rows(outcomes, written, now, backfill, announced), *updates]
+    ops = [op for op in ops if op.rows]
     if bulk or not _is_pg(session):
-        _write(session, outcomes, written, now, backfill, announced, bulk, then)
+        for op in ops:
+            if op.key is not None:
+                _update(session, op.table, op.rows, key=op.key)
+            elif op.table is _orders:
+                _insert_orders(session, op.rows, bulk=bulk)
+            else:
+                insert_rows(session, op.table, op.rows, bulk=bulk)
         return
-    raw = session.connection().connection.driver_connection
-    assert raw is not None
-    new_orders = [o.order.external_id for _, out in outcomes for o in out.new_orders]
     try:
-        with raw.pipeline():
-            _write(session, outcomes, written, now, backfill, announced, bulk, then)
-    except (UniqueViolation, IntegrityError) as exc:
-        error = exc.orig if isinstance(exc, IntegrityError) else exc
-        constraint = getattr(getattr(error, "diag", None), "constraint_name", None)
-        if constraint == "orders_external_id_key" and new_orders:
+        _send_as_one(session, ops)
+    except UniqueViolation as exc:
+        new_orders = [row["external_id"] for op in ops if op.table is _orders and op.key is None
+                      for row in op.rows]  # fmt: skip
+        if exc.diag.constraint_name == "orders_external_id_key" and new_orders:
             raise OrderAlreadyRecorded(
                 f"Order '{new_orders[0]}' was already recorded by another event.",
                 details={"order_id": new_orders[0]},
@@ -698,16 +738,24 @@ def write(
         raise
 
 
-def _write(
-    session: Session,
+@dataclass(frozen=True, slots=True)
+class Rows:
+    """Rows for one table, all with the same keys: new rows (``key`` None) or changes to rows
+    found by ``key`` (each row carries ``_<key>``, the value to find it by)."""
+
+    table: Table
+    rows: list[dict[str, Any]]
+    key: str | None = None
+
+
+def _rows(
     outcomes: Sequence[tuple[int, Outcome]],
     written: Written,
     now: datetime,
     backfill: bool,
     announced: list[DomainEvent],
-    bulk: bool,
-    then: Sequence[Any],
-) -> None:
+) -> list[Rows]:
+    """The rows the outcomes insert and change, per table, in an order foreign keys accept."""
     new_orders = [(m, o) for m, out in outcomes for o in out.new_orders]
     entries = [(m, e) for m, out in outcomes for e in out.entries]
     final_lots: dict[tuple[int, int], Lot] = {}
@@ -742,145 +790,6 @@ def _write(
                 "recorded_at": now,
             }
         )
-    _insert_orders(session, order_rows, bulk=bulk)
-    insert_rows(
-        session,
-        _items,
-        [
-            {
-                "order_id": ids[(m, new.order.id)],
-                "member_id": m,
-                "sku": line.sku,
-                "category": line.category,
-                "quantity": line.quantity,
-                "unit_price_minor": line.unit_price_minor,
-            }
-            for m, new in new_orders
-            for line in new.lines
-        ],
-        bulk=bulk,
-    )
-    _update(
-        session,
-        _orders,
-        [
-            {
-                "_id": o.id,
-                "refunded_minor": o.refunded_minor,
-                "points_reversed": o.points_reversed,
-                "status": o.status,
-            }
-            for (m, ref), o in final_orders.items()
-            if ref > 0
-        ],
-    )
-    insert_rows(
-        session,
-        _entries,
-        [
-            {
-                "id": ids[(m, e.id)],
-                "member_id": m,
-                "entry_type": e.entry_type,
-                "points": e.points,
-                "balance_after": e.balance_after,
-                "shortfall": e.shortfall,
-                "reason": e.reason,
-                "source_type": e.source_type,
-                "source_ref": (
-                    str(real(m, e.source_lot)) if e.source_lot is not None else e.source_ref
-                ),
-                "order_id": real(m, e.order_id),
-                "rule_id": e.rule_id,
-                "actor": e.actor,
-                "details": dict(e.details),
-                "occurred_at": e.occurred_at,
-                "recorded_at": now,
-            }
-            for m, e in entries
-        ],
-        bulk=bulk,
-    )
-    insert_rows(
-        session,
-        _lots,
-        [
-            {
-                "id": ids[(m, ref)],
-                "member_id": m,
-                "entry_id": real(m, lot.entry_id),
-                "order_id": real(m, lot.order_id),
-                "points": lot.points,
-                "remaining": lot.remaining,
-                "earned_at": lot.earned_at,
-                "expires_at": lot.expires_at,
-                "pending": lot.pending,
-                "available_at": lot.available_at,
-            }
-            for (m, ref), lot in final_lots.items()
-            if ref < 0
-        ],
-        bulk=bulk,
-    )
-    _update(
-        session,
-        _lots,
-        [
-            {"_id": ref, "remaining": lot.remaining, "pending": lot.pending}
-            for (m, ref), lot in final_lots.items()
-            if ref > 0
-        ],
-    )
-    insert_rows(
-        session,
-        _allocations,
-        [
-            {
-                "entry_id": real(m, a.entry_id),
-                "member_id": m,
-                "lot_id": real(m, a.lot_id),
-                "points": a.points,
-            }
-            for m, out in outcomes
-            for a in out.allocations
-        ],
-        bulk=bulk,
-    )
-    final_figures: dict[int, Figures] = {}
-    for m, out in outcomes:
-        final_figures[m] = out.state.figures
-    _update(
-        session,
-        _accounts,
-        [
-            {
-                "_member_id": m,
-                **{n: getattr(fig, n) for n in _FIGURES if n != "member_id"},
-                "updated_at": now,
-            }
-            for m, fig in final_figures.items()
-        ],
-        key="member_id",
-    )
-    insert_rows(
-        session,
-        _tier_changes,
-        [
-            {
-                "member_id": m,
-                "from_tier": t.from_tier,
-                "to_tier": t.to_tier,
-                "direction": t.direction,
-                "qualifying_value": t.qualifying_value,
-                "reason": t.reason,
-                "occurred_at": t.occurred_at,
-                "recorded_at": now,
-            }
-            for m, out in outcomes
-            for t in out.tier_moves
-        ],
-        bulk=bulk,
-    )
     by_crossing = iter(announced)
     outbox = []
     for m, out in outcomes:
@@ -897,9 +806,191 @@ def _write(
                     "processed_at": None,
                 }
             )
-    insert_rows(session, _outbox, outbox, bulk=bulk)
-    for stmt in then:
-        session.connection().execute(stmt)
+    final_figures: dict[int, Figures] = {}
+    for m, out in outcomes:
+        final_figures[m] = out.state.figures
+    return [
+        Rows(_orders, order_rows),
+        Rows(
+            _items,
+            [
+                {
+                    "order_id": ids[(m, new.order.id)],
+                    "member_id": m,
+                    "sku": line.sku,
+                    "category": line.category,
+                    "quantity": line.quantity,
+                    "unit_price_minor": line.unit_price_minor,
+                }
+                for m, new in new_orders
+                for line in new.lines
+            ],
+        ),
+        Rows(
+            _orders,
+            [
+                {
+                    "_id": o.id,
+                    "refunded_minor": o.refunded_minor,
+                    "points_reversed": o.points_reversed,
+                    "status": o.status,
+                }
+                for (m, ref), o in final_orders.items()
+                if ref > 0
+            ],
+            key="id",
+        ),
+        Rows(
+            _entries,
+            [
+                {
+                    "id": ids[(m, e.id)],
+                    "member_id": m,
+                    "entry_type": e.entry_type,
+                    "points": e.points,
+                    "balance_after": e.balance_after,
+                    "shortfall": e.shortfall,
+                    "reason": e.reason,
+                    "source_type": e.source_type,
+                    "source_ref": (
+                        str(real(m, e.source_lot)) if e.source_lot is not None else e.source_ref
+                    ),
+                    "order_id": real(m, e.order_id),
+                    "rule_id": e.rule_id,
+                    "actor": e.actor,
+                    "details": dict(e.details),
+                    "occurred_at": e.occurred_at,
+                    "recorded_at": now,
+                }
+                for m, e in entries
+            ],
+        ),
+        Rows(
+            _lots,
+            [
+                {
+                    "id": ids[(m, ref)],
+                    "member_id": m,
+                    "entry_id": real(m, lot.entry_id),
+                    "order_id": real(m, lot.order_id),
+                    "points": lot.points,
+                    "remaining": lot.remaining,
+                    "earned_at": lot.earned_at,
+                    "expires_at": lot.expires_at,
+                    "pending": lot.pending,
+                    "available_at": lot.available_at,
+                }
+                for (m, ref), lot in final_lots.items()
+                if ref < 0
+            ],
+        ),
+        Rows(
+            _lots,
+            [
+                {"_id": ref, "remaining": lot.remaining, "pending": lot.pending}
+                for (m, ref), lot in final_lots.items()
+                if ref > 0
+            ],
+            key="id",
+        ),
+        Rows(
+            _allocations,
+            [
+                {
+                    "entry_id": real(m, a.entry_id),
+                    "member_id": m,
+                    "lot_id": real(m, a.lot_id),
+                    "points": a.points,
+                }
+                for m, out in outcomes
+                for a in out.allocations
+            ],
+        ),
+        Rows(
+            _accounts,
+            [
+                {
+                    "_member_id": m,
+                    **{n: getattr(fig, n) for n in _FIGURES if n != "member_id"},
+                    "updated_at": now,
+                }
+                for m, fig in final_figures.items()
+            ],
+            key="member_id",
+        ),
+        Rows(
+            _tier_changes,
+            [
+                {
+                    "member_id": m,
+                    "from_tier": t.from_tier,
+                    "to_tier": t.to_tier,
+                    "direction": t.direction,
+                    "qualifying_value": t.qualifying_value,
+                    "reason": t.reason,
+                    "occurred_at": t.occurred_at,
+                    "recorded_at": now,
+                }
+                for m, out in outcomes
+                for t in out.tier_moves
+            ],
+        ),
+        Rows(_outbox, outbox),
+    ]
+
+
+def _send_as_one(session: Session, ops: Sequence[Rows]) -> None:
+    """Every table's rows in one prepared statement (PostgreSQL): the rows travel as one JSON
+    document, and a data-modifying CTE per table turns its part back into rows of the table's
+    own type (``jsonb_populate_recordset``). The statement's text depends only on which tables
+    and columns are written, so a handful of shapes cover all online writes, each parsed and
+    planned once per connection. Foreign keys are checked at the end of the statement, when
+    every table has its rows."""
+    shape = tuple((op.table.name, op.key, tuple(op.rows[0])) for op in ops)
+    document = {f"w{n}": _keyed(op) for n, op in enumerate(ops)}
+    raw = session.connection().connection.driver_connection
+    assert raw is not None
+    with raw.cursor() as cursor:
+        cursor.execute(
+            _one_statement(shape),
+            {"rows": Jsonb(document, dumps=_dumps)},
+            prepare=True,
+        )
+
+
+def _keyed(op: Rows) -> list[dict[str, Any]]:
+    """The rows of ``op`` with an update's ``_<key>`` under the column's own name."""
+    if op.key is None:
+        return op.rows
+    mark = f"_{op.key}"
+    return [{(op.key if c == mark else c): v for c, v in row.items()} for row in op.rows]
+
+
+def _dumps(document: Any) -> bytes:
+    return orjson.dumps(document, default=_json_default)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")  # pragma: no cover
+
+
+@functools.cache
+def _one_statement(shape: tuple[tuple[str, str | None, tuple[str, ...]], ...]) -> str:
+    ctes = []
+    for n, (table, key, columns) in enumerate(shape):
+        source = f"jsonb_populate_recordset(NULL::{table}, %(rows)s::jsonb -> 'w{n}')"
+        if key is None:
+            names = ", ".join(columns)
+            body = f"INSERT INTO {table} ({names}) SELECT {names} FROM {source}"  # noqa: S608
+        else:
+            sets = ", ".join(f"{c} = v.{c}" for c in columns if c != f"_{key}")
+            where = f"t.{key} = v.{key}"
+            body = f"UPDATE {table} AS t SET {sets} FROM {source} AS v WHERE {where}"  # noqa: S608
+        ctes.append(f"w{n} AS ({body})")
+    # Table and column names come from the models, never from input.
+    return f"WITH {', '.join(ctes)} SELECT 1"
 
 
 def _insert_orders(session: Session, rows: list[dict[str, Any]], *, bulk: bool) -> None:
