@@ -16,7 +16,7 @@ from sqlalchemy import text
 from starlette.middleware.sessions import SessionMiddleware
 
 from lealta import __version__
-from lealta.apikeys.deps import get_principal
+from lealta.apikeys.deps import get_api_reader, get_api_writer, get_principal
 from lealta.config import Settings, get_settings
 from lealta.coupons.api import router as coupons_router
 from lealta.events.api import router as events_router
@@ -97,7 +97,7 @@ def create_app(
     install_error_handlers(
         app, error_page=web_errors.error_page, unavailable_page=web_errors.db_unavailable_page
     )
-    openapi.install(app, get_principal)
+    openapi.install(app, get_principal, get_api_reader, get_api_writer)
     app.include_router(events_router)
     app.include_router(members_router)
     app.include_router(ledger_router)

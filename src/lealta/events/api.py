@@ -2,21 +2,19 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Body, Response
 
-from lealta.apikeys.deps import Writer
+from lealta.apikeys.deps import ApiWriter
 from lealta.events import batch as batch_driver
 from lealta.events import service
 from lealta.events.schemas import BatchResult, EventBatchIn, EventIn, EventResult
 from lealta.kit.errors import PayloadTooLarge
 from lealta.kit.http import (
     ERROR_RESPONSES,
-    ClockDep,
-    DbDep,
     IdempotencyKey,
-    SettingsDep,
     replayable,
     respond,
 )
 from lealta.programme import service as programmes
+from lealta.programme.schema import DEFAULT_PROGRAMME
 
 router = APIRouter(prefix="/v1/events", tags=["events"], responses=ERROR_RESPONSES)
 
@@ -29,12 +27,7 @@ router = APIRouter(prefix="/v1/events", tags=["events"], responses=ERROR_RESPONS
     responses=replayable(EventResult),
 )
 def ingest_event(
-    event: EventIn,
-    principal: Writer,
-    db: DbDep,
-    clock: ClockDep,
-    settings: SettingsDep,
-    idempotency_key: IdempotencyKey = None,
+    event: EventIn, api: ApiWriter, idempotency_key: IdempotencyKey = None
 ) -> Response:
     """Record an order, a refund or any custom event and apply what it earns.
 
@@ -43,11 +36,13 @@ def ingest_event(
     `Idempotent-Replayed: true`) and changes nothing. Events are processed at their
     `occurred_at`, so history can be sent late.
     """
-    with db.unit_of_work() as session:
+    settings = api.settings
+    with api.db.unit_of_work() as session:
         ctx = service.IngestContext(
-            programme=programmes.current(session, now=clock.now()),
-            now=clock.now(),
-            actor=principal.actor,
+            programme=DEFAULT_PROGRAMME,  # the one in force is read with the member
+            programme_in_force=True,
+            now=api.clock.now(),
+            actor=api.principal.actor,
             auto_enrol=settings.auto_enrol,
             max_amount=settings.max_order_amount,
         )
@@ -57,10 +52,7 @@ def ingest_event(
 
 @router.post("/batch", response_model=BatchResult, summary="Ingest up to 1,000 events")
 def ingest_batch(
-    principal: Writer,
-    db: DbDep,
-    clock: ClockDep,
-    settings: SettingsDep,
+    api: ApiWriter,
     batch: EventBatchIn = Body(
         openapi_examples={
             "two": {
@@ -89,17 +81,18 @@ def ingest_batch(
 ) -> BatchResult:
     """Process each event as `POST /v1/events` would, in `occurred_at` order, each on its own:
     a rejected event does not stop the others. Every event needs an `id`."""
+    settings, clock = api.settings, api.clock
     if len(batch.events) > settings.max_batch_events:
         raise PayloadTooLarge(
             f"A batch holds at most {settings.max_batch_events} events; got {len(batch.events)}.",
             code="batch_too_large",
             details={"max": settings.max_batch_events, "got": len(batch.events)},
         )
-    with db.unit_of_work() as session:
+    with api.db.unit_of_work() as session:
         ctx = service.IngestContext(
             programme=programmes.current(session, now=clock.now()),
             now=clock.now(),
-            actor=principal.actor,
+            actor=api.principal.actor,
             auto_enrol=settings.auto_enrol,
             max_amount=settings.max_order_amount,
         )

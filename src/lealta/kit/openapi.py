@@ -54,12 +54,13 @@ def _describe_decimals(node: Any) -> None:
             _describe_decimals(value)
 
 
-def _needs(dependant: Dependant, call: Callable[..., Any]) -> bool:
-    return any(d.call is call or _needs(d, call) for d in dependant.dependencies)
+def _needs(dependant: Dependant, calls: tuple[Callable[..., Any], ...]) -> bool:
+    return any(d.call in calls or _needs(d, calls) for d in dependant.dependencies)
 
 
-def install(app: FastAPI, principal: Callable[..., Any]) -> None:
-    """Wrap ``app.openapi`` so the document is completed once, on first use."""
+def install(app: FastAPI, *principal: Callable[..., Any]) -> None:
+    """Wrap ``app.openapi`` so the document is completed once, on first use; operations that
+    depend on any of the ``principal`` dependencies take an API key."""
     plain = app.openapi
 
     def openapi() -> dict[str, Any]:

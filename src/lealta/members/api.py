@@ -8,7 +8,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from lealta.apikeys.deps import Reader, Writer
+from lealta.apikeys.deps import ApiReader, Reader, Writer
 from lealta.kit.db import Database
 from lealta.kit.http import (
     ERROR_RESPONSES,
@@ -124,13 +124,11 @@ def record_consent(
 
 
 @router.get("/{external_id}/balance", response_model=BalanceOut, summary="Points balance")
-async def get_balance(
-    external_id: ExternalId, principal: Reader, db: DbDep, clock: ClockDep
-) -> BalanceOut:
+async def get_balance(external_id: ExternalId, api: ApiReader) -> BalanceOut:
     """Available, pending, lifetime figures, and what expires soon (with the next date)."""
     # A coroutine, so that FastAPI checks and serialises the answer on the event loop: a
     # plain ``def`` endpoint costs a second trip through the thread pool for that.
-    return await run_in_threadpool(_balance, db, external_id, clock.now())
+    return await run_in_threadpool(_balance, api.db, external_id, api.clock.now())
 
 
 def _balance(db: Database, external_id: str, now: datetime) -> BalanceOut:
