@@ -44,7 +44,7 @@ from lealta.engine.state import (
     RuleCounter,
     StateIncomplete,
 )
-from lealta.kit.db import PgStatement, UTCDateTime, insert_ignoring
+from lealta.kit.db import UTCDateTime, fetch, insert_ignoring, run_on_psycopg
 from lealta.models import (
     Account,
     Event,
@@ -169,16 +169,13 @@ def lock_and_load(
         params.update({f"c_{k}": claim.get(k) for k in CLAIM_COLUMNS})
     params.update({f"n_{kind}": (reserve or {})[kind] for kind in kinds})
     extra_count = int(with_digest) + int(claim is not None and pg) + len(kinds)
-    rows: Sequence[Sequence[Any]]
-    if pg:
-        if claim is not None:
-            params["c_payload"] = Jsonb(params["c_payload"])
-        rows = _pg_statement(stmt).rows(session, params)
-    else:
-        rows = session.connection().execute(stmt, params).all()
+    if pg and claim is not None:
+        params["c_payload"] = Jsonb(params["c_payload"])
+    rows = fetch(session, stmt, params)
     if not rows:
         if with_digest:  # no member yet: the programme is still wanted
-            return Loaded(None, digest=session.scalar(select(_DIGEST), params))
+            digest = session.scalar(select(_DIGEST), {"programme_at": programme_at})
+            return Loaded(None, digest=digest)
         return Loaded(None)
     first = rows[0]
     width = 6 + len(_FIGURES)
@@ -260,11 +257,6 @@ def _load_statement(
     if pg:
         stmt = stmt.with_for_update(of=_accounts)
     return stmt
-
-
-@functools.cache
-def _pg_statement(statement: Any) -> PgStatement:
-    return PgStatement(statement)
 
 
 def _claim(session: Session, values: Mapping[str, Any]) -> int | None:
@@ -948,14 +940,7 @@ def _send_as_one(session: Session, ops: Sequence[Rows]) -> None:
     every table has its rows."""
     shape = tuple((op.table.name, op.key, tuple(op.rows[0])) for op in ops)
     document = {f"w{n}": _keyed(op) for n, op in enumerate(ops)}
-    raw = session.connection().connection.driver_connection
-    assert raw is not None
-    with raw.cursor() as cursor:
-        cursor.execute(
-            _one_statement(shape),
-            {"rows": Jsonb(document, dumps=_dumps)},
-            prepare=True,
-        )
+    run_on_psycopg(session, _one_statement(shape), {"rows": Jsonb(document, dumps=_dumps)})
 
 
 def _keyed(op: Rows) -> list[dict[str, Any]]:

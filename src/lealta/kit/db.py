@@ -9,14 +9,16 @@ the database lock up front instead of failing half-way; on PostgreSQL rows are l
 
 from __future__ import annotations
 
+import functools
 import math
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
+from psycopg.rows import namedtuple_row, tuple_row
 from sqlalchemy import JSON, DateTime, Engine, Select, Table, create_engine, event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -280,15 +282,32 @@ def lock_for_update(stmt: Select[Any]) -> Select[Any]:
     return stmt.with_for_update()
 
 
+def fetch(
+    session: Session, statement: Any, params: Mapping[str, Any], *, named: bool = False
+) -> Sequence[Any]:
+    """The rows of a hot Core ``statement`` built once (a module constant or cached): on
+    PostgreSQL through :class:`PgStatement`, elsewhere through SQLAlchemy. Rows are tuples,
+    with attribute access by column name when ``named``. A JSON parameter must be wrapped in
+    ``Jsonb`` on PostgreSQL."""
+    if session.get_bind().dialect.name == "postgresql":
+        return _pg_statement(statement).rows(session, params, named=named)
+    return session.connection().execute(statement, params).all()
+
+
+@functools.cache
+def _pg_statement(statement: Any) -> PgStatement:
+    return PgStatement(statement)
+
+
 class PgStatement:
     """A Core statement compiled once for PostgreSQL and run on the session's own psycopg
     connection (same transaction), returning plain tuples.
 
-    For the hottest statements only: it skips SQLAlchemy's execution context and psycopg's
-    result metadata, which together cost more CPU than a one-row read itself. Parameters go
-    to psycopg as they are (a dict for a JSON column wrapped in ``Jsonb``; the statement casts
-    each to its column's type) and values come back as psycopg returns them (timestamps
-    aware, in UTC: connections run with ``TimeZone=UTC``).
+    For the hottest statements only (see :func:`fetch`): it skips SQLAlchemy's execution
+    context and psycopg's result metadata, which together cost more CPU than a one-row read
+    itself. Parameters go to psycopg as they are (the statement casts each to its column's
+    type) and values come back as psycopg returns them (timestamps aware, in UTC:
+    connections run with ``TimeZone=UTC``).
     """
 
     def __init__(self, statement: Any) -> None:
@@ -296,13 +315,32 @@ class PgStatement:
         self.sql: str = str(compiled)
         self.defaults: dict[str, Any] = dict(compiled.params)
 
-    def rows(self, session: Session, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
-        raw = session.connection().connection.driver_connection
-        assert raw is not None
-        with raw.cursor() as cursor:
-            cursor.execute(self.sql, {**self.defaults, **params}, prepare=True)
-            rows: list[tuple[Any, ...]] = cursor.fetchall()
-            return rows
+    def rows(
+        self, session: Session, params: Mapping[str, Any], *, named: bool = False
+    ) -> list[Any]:
+        return run_on_psycopg(
+            session, self.sql, {**self.defaults, **params}, namedtuple_row if named else None
+        )
+
+
+def run_on_psycopg(session: Session, sql: str, params: Any, row_factory: Any = None) -> list[Any]:
+    """Run ``sql`` (psycopg placeholders; a statement that returns rows) on the session's
+    psycopg connection, prepared, in the session's transaction; its rows (tuples by default).
+
+    SQLAlchemy's ``before_cursor_execute``/``after_cursor_execute`` listeners see it as they
+    see any statement (tracing, statement counts in tests)."""
+    conn = session.connection()
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    with raw.cursor(row_factory=row_factory or tuple_row) as cursor:
+        observed = bool(conn.dispatch.before_cursor_execute or conn.dispatch.after_cursor_execute)
+        if observed:
+            conn.dispatch.before_cursor_execute(conn, cursor, sql, params, None, False)
+        cursor.execute(sql, params, prepare=True)
+        rows: list[Any] = cursor.fetchall()
+        if observed:
+            conn.dispatch.after_cursor_execute(conn, cursor, sql, params, None, False)
+        return rows
 
 
 _PG_DIALECT = psycopg_dialect.dialect()  # type: ignore[no-untyped-call]

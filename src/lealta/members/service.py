@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
-from lealta.kit.db import UTCDateTime, insert_ignoring
+from lealta.kit.db import UTCDateTime, fetch, insert_ignoring
 from lealta.kit.errors import Conflict, NotFound
 from lealta.kit.money import from_minor
 from lealta.kit.timestamps import check_birthday
@@ -173,9 +173,10 @@ def read_balance(
         "now": now,
         "horizon": now + timedelta(days=warn_days),
     }
-    row = session.connection().execute(BALANCE_READ, params).first()
-    if row is None:
+    rows = fetch(session, BALANCE_READ, params, named=True)
+    if not rows:
         raise _not_found(external_id)
+    row = rows[0]
     programme = programmes.by_digest(session, row.digest)
     out = balance_of(external_id, row, programme.currency)
     if row.next_expiry_at is not None:
