@@ -178,10 +178,11 @@ def notes(args: argparse.Namespace, total: float) -> dict[str, str]:
         "": f"Closed loop: each client (a thread with its own keep-alive httpx.Client) sends its"
         f" next request when the previous one answers; the load generator shares the"
         f" {os.cpu_count()} cores with the server and PostgreSQL. Whole run {total:.0f} s.",
-        "ingest,batch,balance,workers": f"(i) distinct order.paid events over"
-        f" {args.customers} customers enrolled beforehand; (ii) POST /v1/events/batch of"
-        f" {args.batch_size:,} events, each client on its own customers; (iii) GET"
-        " /v1/members/{id}/balance.",
+        "ingest,batch,balance,workers": f"(i)-(iii) under the demo programme (PUT /v1/programme,"
+        f" as shipped: tiers, CEL rules, thresholds, 14 days pending): (i) distinct order.paid"
+        f" events over {args.customers} customers enrolled beforehand; (ii) POST"
+        f" /v1/events/batch of {args.batch_size:,} events, each client on its own customers;"
+        " (iii) GET /v1/members/{id}/balance.",
         "import": "(iv) on a fresh database per engine with the demo programme applied (in force"
         " since 2000): a generated history (bench/orders.py: orders over orders/5 customers,"
         " ~5% refunded 1-30 days later, half in full, half in part, oldest first) imported by"
@@ -192,14 +193,13 @@ def notes(args: argparse.Namespace, total: float) -> dict[str, str]:
         " Peak RSS of each process from wait4; its baseline is the import of a probe history"
         " of 1% of the orders (at least 500) run just before into the same database: about"
         " the same peak for many times the rows is flat memory.",
-        "sqlite": "(v) the same as (i) on a fresh SQLite file, compared with (i).",
+        "sqlite": "(v) the same as (i) (demo programme) on a fresh SQLite file, compared with (i).",
         "rules": "(vi) `evaluate()` of the compiled demo programme in-process (no server, no"
         " database) over 8 events: orders of 120 € and 79.90 € with shoes, 155.60 € and"
         " 35.50 € without, a 210 € Black-Friday order with shoes, two reviews with stars (one"
         " over its daily cap) and a Platino referral; baseline: `EventIn.model_validate` of"
         " the same 8 JSON payloads in the same loop; ratio: rate (µs per event).",
-        "redemption": f"(vii) on its own throwaway database, so (i)-(v) still run under the"
-        f" default programme exactly as before: the demo programme applied by PUT"
+        "redemption": f"(vii) on its own throwaway database: the demo programme applied by PUT"
         f" /v1/programme with pending.days 0, {args.redeem_members} new members each earning"
         f" on one {args.redeem_order} € order (batch endpoint), then {args.clients} clients"
         f" redeem `{redemption.REWARD_ID}` each for its own members in turn, one"
@@ -343,7 +343,8 @@ def server_figures(run: Run, admin: str, tps: float) -> LoadResult:
     with throwaway_database(admin, name) as url:
         run.step(f"starting `lealta run` ({args.workers} workers) on {name}")
         with running_server(url, workers=args.workers) as server:
-            run.step(f"enrolling {customers.count} customers (warm-up batch)")
+            run.step(f"demo programme; enrolling {customers.count} customers (warm-up batch)")
+            redemption.apply_programme(server, redemption.demo_document(pending_days=14))
             enrol_all(server, customers, tag="warm")
             loads = server_loads(run, server, customers, tag="", figures=wanted)
         assert loads.health is not None
@@ -421,6 +422,7 @@ def sqlite_figure(run: Run) -> None:
     with tempfile.TemporaryDirectory(prefix="lealta-bench-") as tmp:
         sqlite_url = f"sqlite:///{Path(tmp) / 'lealta.db'}"
         with running_server(sqlite_url, workers=args.workers) as server:
+            redemption.apply_programme(server, redemption.demo_document(pending_days=14))
             enrol_all(server, customers, tag="warm")
             single_event_ingest(server, customers, tag="w", clients=clients, seconds=1.0)
             lite = single_event_ingest(
