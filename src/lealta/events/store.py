@@ -44,7 +44,7 @@ from lealta.engine.state import (
     RuleCounter,
     StateIncomplete,
 )
-from lealta.kit.db import UTCDateTime, fetch, insert_ignoring, run_on_psycopg
+from lealta.kit.db import UTCDateTime, fetch, insert_ignoring, json_bytes, run_on_psycopg
 from lealta.models import (
     Account,
     Event,
@@ -170,7 +170,7 @@ def lock_and_load(
     params.update({f"n_{kind}": (reserve or {})[kind] for kind in kinds})
     extra_count = int(with_digest) + int(claim is not None and pg) + len(kinds)
     if pg and claim is not None:
-        params["c_payload"] = Jsonb(params["c_payload"])
+        params["c_payload"] = Jsonb(params["c_payload"], dumps=json_bytes)
     rows = fetch(session, stmt, params)
     if not rows:
         if with_digest:  # no member yet: the programme is still wanted

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
+import orjson
 from psycopg.rows import namedtuple_row, tuple_row
 from sqlalchemy import JSON, DateTime, Engine, Select, Table, create_engine, event
 from sqlalchemy.dialects.postgresql import JSONB
@@ -34,6 +35,15 @@ T = TypeVar("T")
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 
 _WRITE_OPTION = "lealta_write"
+
+
+def json_text(value: Any) -> str:
+    """JSON columns' text, by orjson (several times faster than the standard library)."""
+    return json_bytes(value).decode()
+
+
+def json_bytes(value: Any) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -95,7 +105,11 @@ def make_engine(
             }
         busy = 30.0 if statement_timeout is None else statement_timeout
         engine = create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": busy}, **pool_args
+            url,
+            connect_args={"check_same_thread": False, "timeout": busy},
+            json_serializer=json_text,
+            json_deserializer=orjson.loads,
+            **pool_args,
         )
         _configure_sqlite(engine, busy_ms=max(1, round(busy * 1000)))
         return engine
@@ -123,6 +137,8 @@ def make_engine(
         max_overflow=max_overflow,
         pool_timeout=pool_timeout,
         connect_args=connect_args,
+        json_serializer=json_text,
+        json_deserializer=orjson.loads,
     )
     _ping_when_idle(engine, idle_seconds=PING_AFTER_IDLE_SECONDS)
     return engine
