@@ -48,11 +48,13 @@ def counting(db: Database) -> Iterator[list[str]]:
         if statement.strip().upper() not in ("BEGIN", "BEGIN IMMEDIATE", "COMMIT", "ROLLBACK"):
             statements.append(statement)
 
-    event.listen(db.engine, "before_cursor_execute", record)
+    for engine in db.engines:
+        event.listen(engine, "before_cursor_execute", record)
     try:
         yield statements
     finally:
-        event.remove(db.engine, "before_cursor_execute", record)
+        for engine in db.engines:
+            event.remove(engine, "before_cursor_execute", record)
 
 
 def revoke_elsewhere(db: Database, key: str, clock: FixedClock) -> None:

@@ -199,13 +199,14 @@ def test_exhausted_pool_is_503_then_recovers(
         app = create_app(settings, db=small, clock=clock)
         with TestClient(app, raise_server_exceptions=False) as client:
             client.headers["Authorization"] = f"Bearer {server_key}"
-            held = small.engine.connect()
+            held = [engine.connect() for engine in small.engines]  # every pool exhausted
             try:
                 start = time.perf_counter()
                 response = client.get("/v1/members/nobody")
                 elapsed = time.perf_counter() - start
             finally:
-                held.close()
+                for connection in held:
+                    connection.close()
             assert_db_unavailable(response)
             assert 0.4 < elapsed < 5
             # The connection is back in the pool: the same request reaches the database.

@@ -56,10 +56,14 @@ def recording(db: Database) -> Iterator[dict[str, list[str]]]:
         seen["checkouts"].append("checkout")
 
     listeners: list[tuple[Any, str, Callable[..., None]]] = [
-        (db.engine, "before_cursor_execute", statement),
-        (db.engine, "commit", commit),
-        (db.engine, "rollback", rollback),
-        (db.engine.pool, "checkout", checkout),
+        listener
+        for engine in db.engines
+        for listener in (
+            (engine, "before_cursor_execute", statement),
+            (engine, "commit", commit),
+            (engine, "rollback", rollback),
+            (engine.pool, "checkout", checkout),
+        )
     ]
     for target, name, fn in listeners:
         event.listen(target, name, fn)
@@ -184,7 +188,7 @@ def test_prepared_statements_survive_reads_and_refusals(
 
 
 def _prepared(db: Database) -> set[str]:
-    with db.engine.connect() as conn:
+    with db.read_engine.connect() as conn:
         names = set(conn.scalars(text("SELECT name FROM pg_prepared_statements")))
         conn.commit()
     return names

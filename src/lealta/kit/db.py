@@ -82,8 +82,13 @@ def make_engine(
     pool_timeout: float = 10.0,
     connect_timeout: float = 5.0,
     statement_timeout: float | None = None,
+    autocommit: bool = False,
 ) -> Engine:
     """Create the engine with the per-dialect settings Lealta relies on.
+
+    ``autocommit`` (PostgreSQL) makes every connection of the pool autocommit from the start:
+    the pool of the hot reads, which would otherwise switch each connection on checkout and
+    back on return.
 
     Every wait on the database is bounded: ``pool_timeout`` for a free pooled connection
     (then :class:`sqlalchemy.exc.TimeoutError`), ``connect_timeout`` for opening one (a server
@@ -139,6 +144,7 @@ def make_engine(
         connect_args=connect_args,
         json_serializer=json_text,
         json_deserializer=orjson.loads,
+        **({"isolation_level": "AUTOCOMMIT"} if autocommit else {}),
     )
     _ping_when_idle(engine, idle_seconds=PING_AFTER_IDLE_SECONDS)
     return engine
@@ -218,9 +224,28 @@ class Database:
             statement_timeout=statement_timeout,
         )
         self.dialect = self.engine.dialect.name
+        # The hot reads' own small pool of autocommit connections (PostgreSQL; SQLite reads
+        # share the one engine, where a transaction costs no round trip).
+        self.read_engine = self.engine
+        if self.dialect == "postgresql":
+            self.read_engine = make_engine(
+                url,
+                pool_size=max(1, pool_size // 2),
+                max_overflow=max_overflow // 2,
+                pool_timeout=pool_timeout,
+                connect_timeout=connect_timeout,
+                statement_timeout=statement_timeout,
+                autocommit=True,
+            )
         write_engine = self.engine.execution_options(**{_WRITE_OPTION: True})
         self._read = sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
         self._write = sessionmaker(write_engine, expire_on_commit=False, autoflush=False)
+        self._hot_read = sessionmaker(self.read_engine, expire_on_commit=False, autoflush=False)
+
+    @property
+    def engines(self) -> list[Engine]:
+        """Every engine (pool) this database opens connections with."""
+        return [self.engine] if self.read_engine is self.engine else [self.engine, self.read_engine]
 
     @contextmanager
     def unit_of_work(self, *, write: bool = True, autocommit: bool = False) -> Iterator[Session]:
@@ -240,10 +265,11 @@ class Database:
         """
         if autocommit and write:
             raise ValueError("autocommit is for reading units of work only")
-        session = (self._write if write else self._read)()
+        if autocommit and self.dialect == "postgresql":
+            session = self._hot_read()
+        else:
+            session = (self._write if write else self._read)()
         try:
-            if autocommit and self.dialect == "postgresql":
-                session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
             yield session
             if not write:
                 session.expunge_all()
@@ -262,7 +288,8 @@ class Database:
             session.close()
 
     def dispose(self) -> None:
-        self.engine.dispose()
+        for engine in self.engines:
+            engine.dispose()
 
 
 def insert_ignore(
