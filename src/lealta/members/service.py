@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol, cast
 
-from sqlalchemy import Row, Select, Table, and_, bindparam, func, select
+from sqlalchemy import Select, Table, and_, bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.schema import ScalarElementColumnDefault
@@ -144,19 +144,17 @@ def get(session: Session, external_id: str) -> Member:
     return member
 
 
-def read_member(session: Session, external_id: str, *, programme_at: datetime) -> Row[Any]:
+def read_member(session: Session, external_id: str, *, programme_at: datetime) -> Any:
     """The member, its account figures and the digest of the programme in force at
     ``programme_at`` (None: the default rules), in one Core statement; or ``404
     member_not_found``. The row has the columns of :data:`MEMBER_READ` by name, so it serves
     wherever a member or an account is read (:class:`MemberView`, :class:`AccountView`)."""
-    row = (
-        session.connection()
-        .execute(MEMBER_READ, {"external_id": external_id, "programme_at": programme_at})
-        .first()
+    rows = fetch(
+        session, MEMBER_READ, {"external_id": external_id, "programme_at": programme_at}, named=True
     )
-    if row is None:
+    if not rows:
         raise _not_found(external_id)
-    return row
+    return rows[0]
 
 
 def read_balance(
