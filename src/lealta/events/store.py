@@ -24,10 +24,10 @@ from decimal import Decimal
 from typing import Any, cast
 
 import orjson
-from psycopg.errors import UniqueViolation
 from psycopg.types.json import Jsonb
 from sqlalchemy import Integer, Table, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from lealta.engine.core import TIER_ENTRY_PREFIX
@@ -719,10 +719,11 @@ def write(
         return
     try:
         _send_as_one(session, ops)
-    except UniqueViolation as exc:
+    except IntegrityError as exc:
         new_orders = [row["external_id"] for op in ops if op.table is _orders and op.key is None
                       for row in op.rows]  # fmt: skip
-        if exc.diag.constraint_name == "orders_external_id_key" and new_orders:
+        constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", None)
+        if constraint == "orders_external_id_key" and new_orders:
             raise OrderAlreadyRecorded(
                 f"Order '{new_orders[0]}' was already recorded by another event.",
                 details={"order_id": new_orders[0]},

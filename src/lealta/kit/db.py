@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import orjson
+import psycopg
 from psycopg.rows import namedtuple_row, tuple_row
 from sqlalchemy import JSON, DateTime, Engine, Select, Table, create_engine, event
 from sqlalchemy.dialects.postgresql import JSONB
@@ -26,7 +27,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -379,8 +380,18 @@ def run_on_psycopg(session: Session, sql: str, params: Any, row_factory: Any = N
         observed = bool(conn.dispatch.before_cursor_execute or conn.dispatch.after_cursor_execute)
         if observed:
             conn.dispatch.before_cursor_execute(conn, cursor, sql, params, None, False)
-        cursor.execute(sql, params, prepare=True)
-        rows: list[Any] = cursor.fetchall()
+        try:
+            cursor.execute(sql, params, prepare=True)
+            rows: list[Any] = cursor.fetchall()
+        except psycopg.Error as exc:
+            # As SQLAlchemy would: the error wrapped in its DBAPIError family (so a timeout is
+            # a 503 and a unique violation an IntegrityError to every caller), and a
+            # connection that died taken out of the pool.
+            if conn.dialect.is_disconnect(exc, raw, cursor):  # type: ignore[arg-type]
+                conn.invalidate(exc)
+            raise DBAPIError.instance(
+                sql, params, exc, psycopg.Error, dialect=conn.dialect
+            ) from exc
         if observed:
             conn.dispatch.after_cursor_execute(conn, cursor, sql, params, None, False)
         return rows
