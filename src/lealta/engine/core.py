@@ -21,7 +21,6 @@ Semantics, in order, for one event at moment ``t``:
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -132,9 +131,32 @@ class Context:
 
 def expiry_for(programme: Programme, earned_at: datetime) -> datetime | None:
     """When points earned at ``earned_at`` expire under the programme (None: never)."""
-    if programme.expiry.months is None:
+    months, round_to = programme.expiry.months, programme.expiry.round_to
+    if months is None:
         return None
-    return end_of(add_months(earned_at, programme.expiry.months), programme.expiry.round_to)
+    if round_to != "none" and _utc_offset_zero(earned_at):
+        # Then the answer depends only on the month earned: compute it once per month.
+        key = (earned_at.year, earned_at.month, months, round_to)
+        hit = _expiry_by_month.get(key)
+        if hit is None:
+            hit = _expiry_by_month[key] = end_of(add_months(earned_at, months), round_to)
+        return hit
+    return end_of(add_months(earned_at, months), round_to)
+
+
+_expiry_by_month: dict[tuple[int, int, int, str], datetime] = {}
+_ZERO = timedelta(0)
+
+
+def _utc_offset_zero(at: datetime) -> bool:
+    """Whether ``at`` has a fixed offset of zero (UTC and the like, not a zone with DST)."""
+    tz = at.tzinfo
+    if tz is None:
+        return False
+    try:
+        return tz.utcoffset(None) == _ZERO
+    except Exception:  # a tzinfo that needs a moment
+        return False
 
 
 def pending_until(programme: Programme, occurred_at: datetime) -> datetime | None:
@@ -146,6 +168,10 @@ def pending_until(programme: Programme, occurred_at: datetime) -> datetime | Non
 def lot_order(lot_id: int) -> tuple[int, int]:
     """Sort key of lot ids in creation order: stored lots by id, then new ones as created."""
     return (1, -lot_id) if lot_id < 0 else (0, lot_id)
+
+
+def _lot_key(lot: Lot) -> tuple[int, int]:
+    return lot_order(lot.id)
 
 
 def is_due(lot: Lot, at: datetime) -> bool:
@@ -165,13 +191,16 @@ class _Work:
         self.programme = programme
         self.ctx = ctx
         self.state = state
-        self.fig = copy.copy(state.figures)
+        self.fig = state.figures.copy()
         self.lots: dict[int, Lot] = {lot.id: lot for lot in state.lots}
         self.touched_lots: dict[int, Lot] = {}
-        self.orders: dict[str, OrderState | None] = dict(state.orders)
+        # The state's orders and counters are shared until changed (copied on first write).
+        self.orders: Mapping[str, OrderState | None] = state.orders
+        self._own_orders: dict[str, OrderState | None] | None = None
         self.touched_orders: dict[int, OrderState] = {}
         self.new_orders: list[NewOrder] = []
-        self.counters = dict(state.counters) if state.counters is not None else None
+        self.counters: Mapping[str, RuleCounter] | None = state.counters
+        self._own_counters: dict[str, RuleCounter] | None = None
         self.qualifying = state.qualifying
         self.entries_paid = state.tier_entries_paid
         self.next_ref = state.next_ref
@@ -186,6 +215,16 @@ class _Work:
         value = self.next_ref
         self.next_ref -= 1
         return value
+
+    # orders
+
+    def set_order(self, external_id: str, order: OrderState) -> None:
+        own = self._own_orders
+        if own is None:
+            own = self._own_orders = dict(self.orders)
+            self.orders = own
+        own[external_id] = order
+        self.touched_orders[order.id] = order
 
     # lots
 
@@ -343,7 +382,7 @@ class _Work:
         self.entries.append(entry)
         for rank, amount in taken_by_rank:
             lot = by_rank[rank]
-            self.put_lot(dataclasses.replace(lot, remaining=lot.remaining - amount))
+            self.put_lot(lot.with_remaining(lot.remaining - amount))
             self.allocations.append(Allocation(entry.id, lot.id, amount))
         if entry_type == "reverse":
             self.count_points(occurred_at, -taken)
@@ -357,7 +396,7 @@ class _Work:
         if tiers is None or tiers.basis != "points" or self.qualifying is None:
             return
         q = self.qualifying
-        self.qualifying = dataclasses.replace(q, recent=(*q.recent, Contribution(at, points)))
+        self.qualifying = q.with_recent((*q.recent, Contribution(at, points)))
 
     def count_order(self, order: OrderState, amount: int) -> None:
         """An order (``amount`` > 0) or a refund of it (< 0) changes net spend at the
@@ -369,12 +408,12 @@ class _Work:
         recent = list(q.recent)
         for i, c in enumerate(recent):
             if c.order_id == order.id:
-                recent[i] = dataclasses.replace(c, amount=c.amount + amount)
-                self.qualifying = dataclasses.replace(q, recent=tuple(recent))
+                recent[i] = Contribution(c.at, c.amount + amount, c.order_id)
+                self.qualifying = q.with_recent(tuple(recent))
                 return
         if amount > 0 or q.horizon is None or order.occurred_at > q.horizon:
             recent.append(Contribution(order.occurred_at, amount, order.id))
-            self.qualifying = dataclasses.replace(q, recent=tuple(recent))
+            self.qualifying = q.with_recent(tuple(recent))
         else:
             self.qualifying = dataclasses.replace(q, base=q.base + amount)
 
@@ -503,7 +542,7 @@ class _Work:
         if released:
             moved = sum(lot.remaining for lot in released)
             for lot in released:
-                self.put_lot(dataclasses.replace(lot, pending=False))
+                self.put_lot(lot.released())
             self.fig.points_pending -= moved
             self.fig.points_available += moved
             if moved:
@@ -544,8 +583,12 @@ class _Work:
         if self.counters is None or rule_id not in self.counters:
             return
         c = self.counters[rule_id]
-        self.counters[rule_id] = dataclasses.replace(
-            c,
+        own = self._own_counters
+        if own is None:
+            own = self._own_counters = dict(self.counters)
+            self.counters = own
+        own[rule_id] = RuleCounter(
+            since=c.since,
             earned=(*c.earned, (at, points)),
             points_lifetime=c.points_lifetime + points,
             times_lifetime=c.times_lifetime + 1,
@@ -574,11 +617,16 @@ class _Work:
         *,
         forfeited: int = 0,
     ) -> Outcome:
-        lots = tuple(sorted(self.lots.values(), key=lambda lot: lot_order(lot.id)))
-        state = dataclasses.replace(
-            self.state,
+        lots = sorted(self.lots.values(), key=_lot_key)
+        before = self.state
+        # Every field of MemberState, named (a test keeps this list complete): cheaper than
+        # dataclasses.replace, which the engine would otherwise pay on every event.
+        state = MemberState(
+            member_id=before.member_id,
+            profile=before.profile,
             figures=self.fig,
             lots=tuple(lot for lot in lots if lot.remaining > 0 or lot.pending),
+            lots_complete=before.lots_complete,
             orders=self.orders,
             counters=self.counters,
             qualifying=self.qualifying,
@@ -787,7 +835,11 @@ def _earn(
 ) -> list[NewEntry]:
     programme = work.programme
     postings = evaluate(programme, work.snapshot(facts.event_type, facts.occurred_at), facts)
+    if not postings:
+        return []
     at = facts.occurred_at
+    expires_at = expiry_for(programme, at)
+    until = pending_until(programme, at) if pending else None
     entries = []
     for p in postings:
         entries.append(
@@ -801,8 +853,8 @@ def _earn(
                 actor=work.ctx.actor,
                 rule_id=p.rule_id,
                 order_id=order_id,
-                expires_at=expiry_for(programme, at),
-                pending_until=pending_until(programme, at) if pending else None,
+                expires_at=expires_at,
+                pending_until=until,
                 details={"event_id": facts.event_id},
             )
         )
@@ -861,9 +913,8 @@ def _order_paid(work: _Work, event: PaidOrder) -> tuple[list[NewEntry], int]:
         occurred_at=event.occurred_at,
         status="paid",
     )
-    work.orders[event.order_id] = order
+    work.set_order(event.order_id, order)
     work.new_orders.append(NewOrder(order, event.channel, event.store, lines))
-    work.touched_orders[order.id] = order
     work.count_order(order, total_minor)
     fig = work.fig
     last = fig.last_order_at
@@ -1006,8 +1057,7 @@ def _order_refunded(work: _Work, event: Refund) -> list[NewEntry]:
         points_reversed=reversed_after,
         status="refunded" if refunded_after == order.total_minor else "partially_refunded",
     )
-    work.orders[event.order_id] = changed
-    work.touched_orders[changed.id] = changed
+    work.set_order(event.order_id, changed)
     work.count_order(order, -amount)
     work.fig.qualifying_spend_minor -= amount
     return entries

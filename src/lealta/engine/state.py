@@ -66,6 +66,25 @@ class Figures:
     def balance(self) -> int:
         return self.points_available + self.points_pending
 
+    def copy(self) -> Figures:
+        """A copy to change (field by field: much cheaper than ``copy.copy``)."""
+        return Figures(
+            self.member_id,
+            self.points_available,
+            self.points_pending,
+            self.lifetime_earned,
+            self.lifetime_spent,
+            self.points_expired,
+            self.points_shortfall,
+            self.qualifying_spend_minor,
+            self.spend_high_water_minor,
+            self.orders_count,
+            self.last_order_at,
+            self.tier_id,
+            self.tier_since,
+            self.tier_held_until,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Lot:
@@ -80,6 +99,34 @@ class Lot:
     expires_at: datetime | None
     pending: bool
     available_at: datetime | None
+
+    def with_remaining(self, remaining: int) -> Lot:
+        """This lot with ``remaining`` points left (as ``dataclasses.replace``, cheaper)."""
+        return Lot(
+            self.id,
+            self.entry_id,
+            self.order_id,
+            self.points,
+            remaining,
+            self.earned_at,
+            self.expires_at,
+            self.pending,
+            self.available_at,
+        )
+
+    def released(self) -> Lot:
+        """This lot, no longer pending."""
+        return Lot(
+            self.id,
+            self.entry_id,
+            self.order_id,
+            self.points,
+            self.remaining,
+            self.earned_at,
+            self.expires_at,
+            False,
+            self.available_at,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +180,9 @@ class Qualifying:
     horizon: datetime | None = None
     base: int = 0
     recent: tuple[Contribution, ...] = ()
+
+    def with_recent(self, recent: tuple[Contribution, ...]) -> Qualifying:
+        return Qualifying(self.horizon, self.base, recent)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,12 +19,13 @@ imported are replays.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import Table, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -32,6 +33,7 @@ from sqlalchemy.orm import Session
 from lealta.engine import core as engine
 from lealta.engine.errors import OrderAlreadyRecorded
 from lealta.engine.outcome import Outcome as EngineOutcome
+from lealta.engine.state import OrderState
 from lealta.events import store
 from lealta.events.schemas import (
     ORDER_PAID,
@@ -43,12 +45,12 @@ from lealta.events.service import (
     EventIdReused,
     IngestContext,
     crossing_handler,
-    result,
     to_engine,
     validation_error_body,
 )
 from lealta.kit.errors import Conflict, InvalidInput, LealtaError
 from lealta.kit.idempotency import check_key, request_hash
+from lealta.kit.money import from_minor
 from lealta.kit.timestamps import check_moment
 from lealta.members import attributes
 from lealta.members import service as members
@@ -130,19 +132,30 @@ def _process(
         at = item.event.occurred_at
         first, last = span.get(m, (at, at))
         span[m] = (min(first, at), max(last, at))
-    found_orders = store.orders(
-        session,
-        {
-            ref
-            for item in todo
-            for ref in (
-                item.event.order.id if item.event.order else None,
-                item.event.refund.order_id if item.event.refund else None,
-            )
-            if ref is not None
-        },
-    )
-    states = store.load_many(session, ctx.programme, span, orders=found_orders)
+    # The orders each customer's events name (their own new orders, the orders refunded):
+    # looked up at once, and each state gets only its customer's (an order a state does not
+    # name is never read by the engine, and a small map is cheap to copy on write).
+    refs: dict[str, list[str]] = {}
+    for item in todo:
+        event = item.event
+        ref = (
+            event.order.id
+            if event.order is not None
+            else event.refund.order_id
+            if event.refund is not None
+            else None
+        )
+        if ref is not None:
+            refs.setdefault(event.customer_id, []).append(ref)
+    found_orders = store.orders(session, {ref for named in refs.values() for ref in named})
+    named_orders = {ext: {ref: found_orders[ref] for ref in named} for ext, named in refs.items()}
+    no_orders: dict[str, OrderState | None] = {}
+    states = store.load_many(session, ctx.programme, span)
+    by_member = {m: ext for ext, m in member_ids.items()}
+    for m, state in states.items():
+        named = named_orders.get(by_member[m])
+        if named:
+            states[m] = dataclasses.replace(state, orders=named)
     # A new customer is enrolled by its first event that the engine accepts, as the online
     # driver would: until then its state is built in memory under a provisional id.
     provisional: dict[str, int] = {}
@@ -163,7 +176,10 @@ def _process(
                 now=ctx.now,
             )
             state = store.new_state(
-                -(len(provisional) + 1), newcomer, ctx.programme, orders=found_orders
+                -(len(provisional) + 1),
+                newcomer,
+                ctx.programme,
+                orders=named_orders.get(ext, no_orders),
             )
         else:
             state = states[m]
@@ -207,16 +223,9 @@ def _process(
         bulk=True,
     )
     rows = []
+    currency = ctx.programme.currency
     for item, m, outcome in done:
-        body = result(
-            item.event,
-            item.key,
-            outcome.state.profile.external_id,
-            outcome,
-            written,
-            ctx,
-            member_id=m,
-        ).model_dump(mode="json")
+        body = _body(item, m, outcome, written, currency)
         item.body = body
         rows.append(
             {
@@ -242,6 +251,56 @@ def _process(
             "Some of these events were processed concurrently by another request; retry.",
             code="idempotency_retry",
         ) from None
+
+
+_datetime = TypeAdapter(datetime)
+
+
+def _body(
+    item: Item, member_id: int, outcome: EngineOutcome, written: store.Written, currency: str
+) -> dict[str, Any]:
+    """The stored response to a processed event: what ``result(...).model_dump(mode="json")``
+    of :mod:`lealta.events.service` gives (the online driver's answer; the differential test
+    compares both drivers' answers), built as plain data: validating and serialising the
+    response models cost a tenth of the engine's work on a typical imported order."""
+    event = item.event
+    fig = outcome.state.figures
+    external_id = outcome.state.profile.external_id
+    by_id = {e.id: e for e in outcome.entries}
+    return {
+        "event_id": item.key,
+        "type": event.type,
+        "customer_id": external_id,
+        "occurred_at": _datetime.dump_python(event.occurred_at, mode="json"),
+        "postings": [
+            {
+                "entry_id": written.id(member_id, e.id),
+                "entry_type": e.entry_type,
+                "points": e.points,
+                "rule_id": e.rule_id,
+                "reason": e.reason,
+                "shortfall": e.shortfall,
+            }
+            for e in (by_id[ref] for ref in outcome.postings)
+        ],
+        "points_delta": outcome.points_delta,
+        # members.balance_of(external_id, fig, currency).model_dump(mode="json"):
+        "balance": {
+            "external_id": external_id,
+            "available": fig.points_available,
+            "pending": fig.points_pending,
+            "lifetime_earned": fig.lifetime_earned,
+            "lifetime_spent": fig.lifetime_spent,
+            "expired": fig.points_expired,
+            "shortfall": fig.points_shortfall,
+            "qualifying_spend": str(from_minor(fig.qualifying_spend_minor, currency)),
+            "currency": currency,
+            "tier": fig.tier_id,
+            "expiring_soon": 0,
+            "next_expiry": None,
+        },
+        "thresholds_forfeited": outcome.thresholds_forfeited,
+    }
 
 
 class _Known:

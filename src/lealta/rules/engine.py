@@ -16,7 +16,7 @@ Each posting is rounded on its own by the programme's rounding policy (default: 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -101,6 +101,9 @@ class CompiledRule:
     rule: EarningRule
     condition: Expression | None
     per: Expression | None
+    tags: frozenset[str] | None = None
+    label: str = ""
+    """The posting's reason (the rule's English name)."""
 
 
 @dataclass(frozen=True)
@@ -108,9 +111,13 @@ class CompiledProgramme:
     programme: Programme
     rules: tuple[CompiledRule, ...]
     eligibility: Mapping[str, Expression]
+    by_event: Mapping[str, tuple[CompiledRule, ...]] = field(default_factory=dict)
+    """The active rules listening to each event type, in programme order."""
+    base: Mapping[str | None, tuple[Decimal, str]] = field(default_factory=dict)
+    """Per tier id (None and unknown ids: no tier) the base multiplier and posting reason."""
 
     def rules_for(self, event_type: str) -> list[CompiledRule]:
-        return [r for r in self.rules if r.rule.event == event_type and r.rule.active]
+        return list(self.by_event.get(event_type, ()))
 
 
 def compile_programme(programme: Programme) -> CompiledProgramme:
@@ -119,13 +126,29 @@ def compile_programme(programme: Programme) -> CompiledProgramme:
     for i, rule in enumerate(programme.rules):
         condition = _compile(f"rules.{i}.condition", rule.condition)
         per = _compile(f"rules.{i}.per", rule.per)
-        compiled.append(CompiledRule(rule, condition, per))
+        tags = frozenset(rule.tags) if rule.tags is not None else None
+        compiled.append(CompiledRule(rule, condition, per, tags, rule.label("en")))
     eligibility: dict[str, Expression] = {}
     for i, reward in enumerate(programme.rewards):
         expr = _compile(f"rewards.{i}.eligibility", reward.eligibility)
         if expr is not None:
             eligibility[reward.id] = expr
-    return CompiledProgramme(programme, tuple(compiled), eligibility)
+    by_event: dict[str, list[CompiledRule]] = {}
+    for c in compiled:
+        if c.rule.active:
+            by_event.setdefault(c.rule.event, []).append(c)
+    rate = f"{programme.earning.points_per_unit} pt/{programme.currency}"
+    base: dict[str | None, tuple[Decimal, str]] = {None: (Decimal(1), rate)}
+    for level in reversed(programme.tiers.levels if programme.tiers is not None else []):
+        # Reversed, so that the first level with an id wins, as Programme.tier() finds it.
+        base[level.id] = (level.multiplier, f"{rate} x {level.multiplier} ({level.name.es})")
+    return CompiledProgramme(
+        programme,
+        tuple(compiled),
+        eligibility,
+        {event: tuple(rules) for event, rules in by_event.items()},
+        base,
+    )
 
 
 def _compile(path: str, source: str | None) -> Expression | None:
@@ -137,39 +160,85 @@ def _compile(path: str, source: str | None) -> Expression | None:
         raise ProgrammeCompileError(path, str(exc)) from exc
 
 
-def activation(member: MemberSnapshot, event: EventFacts, currency: str) -> dict[str, Any]:
-    """The variables CEL expressions see: ``event``, ``order``, ``items``, ``member``, ``time``."""
-    exp = exponent(currency)
-    items = [
-        {
-            "sku": i.sku,
-            "category": i.category or "",
-            "quantity": i.quantity,
-            "unit_price": float(Decimal(i.unit_price_minor).scaleb(-exp)),
-            "total": float(Decimal(i.unit_price_minor * i.quantity).scaleb(-exp)),
-        }
-        for i in event.items
-    ]
-    order: dict[str, Any] = {}
-    if event.order_total_minor is not None:
-        order = {
+_NAMES = ("event", "order", "items", "member", "time")
+
+
+class Activation(Mapping[str, Any]):
+    """The variables CEL expressions see (``event``, ``order``, ``items``, ``member``,
+    ``time``), each built the first time an expression reads it, then kept."""
+
+    __slots__ = ("_currency", "_event", "_member", "_values")
+
+    def __init__(self, member: MemberSnapshot, event: EventFacts, currency: str) -> None:
+        self._member = member
+        self._event = event
+        self._currency = currency
+        self._values: dict[str, Any] = {}
+
+    def __getitem__(self, name: str) -> Any:
+        values = self._values
+        if name in values:
+            return values[name]
+        if name == "event":
+            event = self._event
+            value: Any = {
+                "type": event.event_type,
+                "id": event.event_id or "",
+                "properties": dict(event.properties),
+            }
+        elif name == "items":
+            value = self._items()
+        elif name == "order":
+            value = self._order()
+        elif name == "member":
+            value = self._member_part()
+        elif name == "time":
+            value = self._time()
+        else:
+            raise KeyError(name)
+        values[name] = value
+        return value
+
+    def __contains__(self, name: object) -> bool:
+        return name in _NAMES
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_NAMES)
+
+    def __len__(self) -> int:
+        return len(_NAMES)
+
+    def _items(self) -> list[dict[str, Any]]:
+        exp = exponent(self._currency)
+        return [
+            {
+                "sku": i.sku,
+                "category": i.category or "",
+                "quantity": i.quantity,
+                "unit_price": float(Decimal(i.unit_price_minor).scaleb(-exp)),
+                "total": float(Decimal(i.unit_price_minor * i.quantity).scaleb(-exp)),
+            }
+            for i in self._event.items
+        ]
+
+    def _order(self) -> dict[str, Any]:
+        event = self._event
+        if event.order_total_minor is None:
+            return {}
+        exp = exponent(self._currency)
+        return {
             "id": event.order_id or "",
             "total": float(Decimal(event.order_total_minor).scaleb(-exp)),
-            "currency": event.currency or currency,
+            "currency": event.currency or self._currency,
             "channel": event.channel or "",
             "store": event.store or "",
-            "items": items,
+            "items": self["items"],
         }
-    local = event.occurred_at.astimezone(_zone(member.timezone))
-    return {
-        "event": {
-            "type": event.event_type,
-            "id": event.event_id or "",
-            "properties": dict(event.properties),
-        },
-        "order": order,
-        "items": items,
-        "member": {
+
+    def _member_part(self) -> dict[str, Any]:
+        member = self._member
+        exp = exponent(self._currency)
+        return {
             "id": member.external_id,
             "tier": member.tier or "",
             "tags": list(member.tags),
@@ -177,17 +246,25 @@ def activation(member: MemberSnapshot, event: EventFacts, currency: str) -> dict
             "qualifying_spend": float(Decimal(member.qualifying_spend_minor).scaleb(-exp)),
             "orders_count": member.orders_count,
             "language": member.language,
-        },
-        "time": {
+        }
+
+    def _time(self) -> dict[str, Any]:
+        at = self._event.occurred_at
+        local = at.astimezone(_zone(self._member.timezone))
+        return {
             "weekday": local.weekday(),
             "hour": local.hour,
             "day": local.day,
             "month": local.month,
             "year": local.year,
             "date": local.date().isoformat(),
-            "timestamp": event.occurred_at.astimezone(UTC),
-        },
-    }
+            "timestamp": at.astimezone(UTC),
+        }
+
+
+def activation(member: MemberSnapshot, event: EventFacts, currency: str) -> dict[str, Any]:
+    """The variables CEL expressions see: ``event``, ``order``, ``items``, ``member``, ``time``."""
+    return dict(Activation(member, event, currency))
 
 
 _compiled_cache: OrderedDict[int, CompiledProgramme] = OrderedDict()
@@ -219,35 +296,31 @@ def evaluate(
     programme = compiled.programme
     rounding = programme.earning.rounding
     postings: list[Posting] = []
-    env: dict[str, Any] | None = None
-
-    def get_env() -> dict[str, Any]:
-        nonlocal env
-        if env is None:
-            env = activation(member, event, programme.currency)
-        return env
+    env: Activation | None = None
 
     base_exact = Decimal(0)
-    if event.event_type == "order.paid" and event.order_total_minor is not None:
+    event_type = event.event_type
+    if event_type == "order.paid" and event.order_total_minor is not None:
         total = Decimal(event.order_total_minor).scaleb(-exponent(programme.currency))
         if total >= programme.earning.minimum_order:
-            tier = programme.tier(member.tier)
-            multiplier = tier.multiplier if tier else Decimal(1)
+            multiplier, reason = compiled.base.get(member.tier) or compiled.base[None]
             base_exact = total * programme.earning.points_per_unit * multiplier
             points = round_points(base_exact, rounding)
             if points > 0:
-                label = f" x {multiplier} ({tier.name.es})" if tier else ""
-                postings.append(
-                    Posting(
-                        points,
-                        BASE_RULE_ID,
-                        f"{programme.earning.points_per_unit} pt/{programme.currency}{label}",
-                    )
-                )
-    for rule in compiled.rules_for(event.event_type):
-        if not _applies(rule, member, event, get_env):
-            continue
+                postings.append(Posting(points, BASE_RULE_ID, reason))
+    for rule in compiled.by_event.get(event_type, ()):
         r = rule.rule
+        if r.window is not None and not r.window.contains(event.occurred_at):
+            continue
+        if r.tiers is not None and member.tier not in r.tiers:
+            continue
+        if rule.tags is not None and rule.tags.isdisjoint(member.tags):
+            continue
+        if rule.condition is not None or rule.per is not None:
+            if env is None:
+                env = Activation(member, event, programme.currency)
+            if rule.condition is not None and not rule.condition.test(env):
+                continue
         if r.kind == "multiplier":
             assert r.factor is not None
             exact = base_exact * (r.factor - 1)
@@ -255,27 +328,16 @@ def evaluate(
             assert r.points is not None
             exact = r.points
         else:
-            assert r.points is not None and rule.per is not None
-            quantity = _quantity(rule.per, get_env())
+            assert r.points is not None and rule.per is not None and env is not None
+            quantity = _quantity(rule.per, env)
             if quantity is None:
                 continue
             exact = r.points * quantity
         usage = member.usage.get(r.id, RuleUsage()) if r.caps is not None else RuleUsage()
         points = _apply_caps(r, usage, round_points(exact, rounding))
         if points > 0:
-            postings.append(Posting(points, r.id, r.label("en")))
+            postings.append(Posting(points, r.id, rule.label))
     return postings
-
-
-def _applies(rule: CompiledRule, member: MemberSnapshot, event: EventFacts, get_env: Any) -> bool:
-    r = rule.rule
-    if r.window is not None and not r.window.contains(event.occurred_at):
-        return False
-    if r.tiers is not None and member.tier not in r.tiers:
-        return False
-    if r.tags is not None and not set(r.tags) & set(member.tags):
-        return False
-    return rule.condition is None or rule.condition.test(get_env())
 
 
 def _quantity(expr: Expression, env: Mapping[str, Any]) -> Decimal | None:
