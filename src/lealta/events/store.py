@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import operator
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from typing import Any, cast
 
 import orjson
 from psycopg.types.json import Jsonb
-from sqlalchemy import Integer, Table, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Integer, Table, and_, bindparam, func, insert, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -1013,28 +1014,51 @@ def insert_rows(session: Session, table: Table, rows: list[dict[str, Any]], *, b
         session.connection().execute(_insert_statement(table), rows)
 
 
-def _sqlite_value(column: Any) -> Callable[[Any], Any]:
-    """How a value of ``column`` is stored on SQLite (see ``kit.db.UTCDateTime``, JSON)."""
-    if isinstance(column.type, UTCDateTime):
-        return lambda v: (
-            None
-            if v is None
-            else v.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
-        )
-    if column.name in _JSON_COLUMNS:
-        return lambda v: None if v is None else json.dumps(v)
-    return lambda v: v
+def _sqlite_tuples(
+    table: Table, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]
+) -> list[tuple[Any, ...]]:
+    """The rows' values (named by ``columns``, ``_x`` meaning column ``x``) as SQLite stores
+    them (see ``kit.db.UTCDateTime``, JSON), converted as SQLAlchemy's types would, without
+    its per-value overhead. A chunk repeats a handful of moments (``now``, an event's time on
+    each of its rows), so each datetime is formatted once."""
+    formatted: dict[datetime, str] = {}
+
+    def moment(v: datetime | None) -> str | None:
+        if v is None:
+            return None
+        text = formatted.get(v)
+        if text is None:
+            text = formatted[v] = (
+                v.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+            )
+        return text
+
+    def as_json(v: Any) -> str | None:
+        return None if v is None else json.dumps(v)
+
+    convert: list[tuple[int, Callable[[Any], Any]]] = []
+    for i, name in enumerate(columns):
+        column = table.c[name.removeprefix("_")]
+        if isinstance(column.type, UTCDateTime):
+            convert.append((i, moment))
+        elif column.name in _JSON_COLUMNS:
+            convert.append((i, as_json))
+    pick = operator.itemgetter(*columns)
+    out: list[tuple[Any, ...]] = []
+    for row in rows:
+        values = list(pick(row)) if len(columns) > 1 else [pick(row)]
+        for i, f in convert:
+            values[i] = f(values[i])
+        out.append(tuple(values))
+    return out
 
 
 def _executemany_sqlite(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
     columns = list(rows[0])
-    convert = [_sqlite_value(table.c[name]) for name in columns]
     marks = ", ".join("?" for _ in columns)
     # Table and column names come from the models, never from input.
     sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks})"  # noqa: S608
-    session.connection().exec_driver_sql(
-        sql, [tuple(f(row[c]) for f, c in zip(convert, columns, strict=True)) for row in rows]
-    )
+    session.connection().exec_driver_sql(sql, _sqlite_tuples(table, rows, columns))
 
 
 def _copy(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
@@ -1054,24 +1078,21 @@ def _copy(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
 
 
 def _update(session: Session, table: Table, rows: list[dict[str, Any]], *, key: str = "id") -> None:
-    """One executemany UPDATE keyed on ``_<key>`` for rows that all set the same columns."""
+    """Change rows found by ``_<key>``, all setting the same columns: on PostgreSQL one
+    statement whatever the number of rows (the rows as JSON, as :func:`_send_as_one` sends
+    them), on SQLite one driver-level executemany."""
     if not rows:
         return
     columns = tuple(c for c in rows[0] if not c.startswith("_"))
-    params = [{f"_{key}": row[f"_{key}"], **{f"v_{c}": row[c] for c in columns}} for row in rows]
-    session.connection().execute(_update_statement(table, key, columns), params)
+    if _is_pg(session):
+        _send_as_one(session, [Rows(table, rows, key=key)])
+        return
+    sets = ", ".join(f"{c} = ?" for c in columns)
+    sql = f"UPDATE {table.name} SET {sets} WHERE {key} = ?"  # noqa: S608
+    session.connection().exec_driver_sql(sql, _sqlite_tuples(table, rows, [*columns, f"_{key}"]))
 
 
 @functools.cache
 def _insert_statement(table: Table) -> Any:
     """A plain INSERT (``inline``: no implicit RETURNING of the key, so it can be pipelined)."""
     return insert(table).inline()
-
-
-@functools.cache
-def _update_statement(table: Table, key: str, columns: tuple[str, ...]) -> Any:
-    return (
-        update(table)
-        .where(table.c[key] == bindparam(f"_{key}", type_=table.c[key].type))
-        .values({c: bindparam(f"v_{c}", type_=table.c[c].type) for c in columns})
-    )

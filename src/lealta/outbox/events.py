@@ -40,15 +40,13 @@ class DomainEvent:
 
     def to_payload(self) -> dict[str, Any]:
         payload: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
-            if f.metadata.get("payload", True) is False:
-                continue
-            value = getattr(self, f.name)
+        for name, key in _payload_fields(type(self)):
+            value = getattr(self, name)
             if isinstance(value, datetime):
                 value = value.isoformat()
             elif isinstance(value, Decimal):
                 value = str(value)
-            payload[f.metadata.get("key", f.name)] = value
+            payload[key] = value
         return payload
 
     @classmethod
@@ -70,6 +68,21 @@ class DomainEvent:
 
 
 _HINTS: dict[type[DomainEvent], dict[str, Any]] = {}
+
+
+_PAYLOAD_FIELDS: dict[type[DomainEvent], tuple[tuple[str, str], ...]] = {}
+
+
+def _payload_fields(cls: type[DomainEvent]) -> tuple[tuple[str, str], ...]:
+    """(attribute, payload key) of the fields an event class writes, once per class."""
+    found = _PAYLOAD_FIELDS.get(cls)
+    if found is None:
+        found = _PAYLOAD_FIELDS[cls] = tuple(
+            (f.name, f.metadata.get("key", f.name))
+            for f in dataclasses.fields(cls)
+            if f.metadata.get("payload", True) is not False
+        )
+    return found
 
 
 def _hints(cls: type[DomainEvent]) -> dict[str, Any]:
