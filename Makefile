@@ -34,14 +34,15 @@ bench: setup  ## Hot-path benchmarks with same-run baselines
 	$(VENV)/bin/python -m bench
 
 lint: setup
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check src tests bench clients/python
+	$(VENV)/bin/ruff format --check src tests bench clients/python
 	$(VENV)/bin/mypy
+	cd clients/python && MYPYPATH=src ../../$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
 format: setup
-	$(VENV)/bin/ruff check --fix src tests bench
-	$(VENV)/bin/ruff format src tests bench
+	$(VENV)/bin/ruff check --fix src tests bench clients/python
+	$(VENV)/bin/ruff format src tests bench clients/python
 
 clean:
 	rm -rf $(VENV) $(TOOLS) data .pytest_cache .mypy_cache .ruff_cache

@@ -16,6 +16,8 @@ from pathlib import Path
 import psycopg
 from rich.console import Console
 
+from bench import jobs as jobs_bench
+from bench import members as members_bench
 from bench import redemption
 from bench.importing import ImportFailed, ImportResult, import_history
 from bench.load import LoadResult
@@ -31,8 +33,8 @@ DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_ORDERS = 20_000
 # Figures `--only` can pick; the baselines they need (pgbench, GET /health) come with them.
 FIGURES = ("ingest", "batch", "balance", "import", "sqlite", "rules", "redemption", "workers",
-           "serve")  # fmt: skip
-NEEDS_PGBENCH = frozenset({"ingest", "batch", "import", "redemption"})
+           "serve", "members", "jobs")  # fmt: skip
+NEEDS_PGBENCH = frozenset({"ingest", "batch", "import", "redemption", "jobs"})
 NEEDS_SERVER = frozenset({"ingest", "batch", "balance", "workers"})
 
 
@@ -95,6 +97,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--redeem-order", default="10000.00",
         help="EUR each member spends first: 1 point per euro, so cost-500 coupons to spare",
     )  # fmt: skip
+    p.add_argument("--members", type=int, default=1_000_000, help="members listed in (x)")
+    p.add_argument("--members-seconds", type=float, default=4.0, help="(x) per combination")
     p.add_argument(
         "--output", type=Path, default=None,
         help="Markdown results file (default bench/results.md, or none with --only)",
@@ -212,6 +216,8 @@ def notes(args: argparse.Namespace, total: float) -> dict[str, str]:
         " `lealta run` (defaults: embedded SQLite, one worker) with a fresh LEALTA_DATA_DIR,"
         " from the start of `demo up` to the first 200 from GET /health (polled every"
         " 50 ms); baseline: `lealta run` restarted on the loaded directory.",
+        "members": members_bench.NOTE,
+        "jobs": jobs_bench.note(),
     }
 
 
@@ -271,6 +277,10 @@ def measure(run: Run) -> None:
         redemption_figure(run, admin, tps, health)
     if run.wants("serve"):
         serve_figure(run)
+    if run.wants("members"):
+        members_bench.members_figure(run, admin)
+    if run.wants("jobs"):
+        jobs_bench.jobs_figure(run, admin, tps)
 
 
 def _vs_tps(value: float, tps: float) -> tuple[str, str]:

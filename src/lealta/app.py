@@ -16,10 +16,13 @@ from sqlalchemy import text
 from starlette.middleware.sessions import SessionMiddleware
 
 from lealta import __version__
+from lealta.analytics.api import router as analytics_router
 from lealta.apikeys.deps import get_api_reader, get_api_writer, get_principal
 from lealta.config import Settings, get_settings
 from lealta.coupons.api import router as coupons_router
 from lealta.events.api import router as events_router
+from lealta.jobs.api import router as jobs_router
+from lealta.jobs.worker import Worker
 from lealta.kit import openapi
 from lealta.kit.clock import Clock, SystemClock
 from lealta.kit.db import Database
@@ -41,6 +44,7 @@ from lealta.tiers.api import router as tiers_router
 from lealta.web import errors as web_errors
 from lealta.web.admin.routes_auth import router as admin_auth_router
 from lealta.web.admin.routes_core import router as admin_core_router
+from lealta.web.admin.routes_jobs import router as admin_jobs_router
 from lealta.web.admin.routes_ops import router as admin_ops_router
 from lealta.web.cockpit.routes import router as cockpit_router
 from lealta.web.headers import SecurityHeadersMiddleware, with_hashed_scripts
@@ -79,7 +83,18 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         log.info("worker_started", pid=os.getpid())
+        # The embedded default runs its jobs (pending points, expiries, outbox deliveries)
+        # in this process: nothing else to start, no cron. See README "Jobs and workers".
+        jobs_worker: Worker | None = None
+        if settings.runs_in_process_worker:
+            jobs_worker = Worker(
+                database, clock=app.state.clock, settings=settings, shutdown_timeout=10.0
+            )
+            jobs_worker.start()
+        app.state.jobs_worker = jobs_worker
         yield
+        if jobs_worker is not None:
+            jobs_worker.stop()
         if db is None:
             database.dispose()
 
@@ -105,10 +120,13 @@ def create_app(
     app.include_router(rewards_router)
     app.include_router(coupons_router)
     app.include_router(programme_router)
+    app.include_router(jobs_router)
+    app.include_router(analytics_router)
     app.include_router(admin_auth_router)
     app.include_router(cockpit_router)
     app.include_router(admin_ops_router)
     app.include_router(admin_core_router)
+    app.include_router(admin_jobs_router)
     app.include_router(lang_router)
 
     @app.get("/health", tags=["ops"], summary="Liveness")

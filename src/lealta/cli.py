@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -47,7 +47,9 @@ app.add_typer(export_app, name="export")
 app.add_typer(demo_app, name="demo")
 app.add_typer(programme_cli, name="programme")
 app.add_typer(admin_cli, name="admin")
-jobs_app = typer.Typer(help="Scheduled work.", no_args_is_help=True)
+jobs_app = typer.Typer(
+    help="Background jobs: the queue, and the points catch-up.", no_args_is_help=True
+)
 app.add_typer(jobs_app, name="jobs")
 tiers_app = typer.Typer(help="Tiers.", no_args_is_help=True)
 app.add_typer(tiers_app, name="tiers")
@@ -377,9 +379,10 @@ def jobs_run(
         typer.Option(min=10, help="Keep running, once every this many seconds (a worker)."),
     ] = None,
 ) -> None:
-    """Release pending points, expire due points and coupons, run due tier reviews.
+    """Release pending points, expire due points and coupons, run due tier reviews, now.
 
-    Safe to rerun and to run on several hosts at once. With --every it loops as a worker.
+    Safe to rerun and to run on several hosts at once. `lealta worker` (and `lealta run` on
+    SQLite) already does this every minute; --every is kept for cron-style set-ups.
     """
     import time
     from datetime import datetime
@@ -403,6 +406,179 @@ def jobs_run(
         if every is None:
             return
         time.sleep(every)
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            min=1, max=64, help="Threads running jobs (default LEALTA_WORKER_CONCURRENCY)."
+        ),
+    ] = None,
+    queues: Annotated[
+        str | None, typer.Option(help="Only these queues, comma-separated (default: all).")
+    ] = None,
+    once: Annotated[
+        bool, typer.Option("--once", help="Run one round of due jobs, then exit.")
+    ] = False,
+    until_idle: Annotated[
+        bool, typer.Option("--until-idle", help="Exit when no job is due and none runs.")
+    ] = False,
+    prefetch: Annotated[
+        int, typer.Option(min=0, max=1000, help="Jobs claimed ahead of free threads.")
+    ] = 0,
+    modules: Annotated[
+        list[str] | None,
+        typer.Option("--import", help="Also import this module (registers its tasks)."),
+    ] = None,
+) -> None:
+    """Run background jobs until stopped (SIGTERM or Ctrl-C stop gracefully).
+
+    Run as many as you like, on as many machines, against one PostgreSQL database: they
+    share the work and never run a job twice at once. Also enqueues periodic jobs (the
+    points catch-up every minute) and hands outbox events to their subscribers.
+    """
+    import os
+    import signal
+
+    from lealta.jobs.worker import Worker
+    from lealta.kit.logging import configure as configure_logging
+
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    database = Database(
+        settings.database_url,
+        pool_size=(concurrency or settings.worker_concurrency) + 2,
+        max_overflow=2,
+        connect_timeout=settings.db_connect_timeout,
+        # Bounds every statement of every job (lock waits included).
+        statement_timeout=settings.db_statement_timeout or None,
+    )
+    runner = Worker(
+        database,
+        clock=SystemClock(),
+        settings=settings,
+        concurrency=concurrency,
+        queues=[q.strip() for q in queues.split(",") if q.strip()] if queues else None,
+        prefetch=prefetch,
+        modules=modules or (),
+    )
+
+    def _stop(signum: int, _frame: object) -> None:
+        if runner.stopping:  # a second signal: leave now, leases bring the jobs back
+            os._exit(130)
+        err.print(f"[yellow]stopping[/yellow] (signal {signum}): finishing running jobs")
+        runner.request_stop()
+
+    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        report = runner.run(once=once, until_idle=until_idle)
+    except ModuleNotFoundError as exc:
+        raise fail(LealtaError(str(exc), code="module_not_found")) from None
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        database.dispose()
+    console.print(
+        f"jobs succeeded {report.succeeded}, failed attempts {report.failed} (dead"
+        f" {report.dead}), outbox rows dispatched {report.dispatched}"
+    )
+
+
+def _job_table(rows: list[Any], title: str) -> Table:
+    table = Table(
+        "id", "task", "status", "attempts", "run at", "finished", "last error", title=title
+    )
+    for job in rows:
+        error = (job.last_error or "").splitlines()[0][:80] if job.last_error else ""
+        table.add_row(
+            str(job.id),
+            job.task,
+            job.status,
+            f"{job.attempts}/{job.max_attempts}",
+            job.run_at.isoformat(timespec="seconds"),
+            job.finished_at.isoformat(timespec="seconds") if job.finished_at else "",
+            error,
+        )
+    return table
+
+
+@jobs_app.command("list")
+def jobs_list(
+    status: Annotated[
+        str | None, typer.Option(help="queued, running, retrying, succeeded, dead or discarded.")
+    ] = None,
+    task: Annotated[str | None, typer.Option(help="Only this task.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
+) -> None:
+    """Queue depth per status and per task, then the newest jobs (filtered)."""
+    from lealta.jobs import queue as job_queue
+
+    database = _database()
+    try:
+        with database.unit_of_work(write=False) as session:
+            now = SystemClock().now()
+            stats = job_queue.stats(session, now=now)
+            rows, _ = job_queue.list_jobs(session, status=status, task=task, limit=limit)
+    except LealtaError as exc:
+        raise fail(exc) from None
+    finally:
+        database.dispose()
+    depth = Table("status", "jobs", title="Queue (finished: last 24 h)")
+    for name, count in stats.counts.items():
+        depth.add_row(name, str(count))
+    console.print(depth)
+    if stats.by_task:
+        tasks = Table("task", "status", "jobs", title="Waiting, running, retrying, dead")
+        for row in stats.by_task:
+            tasks.add_row(row.task, row.status, str(row.count))
+        console.print(tasks)
+    lag = stats.oldest_due_seconds
+    console.print(
+        f"due now {stats.due}, scheduled later {stats.scheduled}"
+        + (f", oldest due waited {lag:.0f} s" if lag is not None else "")
+    )
+    console.print(_job_table(rows, "Jobs, newest first"))
+
+
+def _job_action(job_id: int, action: str) -> None:
+    from lealta.audit import service as audit
+    from lealta.jobs import queue as job_queue
+
+    database = _database()
+    try:
+        with database.unit_of_work() as session:
+            now = SystemClock().now()
+            operation = job_queue.retry if action == "retry" else job_queue.discard
+            job = operation(session, job_id, now=now)
+            audit.record(
+                session,
+                actor="cli",
+                action=f"job.{action}",
+                target_type="job",
+                target_id=str(job.id),
+                now=now,
+                details={"task": job.task},
+            )
+            status = job.status
+    except LealtaError as exc:
+        raise fail(exc) from None
+    finally:
+        database.dispose()
+    console.print(f"job {job_id}: {status}")
+
+
+@jobs_app.command("retry")
+def jobs_retry(job_id: Annotated[int, typer.Argument(min=1)]) -> None:
+    """Run a dead, retrying or discarded job again now, with a fresh set of attempts."""
+    _job_action(job_id, "retry")
+
+
+@jobs_app.command("discard")
+def jobs_discard(job_id: Annotated[int, typer.Argument(min=1)]) -> None:
+    """Drop a waiting, retrying or dead job so that it never runs (again)."""
+    _job_action(job_id, "discard")
 
 
 @tiers_app.command("refresh")

@@ -82,6 +82,26 @@ class Settings(BaseSettings):
     admin_lockout_attempts: int = 5
     admin_lockout_minutes: int = 15
     upload_max_bytes: int = 2 * 1024 * 1024
+    in_process_worker: bool | None = Field(
+        default=None,
+        description="Run a jobs worker thread inside `lealta run`. Unset: on for SQLite (except"
+        " with env=test), off for PostgreSQL, where `lealta worker` runs on its own.",
+    )
+    worker_concurrency: int = Field(
+        default=2, ge=1, le=64, description="Threads of a jobs worker (--concurrency wins)."
+    )
+    worker_poll_seconds: float = Field(
+        default=1.0, gt=0, le=60, description="Seconds an idle jobs worker waits between looks."
+    )
+    job_lease_seconds: float = Field(
+        default=60.0,
+        ge=1,
+        description="Seconds a claimed job stays a worker's without renewal; after that a dead"
+        " worker's job runs elsewhere.",
+    )
+    job_retention_days: int = Field(
+        default=7, ge=1, description="Days succeeded and discarded jobs are kept."
+    )
 
     @model_validator(mode="after")
     def _default_database(self) -> Settings:
@@ -96,6 +116,15 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def runs_in_process_worker(self) -> bool:
+        """Whether ``lealta run`` starts a jobs worker thread. By default only on SQLite, whose
+        single writer makes a separate worker process pointless; tests (``env=test``) build
+        many apps and turn it on where they want it."""
+        if self.in_process_worker is not None:
+            return self.in_process_worker
+        return self.is_sqlite and self.env != "test"
 
 
 @lru_cache

@@ -178,6 +178,7 @@ def walk_console(walk: Walk, data: Seed) -> None:
         ("/admin/api-keys", "admin-api-keys"),
         ("/admin/users", "admin-users"),
         ("/admin/audit", "admin-audit"),
+        ("/admin/jobs", "admin-jobs"),
         ("/admin/no-such-page", "admin-not-found"),
     ):
         walk.go(path, name)

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
@@ -22,8 +22,16 @@ from lealta.kit.idempotency import run_maybe_once
 from lealta.kit.ids import ExternalId
 from lealta.kit.money import from_minor
 from lealta.kit.pagination import newest_first
-from lealta.members import attributes, service
-from lealta.members.schemas import BalanceOut, ConsentIn, MemberCreate, MemberOut, MemberUpdate
+from lealta.members import attributes, listing, service
+from lealta.members.schemas import (
+    BalanceOut,
+    ConsentIn,
+    MemberCreate,
+    MemberListItem,
+    MemberOut,
+    MemberPage,
+    MemberUpdate,
+)
 from lealta.models import Order, OrderItem
 from lealta.programme import service as programmes
 
@@ -63,6 +71,93 @@ def create_member(
             effect=effect,
         )
     return respond(outcome)
+
+
+_Text = Annotated[str | None, Query(max_length=1000)]
+
+
+@router.get("", response_model=MemberPage, summary="List members")
+async def list_members(
+    request: Request,
+    api: ApiReader,
+    q: Annotated[
+        str | None,
+        Query(
+            description="Text in the external id, email or name (any case; on a PostgreSQL"
+            " without pg_trgm, their beginning)."
+        ),
+    ] = None,
+    tier: Annotated[
+        list[str] | None, Query(description="Tier id; repeat or comma-separate for several.")
+    ] = None,
+    tag: Annotated[list[str] | None, Query(description="Tag; repeat for several.")] = None,
+    tag_match: Annotated[
+        str | None, Query(description="`any` (default) or `all` of the tags given.")
+    ] = None,
+    enrolled_from: Annotated[
+        str | None, Query(description="Enrolled at or after: a date (UTC day) or ISO time.")
+    ] = None,
+    enrolled_to: Annotated[
+        str | None, Query(description="Enrolled at or before (a date: up to its end).")
+    ] = None,
+    last_order_from: _Text = None,
+    last_order_to: _Text = None,
+    points_min: Annotated[str | None, Query(description="Points available, at least.")] = None,
+    points_max: _Text = None,
+    lifetime_earned_min: _Text = None,
+    lifetime_earned_max: _Text = None,
+    sort: Annotated[
+        str | None, Query(description=f"One of {', '.join(listing.SORTS)}; default enrolled_at.")
+    ] = None,
+    order: Annotated[str | None, Query(description="`asc` or `desc` (default).")] = None,
+    limit: Annotated[
+        str | None, Query(description=f"1-{listing.MAX_LIMIT}, default {listing.DEFAULT_LIMIT}.")
+    ] = None,
+    cursor: Annotated[
+        str | None, Query(description="`next_cursor` of the previous page.", max_length=2000)
+    ] = None,
+) -> MemberPage:
+    """Members matching every filter given, one page at a time (keyset pagination: no member
+    is repeated or skipped while paging). Filter on a custom attribute the programme declares
+    with `attr.<name>=<value>` (equality, typed as declared: `attr.vip=true`,
+    `attr.kids=2`). Empty (`name`, `last_order_at`) sort last ascending and first
+    descending. A bad filter is `422` with a code (`invalid_filter`, `unknown_filter`,
+    `unknown_tier`, `unknown_attribute`, `invalid_attribute`, `invalid_cursor`) and
+    `details.param`."""
+    params = request.query_params.multi_items()
+    return await run_in_threadpool(
+        _list_members, api.db, api.settings.secret_key, params, api.clock.now()
+    )
+
+
+def _list_members(
+    db: Database, secret: str, params: list[tuple[str, str]], now: datetime
+) -> MemberPage:
+    with db.unit_of_work(write=False, autocommit=True) as session:
+        programme = programmes.current(session, now=now)
+        query = listing.parse(params, programme=programme, secret=secret)
+        result = listing.page(session, query, secret=secret)
+    return MemberPage(
+        items=[
+            MemberListItem(
+                external_id=r.external_id,
+                name=r.name,
+                email=r.email,
+                phone=r.phone,
+                tier=r.tier,
+                tags=r.tags,
+                attributes=r.attributes,
+                points_available=r.points_available,
+                points_pending=r.points_pending,
+                lifetime_earned=r.lifetime_earned,
+                orders_count=r.orders_count,
+                last_order_at=r.last_order_at,
+                enrolled_at=r.enrolled_at,
+            )
+            for r in result.items
+        ],
+        next_cursor=result.next_cursor,
+    )
 
 
 @router.get("/{external_id}", response_model=MemberOut, summary="Get a member")

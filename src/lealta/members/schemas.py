@@ -140,3 +140,29 @@ class BalanceOut(BaseModel):
     next_expiry: NextExpiry | None = Field(
         default=None, description="The soonest expiry date and how many points it takes."
     )
+
+
+class MemberListItem(BaseModel):
+    """One member of the list: the profile fields a list shows and the account's figures."""
+
+    external_id: str
+    name: str | None
+    email: str | None
+    phone: str | None
+    tier: str | None = Field(description="Tier id held now (the lowest when none recorded).")
+    tags: list[str]
+    attributes: dict[str, Any]
+    points_available: int
+    points_pending: int
+    lifetime_earned: int
+    orders_count: int
+    last_order_at: datetime | None
+    enrolled_at: datetime
+
+
+class MemberPage(BaseModel):
+    items: list[MemberListItem]
+    next_cursor: str | None = Field(
+        description="Pass back as `cursor` (with the same filters and sort) for the next page;"
+        " null on the last page."
+    )

@@ -7,6 +7,7 @@ from lealta.models.audit import AuditLog
 from lealta.models.coupon import Coupon, CouponUse
 from lealta.models.event import Event
 from lealta.models.idempotency import IdempotencyRecord
+from lealta.models.job import JOB_STATUSES, Job
 from lealta.models.ledger_entry import ENTRY_TYPES, LedgerEntry
 from lealta.models.member import Consent, Member
 from lealta.models.member_login_token import MemberLoginToken
@@ -20,6 +21,7 @@ from lealta.models.tier_change import TierChange
 
 __all__ = [
     "ENTRY_TYPES",
+    "JOB_STATUSES",
     "ROLES",
     "Account",
     "AdminUser",
@@ -30,6 +32,7 @@ __all__ = [
     "CouponUse",
     "Event",
     "IdempotencyRecord",
+    "Job",
     "LedgerEntry",
     "LotAllocation",
     "Member",

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, String
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from lealta.kit.db import Base
@@ -18,6 +18,11 @@ class Account(Base):
     __table_args__ = (
         CheckConstraint("points_available >= 0", name="ck_accounts_available_nonneg"),
         CheckConstraint("points_pending >= 0", name="ck_accounts_pending_nonneg"),
+        # The members list's tier filter (migration 0011). The figures every event changes
+        # (points, lifetime earned, last order) are deliberately not indexed: an index on a
+        # column an UPDATE changes rules out PostgreSQL's in-place (HOT) update of the
+        # account row on the hot path; the list sorts by them with a top-N sort instead.
+        Index("ix_accounts_tier_id", "tier_id", "member_id"),
     )
 
     member_id: Mapped[int] = mapped_column(

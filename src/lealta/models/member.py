@@ -14,6 +14,12 @@ class Member(Base):
     """A shop customer enrolled in the programme, keyed by the shop's own id."""
 
     __tablename__ = "members"
+    # The members list's sorts (migration 0011; on PostgreSQL it also adds GIN indexes on
+    # tags, attributes and, with pg_trgm, the searched columns).
+    __table_args__ = (
+        Index("ix_members_enrolled_at_id", "enrolled_at", "id"),
+        Index("ix_members_name_id", "name", "id"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     external_id: Mapped[str] = mapped_column(String(128), unique=True)

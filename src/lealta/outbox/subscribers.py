@@ -1,10 +1,20 @@
 """Who reacts to which domain event.
 
 A capability (workflows, notifications, webhooks, segments, badges, …) registers a handler
-per event type with :func:`subscribe`; the jobs worker asks :func:`subscribers_for` what to
-run for an outbox row. Nothing runs them yet. By default a subscriber does not see
-backfilled history (imported orders must not send e-mails); ``include_backfill=True`` opts
-in (analytics roll-ups, segments).
+per event type with :func:`subscribe`. The outbox dispatcher of the jobs worker
+(:mod:`lealta.jobs.dispatch`) reads new outbox rows in id order and, for each subscriber that
+:func:`subscribers_for` names, enqueues one ``outbox.deliver`` job (at most once per row and
+subscriber); that job calls ``handler(ctx, event, message)`` with the job's
+:class:`~lealta.jobs.tasks.JobContext`, the typed event and the row's
+:class:`~lealta.jobs.dispatch.OutboxInfo`. Delivery is at least once, in no guaranteed order
+between rows: a handler whose effect must not repeat keys it on ``ctx.effect_key``. The
+handler runs in the job's transaction (``ctx.session``); one that calls the outside world or
+needs its own retry policy enqueues a job of its own from there.
+
+A subscriber registered in a module must be imported by the worker: add the module to
+:data:`lealta.jobs.worker.TASK_MODULES`. By default a subscriber does not see backfilled
+history (imported orders must not send e-mails); ``include_backfill=True`` opts in
+(analytics roll-ups, segments).
 """
 
 from __future__ import annotations
@@ -57,6 +67,11 @@ def subscribers_for(event_type: str | type[DomainEvent], backfill: bool) -> list
     return [
         s for s in _REGISTRY.get(_type_of(event_type), []) if s.include_backfill or not backfill
     ]
+
+
+def find(event_type: str | type[DomainEvent], name: str) -> Subscriber | None:
+    """The subscriber registered for ``event_type`` under ``name``, if any."""
+    return next((s for s in _REGISTRY.get(_type_of(event_type), []) if s.name == name), None)
 
 
 def unsubscribe(event_type: str | type[DomainEvent], *, name: str) -> None:

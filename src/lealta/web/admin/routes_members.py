@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import secrets
-from datetime import datetime
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from babel.dates import format_date
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import Response
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from sqlalchemy.orm import Session
 
+from lealta.analytics import clv_data
+from lealta.audit import service as audit
 from lealta.coupons import service as coupons
 from lealta.kit.clock import Clock
+from lealta.kit.db import Database
 from lealta.kit.errors import LealtaError, NotFound
 from lealta.kit.http import ClockDep, DbDep
 from lealta.kit.idempotency import MAX_KEY_LENGTH, run_once
@@ -21,6 +29,7 @@ from lealta.kit.money import from_minor
 from lealta.ledger import operations
 from lealta.ledger import service as ledger
 from lealta.ledger.schemas import MAX_POINTS, AdjustmentIn
+from lealta.members import listing
 from lealta.members import service as members
 from lealta.models import Account, Member
 from lealta.programme import service as programmes
@@ -36,30 +45,240 @@ from lealta.web.security import check_csrf
 router = APIRouter(prefix="/admin", include_in_schema=False)
 
 LEDGER_PAGE = 25
+LIST_PAGE = 25
+COUNT_CAP = 10_000
+CONSOLE_PARAMS = ("lang", "page")
 MIN_REASON = 3
 MAX_REASON = 500
 
 
 @router.get("/members")
-def member_search(
-    request: Request, db: DbDep, clock: ClockDep, staff: StaffDep, q: str = "", page: str = "1"
-) -> Response:
+def member_search(request: Request, db: DbDep, clock: ClockDep, staff: StaffDep) -> Response:
+    """The member list: the API's filters, sort and keyset pages (``listing``), and a link to
+    export the filtered list as CSV. A coupon code typed in the search box finds its owner."""
     require(staff, "view")
     language = i18n.negotiate(request)
-    with db.unit_of_work(write=False) as session:
-        result = queries.search_members(session, q[:200], page=queries.clamp_page(page))
-        names = _tier_names(programmes.current(session, now=clock.now()), language)
+    _ = i18n.gettext_for(language)
+    params = request.query_params.multi_items()
+    secret = request.app.state.settings.secret_key
+    error: tuple[str, str] | None = None
+    notice = None
+    result: listing.Page | None = None
+    total = 0
+    with db.unit_of_work(write=False, autocommit=True) as session:
+        programme = programmes.current(session, now=clock.now())
+        names = _tier_names(programme, language)
+        try:
+            query = _console_query(session, params, programme, secret)
+        except LealtaError as exc:
+            if exc.code != "invalid_cursor":
+                error = (_param_of(exc), _filter_error(exc, programme, _))
+                query = None
+            else:  # an old or edited page link: start again from the first page
+                notice = _("That page link no longer applies; showing the first page.")
+                kept = [(k, v) for k, v in params if k != "cursor"]
+                query = _console_query(session, kept, programme, secret)
+        if query is not None:
+            result = listing.page(session, query, secret=secret)
+            total = listing.count(session, query, cap=COUNT_CAP)
+    form = _form_values(params)
+    filters = [(k, v) for k, v in params if k not in ("cursor", "page", "lang") and v.strip()]
     return show(
         request,
         staff,
         "admin/members.html",
         {
-            "q": q[:200],
+            "q": form["q"],
+            "form": form,
             "result": result,
+            "total": total,
+            "count_cap": COUNT_CAP,
+            "filter_error": error,
+            "notice": notice,
             "tier_names": names,
-            "first_tier": next(iter(names.values()), None),
+            "levels": [level.id for level in programme.tiers.levels] if programme.tiers else [],
+            "declared": dict(programme.attributes),
+            "sorts": listing.SORTS,
+            "filters_query": urlencode(filters),
+            "next_query": urlencode(
+                [*filters, ("cursor", result.next_cursor)]
+                if result is not None and result.next_cursor
+                else []
+            ),
+            "has_filters": bool(filters),
+            "paged": any(k == "cursor" and v for k, v in params),
+        },
+        status_code=422 if error else 200,
+    )
+
+
+@router.get("/members/export.csv")
+def member_export(request: Request, db: DbDep, clock: ClockDep, staff: StaffDep) -> Response:
+    """The filtered member list as CSV, streamed a page at a time (bounded memory); audited,
+    as it carries personal data."""
+    require(staff, "view")
+    params = [(k, v) for k, v in request.query_params.multi_items() if k != "cursor"]
+    secret = request.app.state.settings.secret_key
+    with db.unit_of_work(write=False, autocommit=True) as session:
+        programme = programmes.current(session, now=clock.now())
+        try:
+            query = _console_query(session, params, programme, secret)
+        except LealtaError:
+            return RedirectResponse(f"/admin/members?{urlencode(params)}", status_code=303)
+    with db.unit_of_work() as session:
+        audit.record(
+            session,
+            actor=staff.actor,
+            action="members.export",
+            target_type="members",
+            target_id="list",
+            now=clock.now(),
+            details={"filters": [[k, v[:200]] for k, v in params if v.strip()][:50]},
+        )
+    stamp = clock.now().strftime("%Y%m%d-%H%M%S")
+    return StreamingResponse(
+        _csv_rows(db, query, secret),
+        media_type="text/csv; charset=utf-8",
+        headers={
+            "Content-Disposition": f'attachment; filename="members-{stamp}.csv"',
+            "Cache-Control": "no-store",
         },
     )
+
+
+EXPORT_COLUMNS = (
+    "external_id",
+    "name",
+    "email",
+    "phone",
+    "tier",
+    "tags",
+    "points_available",
+    "points_pending",
+    "lifetime_earned",
+    "orders_count",
+    "last_order_at",
+    "enrolled_at",
+)
+
+
+def _csv_rows(db: Database, query: listing.ListQuery, secret: str) -> Iterator[bytes]:
+    """CSV lines, 500 members a statement, each page read on its own (no long transaction)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(EXPORT_COLUMNS)
+    with db.unit_of_work(write=False, autocommit=True) as session:
+        for n, row in enumerate(listing.stream(session, query, secret=secret, chunk=500), 1):
+            writer.writerow(
+                (
+                    _cell(row.external_id),
+                    _cell(row.name or ""),
+                    _cell(row.email or ""),
+                    _cell(row.phone or ""),
+                    row.tier or "",
+                    _cell(";".join(row.tags)),
+                    row.points_available,
+                    row.points_pending,
+                    row.lifetime_earned,
+                    row.orders_count,
+                    _iso(row.last_order_at),
+                    _iso(row.enrolled_at),
+                )
+            )
+            if n % 500 == 0:
+                yield buffer.getvalue().encode()
+                buffer.seek(0)
+                buffer.truncate()
+    yield buffer.getvalue().encode()
+
+
+def _cell(value: str) -> str:
+    """A spreadsheet must not run a cell as a formula (CSV injection)."""
+    return f"'{value}" if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+def _iso(at: datetime | None) -> str:
+    return "" if at is None else at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _console_query(
+    session: Session, params: list[tuple[str, str]], programme: Any, secret: str
+) -> listing.ListQuery:
+    """The API's query, 25 a page, widened to the owner of a coupon code typed as ``q``."""
+    cursor = next((v.strip() for k, v in reversed(params) if k == "cursor" and v.strip()), None)
+    rest = [(k, v) for k, v in params if k != "cursor"]
+    query = listing.parse(rest, programme=programme, secret=secret, ignore=CONSOLE_PARAMS)
+    owners: tuple[int, ...] = ()
+    if query.q:
+        coupon = coupons.find(session, query.q)
+        if coupon is not None and coupon.member_id is not None:
+            owners = (coupon.member_id,)
+    query = replace(query, limit=LIST_PAGE, member_ids=owners)
+    if cursor:
+        query = listing.with_cursor(query, cursor, secret=secret)
+    return query
+
+
+def _param_of(exc: LealtaError) -> str:
+    details = exc.details if isinstance(exc.details, dict) else {}
+    return str(details.get("param", ""))
+
+
+def _filter_error(exc: LealtaError, programme: Any, _: Any) -> str:
+    """The console's words for a refused filter (the API's message is for developers)."""
+    param = _param_of(exc)
+    if param.startswith("attr."):
+        name = param[5:]
+        kind = dict(programme.attributes).get(name)
+        if kind is None:
+            return str(_("The programme declares no attribute called %(name)s.", name=name))
+        return str(
+            _(
+                "%(name)s: enter a value of type %(kind)s.",
+                name=name,
+                kind=_(_ATTR_KINDS.get(kind, kind)),
+            )
+        )
+    if param.startswith(("points_", "lifetime_earned_")):
+        return str(
+            _(
+                "Points must be whole numbers, 0 or more, and the minimum cannot be"
+                " greater than the maximum."
+            )
+        )
+    if param.startswith(("enrolled_", "last_order_")):
+        return str(_("Enter valid dates; a range cannot start after it ends."))
+    if param == "tier":
+        return str(_("Choose tiers from the list."))
+    if param == "tag":
+        return str(_("Up to 20 tags, each of at most 64 characters."))
+    if param == "q":
+        return str(_("The search text is too long (200 characters at most)."))
+    return str(_("A filter has a value that is not valid; check the form."))
+
+
+_ATTR_KINDS = {
+    "string": "text",
+    "int": "whole number",
+    "float": "number",
+    "bool": "true / false",
+    "date": "date (YYYY-MM-DD)",
+}
+
+
+def _form_values(params: list[tuple[str, str]]) -> dict[str, Any]:
+    """What the form shows again: every single value as sent, and the chosen tiers."""
+    form: dict[str, Any] = {name: "" for name in listing.PARAMETERS}
+    form["tier"] = []
+    form["attr"] = {}
+    for key, value in params:
+        if key == "tier":
+            form["tier"] += [v.strip() for v in value.split(",") if v.strip()]
+        elif key.startswith("attr."):
+            form["attr"][key[5:]] = value[:200]
+        elif key in form and not form[key]:
+            form[key] = value[:200]
+    return form
 
 
 @router.get("/members/{external_id}")
@@ -76,6 +295,7 @@ def member_360(
     with db.unit_of_work(write=False) as session:
         member = members.get(session, external_id)
         context = _member_context(session, member, clock, language, cursor=cursor)
+        context["clv"] = clv_data.member_clv_view(session, member.id, now=clock.now())
     context["form"] = {"idempotency_key": _new_key(), "points": "", "reason": ""}
     return show(request, staff, "admin/member.html", context)
 

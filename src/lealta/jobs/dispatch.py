@@ -1,0 +1,128 @@
+"""The outbox dispatcher: domain events become one job per subscriber.
+
+The worker calls :func:`dispatch` whenever the outbox has unprocessed rows. In one
+transaction it takes a batch of them in id order (``FOR UPDATE SKIP LOCKED`` on PostgreSQL,
+so several workers share the rows), enqueues an ``outbox.deliver`` job for every subscriber
+of each row (:func:`lealta.outbox.subscribers.subscribers_for`, with the dedupe key
+``outbox:<id>:<subscriber>``) and marks the rows processed. A row is therefore handed to each
+of its subscribers exactly once, and each delivery is a job of its own: retried with backoff,
+visible in the console when it fails, replayable.
+
+Rows with no subscriber are only marked processed. Topics that have their own reader (the
+cockpit's sign-in e-mails, sent right after the request) are left to it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from typing import cast
+
+from sqlalchemy import ColumnElement, Table, select, update
+from sqlalchemy.orm import Session
+
+from lealta.jobs import queue
+from lealta.jobs.tasks import GiveUp, JobContext, task
+from lealta.kit.logging import get_logger
+from lealta.members.login_links import LINK_TOPIC
+from lealta.models import OutboxMessage
+from lealta.outbox import subscribers
+from lealta.outbox.events import decode
+
+log = get_logger("lealta.jobs.dispatch")
+
+DELIVER = "outbox.deliver"
+BATCH = 500
+OWN_READERS = frozenset({LINK_TOPIC})
+"""Outbox topics read by their own code, never dispatched."""
+
+_outbox = cast(Table, OutboxMessage.__table__)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxInfo:
+    """The outbox row a delivered event comes from."""
+
+    id: int
+    topic: str
+    version: int
+    member_id: int | None
+    backfill: bool
+    created_at: datetime
+
+
+def delivery_key(outbox_id: int, subscriber: str) -> str:
+    """``outbox:<id>:<subscriber>`` (the name hashed if the key would be too long)."""
+    key = f"outbox:{outbox_id}:{subscriber}"
+    if len(key) <= queue.MAX_DEDUPE_KEY:
+        return key
+    return f"outbox:{outbox_id}:{hashlib.sha256(subscriber.encode()).hexdigest()}"
+
+
+def _pending() -> ColumnElement[bool]:
+    return (_outbox.c.processed_at.is_(None)) & (_outbox.c.topic.not_in(sorted(OWN_READERS)))
+
+
+def has_pending(session: Session) -> bool:
+    """Whether any outbox row waits for the dispatcher (a read)."""
+    stmt = select(_outbox.c.id).where(_pending()).limit(1)
+    return session.execute(stmt).first() is not None
+
+
+def dispatch(session: Session, *, now: datetime, limit: int = BATCH) -> int:
+    """Hand up to ``limit`` unprocessed outbox rows to their subscribers (in the caller's
+    transaction); returns how many rows were processed."""
+    rows = session.execute(
+        select(_outbox.c.id, _outbox.c.topic, _outbox.c.backfill)
+        .where(_pending())
+        .order_by(_outbox.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    if not rows:
+        return 0
+    deliveries = [
+        queue.NewJob(
+            DELIVER,
+            {"outbox_id": row.id, "subscriber": sub.name},
+            dedupe_key=delivery_key(row.id, sub.name),
+        )
+        for row in rows
+        for sub in subscribers.subscribers_for(row.topic, bool(row.backfill))
+    ]
+    queue.enqueue_many(session, deliveries, now=now)
+    session.execute(
+        update(_outbox).where(_outbox.c.id.in_([row.id for row in rows])).values(processed_at=now)
+    )
+    return len(rows)
+
+
+@task(DELIVER, max_attempts=10)
+def deliver(ctx: JobContext, *, outbox_id: int, subscriber: str) -> None:
+    """Call one subscriber with one outbox row's typed event, in this job's transaction."""
+    session = ctx.require_session()
+    if not isinstance(outbox_id, int) or not isinstance(subscriber, str):
+        raise GiveUp("outbox_id must be an integer and subscriber a string")
+    row = session.get(OutboxMessage, outbox_id) if 0 < outbox_id < 2**63 else None
+    if row is None:
+        log.warning("outbox_row_gone", outbox_id=outbox_id, subscriber=subscriber)
+        return
+    handler = subscribers.find(row.topic, subscriber)
+    if handler is None:
+        # The capability was switched off (or renamed) after the row was dispatched.
+        log.warning("subscriber_gone", outbox_id=outbox_id, subscriber=subscriber)
+        return
+    try:
+        event = decode(row.topic, row.payload)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise GiveUp(f"outbox row {outbox_id} ({row.topic}) cannot be decoded: {exc}") from exc
+    info = OutboxInfo(
+        id=row.id,
+        topic=row.topic,
+        version=row.version,
+        member_id=row.member_id,
+        backfill=row.backfill,
+        created_at=row.created_at,
+    )
+    handler.handler(ctx, event, info)
