@@ -35,7 +35,7 @@ from lealta_client import (
 from lealta_client import _calls as calls
 
 from lealta.kit.db import Database
-from tests.test_client_support import LiveServer, at, demo_document, make_app
+from tests.test_client_support import LiveServer, at, demo_document, make_app, run_async
 
 FAST = RetryPolicy(max_retries=3, backoff_base=0.05, backoff_max=0.2, max_retry_after=0.2)
 
@@ -360,7 +360,7 @@ def test_the_async_client_does_the_same(live: LiveServer, server_key: str) -> No
             with pytest.raises(NotFoundError):
                 await lealta.tiers.get("nobody")
 
-    asyncio.run(scenario())
+    run_async(scenario)
 
 
 def _sample_calls() -> list[calls.Call[Any]]:

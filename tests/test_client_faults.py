@@ -5,7 +5,6 @@ client keeps for every attempt; a write that is not safe to repeat is not sent a
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import sqlite3
 import threading
@@ -36,6 +35,7 @@ from tests.test_client_support import (
     demo_document,
     free_port,
     make_app,
+    run_async,
 )
 
 FAST = RetryPolicy(max_retries=3, backoff_base=0.05, backoff_max=0.2, max_retry_after=0.2)
@@ -299,5 +299,5 @@ def test_the_async_client_retries_a_lost_answer_once(
             assert credit.response_info is not None
             assert (credit.response_info.attempts, credit.response_info.replayed) == (2, True)
 
-    asyncio.run(scenario())
+    run_async(scenario)
     assert direct.members.balance("gus").available == 12

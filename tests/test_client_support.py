@@ -4,9 +4,12 @@ server and then loses its answer, the failure that idempotency keys exist for.""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,13 @@ from lealta.kit.db import Database
 from tests.conftest import T0
 
 DEMO_FILE = Path(__file__).parents[1] / "examples" / "demo-programme.yaml"
+
+
+def run_async(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run an async test scenario on a loop of its own, in a thread: the main thread may
+    already run one (Playwright's sync API keeps its loop there for the browser tests)."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, scenario()).result()
 
 
 def demo_document(*, pending_days: int = 0) -> dict[str, Any]:

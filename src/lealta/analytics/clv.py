@@ -19,12 +19,29 @@ it. Everything here works on numpy arrays and returns plain values; no database,
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import optimize, special
+
+if TYPE_CHECKING:
+    from scipy import optimize, special
+else:
+
+    class _OnFirstUse:
+        """A module imported when first used: SciPy takes about a second to import, which
+        every process start (``lealta run``, each worker, each CLI command) would pay."""
+
+        def __init__(self, name: str) -> None:
+            self._name = name
+
+        def __getattr__(self, attribute: str) -> Any:
+            return getattr(importlib.import_module(self._name), attribute)
+
+    optimize = _OnFirstUse("scipy.optimize")
+    special = _OnFirstUse("scipy.special")
 
 from lealta.kit.errors import Conflict
 

@@ -24,7 +24,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, cast
 
-import orjson
 from psycopg.types.json import Jsonb
 from sqlalchemy import Integer, Table, and_, bindparam, func, insert, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -954,7 +953,7 @@ def _keyed(op: Rows) -> list[dict[str, Any]]:
 
 
 def _dumps(document: Any) -> bytes:
-    return orjson.dumps(document, default=_json_default)
+    return json_bytes(document, default=_json_default)
 
 
 def _json_default(value: Any) -> Any:

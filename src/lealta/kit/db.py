@@ -10,9 +10,10 @@ the database lock up front instead of failing half-way; on PostgreSQL rows are l
 from __future__ import annotations
 
 import functools
+import json
 import math
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,8 +44,13 @@ def json_text(value: Any) -> str:
     return json_bytes(value).decode()
 
 
-def json_bytes(value: Any) -> bytes:
-    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+def json_bytes(value: Any, default: Callable[[Any], Any] | None = None) -> bytes:
+    """``value`` as JSON by orjson; what orjson refuses (an integer beyond 64 bits, which JSON
+    and PostgreSQL's jsonb accept) by the standard library."""
+    try:
+        return orjson.dumps(value, default=default, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:
+        return json.dumps(value, default=default, separators=(",", ":")).encode()
 
 
 class UTCDateTime(TypeDecorator[datetime]):

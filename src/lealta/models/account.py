@@ -18,10 +18,13 @@ class Account(Base):
     __table_args__ = (
         CheckConstraint("points_available >= 0", name="ck_accounts_available_nonneg"),
         CheckConstraint("points_pending >= 0", name="ck_accounts_pending_nonneg"),
-        # The members list's tier filter (migration 0011). The figures every event changes
-        # (points, lifetime earned, last order) are deliberately not indexed: an index on a
-        # column an UPDATE changes rules out PostgreSQL's in-place (HOT) update of the
-        # account row on the hot path; the list sorts by them with a top-N sort instead.
+        # The members list's sorts and tier filter (migration 0011). They cost the hot write
+        # PostgreSQL's in-place (HOT) update of the account row (measured: no change in the
+        # ingest rate); without them a sorted, filtered list over 1,000,000 members took
+        # seconds instead of tens of milliseconds.
+        Index("ix_accounts_points_available", "points_available", "member_id"),
+        Index("ix_accounts_lifetime_earned", "lifetime_earned", "member_id"),
+        Index("ix_accounts_last_order_at", "last_order_at", "member_id"),
         Index("ix_accounts_tier_id", "tier_id", "member_id"),
     )
 
