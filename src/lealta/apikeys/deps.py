@@ -69,19 +69,19 @@ class Api:
     settings: Settings
 
 
-async def _api(request: Request, principal: Principal) -> Api:
+def _api(request: Request, principal: Principal) -> Api:
     state = request.app.state
     return Api(principal, state.db, state.clock, state.settings)
 
 
 async def get_api_reader(request: Request) -> Api:
-    return await _api(request, await get_principal(request))
+    return _api(request, await get_principal(request))
 
 
 async def get_api_writer(request: Request) -> Api:
     principal = await get_principal(request)
     principal.require_write()
-    return await _api(request, principal)
+    return _api(request, principal)
 
 
 ApiReader = Annotated[Api, Depends(get_api_reader)]

@@ -73,11 +73,6 @@ _items = cast(Table, OrderItem.__table__)
 _tier_changes = cast(Table, TierChange.__table__)
 _outbox = cast(Table, OutboxMessage.__table__)
 _events = cast(Table, Event.__table__)
-_TABLE_BY_NAME = {
-    t.name: t
-    for t in (_members, _accounts, _lots, _entries, _allocations, _orders, _items,
-              _tier_changes, _outbox, _events)
-}  # fmt: skip
 
 _FIGURES = [f.name for f in dataclasses.fields(Figures)]
 _DIGEST = in_force_digest(cast(datetime, bindparam("programme_at", type_=UTCDateTime()))).label(
