@@ -16,9 +16,13 @@ from pathlib import Path
 import psycopg
 from rich.console import Console
 
+from bench import bulk as bulk_bench
+from bench import dashboard as dashboard_bench
 from bench import jobs as jobs_bench
 from bench import members as members_bench
 from bench import redemption
+from bench import simulator as simulator_bench
+from bench import webhooks as webhooks_bench
 from bench.importing import ImportFailed, ImportResult, import_history
 from bench.load import LoadResult
 from bench.pg import pgbench_tpcb, server_version, throwaway_database
@@ -33,7 +37,8 @@ DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_ORDERS = 20_000
 # Figures `--only` can pick; the baselines they need (pgbench, GET /health) come with them.
 FIGURES = ("ingest", "batch", "balance", "import", "sqlite", "rules", "redemption", "workers",
-           "serve", "members", "jobs")  # fmt: skip
+           "serve", "members", "jobs", "webhooks", "bulk", "simulator",
+           "dashboard")  # fmt: skip
 NEEDS_PGBENCH = frozenset({"ingest", "batch", "import", "redemption", "jobs"})
 NEEDS_SERVER = frozenset({"ingest", "batch", "balance", "workers"})
 
@@ -99,6 +104,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )  # fmt: skip
     p.add_argument("--members", type=int, default=1_000_000, help="members listed in (x)")
     p.add_argument("--members-seconds", type=float, default=4.0, help="(x) per combination")
+    p.add_argument("--dashboard-members", type=int, default=1_000_000, help="(xii) members")
+    p.add_argument("--dashboard-orders", type=int, default=3_000_000, help="(xii) orders")
+    p.add_argument("--dashboard-ledger", type=int, default=10_000_000, help="(xii) ledger rows")
+    p.add_argument("--dashboard-seconds", type=float, default=6.0, help="(xii) load duration")
     p.add_argument(
         "--output", type=Path, default=None,
         help="Markdown results file (default bench/results.md, or none with --only)",
@@ -217,7 +226,10 @@ def notes(args: argparse.Namespace, total: float) -> dict[str, str]:
         " from the start of `demo up` to the first 200 from GET /health (polled every"
         " 50 ms); baseline: `lealta run` restarted on the loaded directory.",
         "members": members_bench.NOTE,
+        "dashboard": dashboard_bench.NOTE,
         "jobs": jobs_bench.note(),
+        "webhooks": webhooks_bench.NOTE,
+        "bulk": bulk_bench.NOTE,
     }
 
 
@@ -279,8 +291,16 @@ def measure(run: Run) -> None:
         serve_figure(run)
     if run.wants("members"):
         members_bench.members_figure(run, admin)
+    if run.wants("dashboard"):
+        dashboard_bench.dashboard_figure(run, admin)
     if run.wants("jobs"):
         jobs_bench.jobs_figure(run, admin, tps)
+    if run.wants("simulator"):
+        simulator_bench.simulator_figure(run)
+    if run.wants("webhooks"):
+        webhooks_bench.webhooks_figure(run, admin)
+    if run.wants("bulk"):
+        bulk_bench.bulk_figure(run, admin)
 
 
 def _vs_tps(value: float, tps: float) -> tuple[str, str]:

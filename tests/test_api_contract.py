@@ -274,7 +274,7 @@ def test_external_id_parameters_document_the_alphabet(client: TestClient) -> Non
 @pytest.mark.parametrize(
     ("method", "path", "allow"),
     [
-        ("DELETE", "/v1/members/c1", {"GET", "PATCH"}),
+        ("PUT", "/v1/members/c1", {"DELETE", "GET", "PATCH"}),
         ("PUT", "/v1/members", {"GET", "POST"}),
         ("DELETE", "/v1/programme", {"GET", "PUT"}),
         ("POST", "/health", {"GET"}),

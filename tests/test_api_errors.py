@@ -514,7 +514,7 @@ def test_unknown_route_is_404_in_the_error_shape(seeded: TestClient) -> None:
 
 def test_wrong_method_is_405_in_the_error_shape(seeded: TestClient, db: Database) -> None:
     before = snapshot(db)
-    r = seeded.delete("/v1/members/c1")
+    r = seeded.put("/v1/members/c1", json={})
     assert_error(r, 405, "method_not_allowed")
     assert "GET" in r.headers["allow"]
     _unchanged(db, before)

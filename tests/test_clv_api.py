@@ -20,7 +20,7 @@ from babel.numbers import format_currency
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from lealta.analytics import clv, clv_data
+from lealta.analytics import clv, clv_data, clv_store
 from lealta.app import create_app
 from lealta.config import Settings
 from lealta.kit.clock import FixedClock
@@ -32,9 +32,9 @@ from tests.factories import PASSWORD, create_staff, order_paid, order_refunded
 
 @pytest.fixture(autouse=True)
 def _fresh_model() -> Iterator[None]:
-    clv_data.clear_cache()
+    clv_store.clear_cache()
     yield
-    clv_data.clear_cache()
+    clv_store.clear_cache()
 
 
 def _at(days_ago: int, hour: int = 12) -> datetime:
@@ -118,10 +118,18 @@ def _expected_summaries(
     return out
 
 
+def _fit(db: Database, clock: FixedClock) -> Any:
+    """What the nightly ``analytics.fit_clv`` job does."""
+    return clv_store.run_fit(db, now=clock.now(), actor="test")
+
+
 @pytest.fixture
-def history(client: TestClient) -> dict[str, tuple[float, float, float, float]]:
+def history(
+    client: TestClient, db: Database, clock: FixedClock
+) -> dict[str, tuple[float, float, float, float]]:
     orders = _history(120) + HAND
     _load(client, orders)
+    assert _fit(db, clock).status == "ok"
     return _expected_summaries(orders)
 
 
@@ -253,18 +261,75 @@ def test_aggregate_clv_sums_the_members(
     assert Decimal(q["p10"]) <= Decimal(q["p50"]) <= Decimal(q["p90"]) <= Decimal(q["p99"])
 
 
-def test_the_fit_is_kept_for_its_ttl(
-    client: TestClient, history: dict[str, tuple[float, float, float, float]], clock: FixedClock
+def test_the_stored_fit_answers_until_the_next_fit(
+    client: TestClient,
+    history: dict[str, tuple[float, float, float, float]],
+    clock: FixedClock,
+    db: Database,
 ) -> None:
     first = client.get("/v1/members/hand-1/clv").json()["model"]
-    # more history within the TTL: the same fit answers
+    aggregate = client.get("/v1/analytics/clv").json()
+    # more history after the fit: the stored fit still answers, for the member and in total
     _send(client, [order_paid("late", "cust-000", "LATE-1", "99.00", T0 - timedelta(hours=1))])
-    clock.set(T0 + timedelta(hours=1))
+    clock.set(T0 + timedelta(days=2))
     assert client.get("/v1/members/hand-1/clv").json()["model"] == first
-    clock.set(T0 + clv_data.FIT_TTL + timedelta(hours=1))
+    assert client.get("/v1/analytics/clv").json() == aggregate
+    # a member enrolled after the fit has no prediction until the next fit
+    _send(client, [order_paid("new-1", "newcomer", "N-1", "20.00", T0 + timedelta(days=1))])
+    r = client.get("/v1/members/newcomer/clv")
+    assert r.status_code == 409 and r.json()["error"]["code"] == "clv_no_purchase_history"
+    second = _fit(db, clock)
     refit = client.get("/v1/members/hand-1/clv").json()["model"]
     assert refit["fitted_at"] != first["fitted_at"]
+    assert refit["fitted_at"].startswith((T0 + timedelta(days=2)).date().isoformat())
     assert refit["bg_nbd"] != first["bg_nbd"]
+    assert refit["customers"] == first["customers"] + 1
+    assert client.get("/v1/members/newcomer/clv").status_code == 200
+    # only the latest fit keeps its predictions
+    with db.unit_of_work(write=False) as session:
+        from lealta.models import ClvPrediction
+
+        fits = {f for (f,) in session.execute(select(ClvPrediction.fit_id).distinct())}
+    assert fits == {second.id}
+
+
+def test_nothing_fitted_yet_is_a_clear_409(client: TestClient) -> None:
+    _load(client, HAND)
+    for url in ("/v1/members/hand-1/clv", "/v1/analytics/clv"):
+        r = client.get(url)
+        assert r.status_code == 409, r.text
+        error = r.json()["error"]
+        assert error["code"] == "clv_not_fitted"
+        assert "fit-clv" in error["message"]
+
+
+def test_the_job_fits_and_is_scheduled_nightly(
+    client: TestClient, db: Database, clock: FixedClock, settings: Settings
+) -> None:
+    from lealta.analytics import clv_jobs
+    from lealta.jobs import periodic, queue
+    from lealta.jobs.tasks import JobContext
+
+    _load(client, _history(120) + HAND)
+    entry = next(s for s in periodic.schedules() if s.name == clv_store.FIT_TASK)
+    assert entry.cron == clv_jobs.NIGHTLY
+    with db.unit_of_work() as session:
+        job_id = clv_jobs.request_fit(session, now=clock.now())
+        assert clv_jobs.request_fit(session, now=clock.now()) == job_id  # pressed twice: one
+        assert queue.get(session, job_id).task == clv_store.FIT_TASK
+    ctx = JobContext(
+        db=db,
+        clock=clock,
+        settings=settings,
+        job_id=job_id,
+        task=clv_store.FIT_TASK,
+        attempt=1,
+        now=clock.now(),
+    )
+    clv_jobs.fit_clv(ctx)
+    body = client.get("/v1/analytics/clv").json()
+    assert body["model"]["customers"] == 121
+    assert body["model"]["fitted_at"].startswith(T0.date().isoformat())
 
 
 def test_member_without_orders_and_unknown_member(
@@ -295,9 +360,14 @@ def test_bad_parameters_are_422(client: TestClient, params: dict[str, Any]) -> N
         assert r.status_code == 422, (url, params, r.text)
 
 
-def test_too_little_history_is_409_never_500(client: TestClient) -> None:
+def test_too_little_history_is_409_never_500(
+    client: TestClient, db: Database, clock: FixedClock
+) -> None:
+    assert _fit(db, clock).status == "failed"
     assert client.get("/v1/analytics/clv").json()["error"]["code"] == "clv_insufficient_data"
     _load(client, [*HAND, ("solo", "S-1", 30, Decimal("12.00"))])
+    failed = _fit(db, clock)
+    assert (failed.status, failed.error_code) == ("failed", "clv_insufficient_data")
     for url in ("/v1/members/hand-1/clv", "/v1/analytics/clv"):
         r = client.get(url)
         assert r.status_code == 409, r.text
@@ -370,8 +440,24 @@ def test_member_360_shows_the_predicted_clv_in_both_languages(
     assert "No purchase yet" in fresh
 
 
-def test_member_360_without_enough_history_says_so(client: TestClient, console: TestClient) -> None:
+def test_member_360_without_enough_history_says_so(
+    client: TestClient, console: TestClient, db: Database, clock: FixedClock
+) -> None:
     _load(client, HAND)
+    _fit(db, clock)
     page = console.get("/admin/members/hand-1?lang=es")
     assert page.status_code == 200
     assert "historial de compras suficiente" in _clv_card(page.text)
+
+
+def test_the_clv_tables_match_their_migration(db: Database) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from lealta.kit.db import Base
+
+    with db.engine.connect() as conn:
+        diff = compare_metadata(
+            MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata
+        )
+    assert [d for d in diff if "clv_" in repr(d)] == []

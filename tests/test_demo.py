@@ -18,7 +18,15 @@ from lealta.kit.db import Base, Database
 from lealta.kit.errors import Unauthorized
 from lealta.ledger import service as ledger
 from lealta.members import service as members
-from lealta.models import Account, Event, LedgerEntry, Member, ProgrammeVersion
+from lealta.models import (
+    Account,
+    Event,
+    LedgerEntry,
+    Member,
+    OutboxMessage,
+    ProgrammeVersion,
+    SurveyResponse,
+)
 from lealta.programme import service as programmes
 from lealta.tiers import service as tiers
 
@@ -72,6 +80,18 @@ def test_demo_up_twice(cli: CliRunner, db: Database) -> None:
         types = set(session.scalars(select(Event.event_type).distinct()))
         assert {"order.paid", "order.refunded", "review.posted"} <= types
         assert apikeys.authenticate(session, first_key.group()).name == "demo"
+        # The demo NPS survey, answered by some members (50 points each, in the ledger).
+        answered = session.scalar(select(func.count()).select_from(SurveyResponse))
+        assert answered is not None and 40 <= answered <= 60
+        survey_points = session.scalar(
+            select(func.sum(LedgerEntry.points)).where(LedgerEntry.source_type == "survey")
+        )
+        assert survey_points == 50 * answered
+        assert not session.scalar(
+            select(func.count())
+            .select_from(OutboxMessage)
+            .where(OutboxMessage.topic == "survey.answered", OutboxMessage.backfill.is_(False))
+        )
 
     second = cli.invoke(cli_app, ["demo", "up"])
     assert second.exit_code == 0, second.output

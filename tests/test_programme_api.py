@@ -126,3 +126,21 @@ def test_cli_validate_reports_paths_and_exit_codes(tmp_path: Path) -> None:
     result = runner.invoke(programme_cli, ["validate", str(broken)])
     assert result.exit_code == 2
     assert "line" in result.output
+
+
+def test_a_retried_put_with_the_same_key_stores_one_version(client: TestClient) -> None:
+    first = client.put(
+        "/v1/programme", json=demo_document(), headers={"Idempotency-Key": "deploy-42"}
+    )
+    assert first.status_code == 200, first.text
+    again = client.put(
+        "/v1/programme", json=demo_document(), headers={"Idempotency-Key": "deploy-42"}
+    )
+    assert again.status_code == 200 and again.headers["Idempotent-Replayed"] == "true"
+    assert again.json() == first.json()
+    assert len(client.get("/v1/programme/versions").json()) == 1
+    other = {**demo_document(), "name": "Another"}
+    reused = client.put("/v1/programme", json=other, headers={"Idempotency-Key": "deploy-42"})
+    assert reused.status_code == 409
+    assert reused.json()["error"]["code"] == "idempotency_key_reused"
+    assert len(client.get("/v1/programme/versions").json()) == 1

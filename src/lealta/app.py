@@ -17,10 +17,19 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from lealta import __version__
 from lealta.analytics.api import router as analytics_router
-from lealta.apikeys.deps import get_api_reader, get_api_writer, get_principal
+from lealta.analytics.dashboard_api import router as dashboard_api_router
+from lealta.apikeys.deps import (
+    get_any_principal,
+    get_api_reader,
+    get_api_writer,
+    get_principal,
+)
+from lealta.bulk.api import router as bulk_router
 from lealta.config import Settings, get_settings
 from lealta.coupons.api import router as coupons_router
 from lealta.events.api import router as events_router
+from lealta.inbound.api import router as inbound_router
+from lealta.inbound.cors import PublishableCorsMiddleware
 from lealta.jobs.api import router as jobs_router
 from lealta.jobs.worker import Worker
 from lealta.kit import openapi
@@ -38,23 +47,40 @@ from lealta.kit.logging import get_logger
 from lealta.kit.redact import install_access_log_filter
 from lealta.ledger.api import router as ledger_router
 from lealta.members.api import router as members_router
+from lealta.notify.api import router as notify_router
+from lealta.privacy.api import router as privacy_router
 from lealta.programme.api import router as programme_router
 from lealta.rewards.api import router as rewards_router
+from lealta.surveys.api import router as surveys_router
 from lealta.tiers.api import router as tiers_router
 from lealta.web import errors as web_errors
 from lealta.web.admin.routes_auth import router as admin_auth_router
+from lealta.web.admin.routes_bulk import router as admin_bulk_router
 from lealta.web.admin.routes_core import router as admin_core_router
+from lealta.web.admin.routes_dashboard import router as admin_dashboard_router
 from lealta.web.admin.routes_jobs import router as admin_jobs_router
 from lealta.web.admin.routes_ops import router as admin_ops_router
+from lealta.web.admin.routes_privacy import router as admin_privacy_router
+from lealta.web.admin.routes_simulator import clv_router as admin_clv_router
+from lealta.web.admin.routes_simulator import router as admin_simulator_router
+from lealta.web.admin.routes_surveys import router as admin_surveys_router
+from lealta.web.admin.routes_webhooks import router as admin_webhooks_router
 from lealta.web.cockpit.routes import router as cockpit_router
+from lealta.web.cockpit.routes_privacy import router as cockpit_privacy_router
+from lealta.web.cockpit.routes_surveys import router as cockpit_surveys_router
 from lealta.web.headers import SecurityHeadersMiddleware, with_hashed_scripts
 from lealta.web.lang import router as lang_router
+from lealta.web.notify.admin import router as admin_notify_router
+from lealta.web.notify.cockpit import router as cockpit_notify_router
+from lealta.webhooks import openapi as webhook_docs
+from lealta.webhooks.api import router as webhooks_router
 
 DESCRIPTION = """
 Lealta is the loyalty heart of a CRM: send it orders and events, read balances and history.
 
 **Authentication**: `Authorization: Bearer <api key>` (create one with `lealta apikey create`).
-`server` keys read and write; `read` keys only read.
+`server` keys read and write; `read` keys only read; `publishable` keys (browser-safe) may
+only `POST /v1/track` for the signed-in member and read `GET /v1/catalogue`.
 
 **Idempotency**: every write accepts an `Idempotency-Key` header (ledger writes require one;
 events may use their `id`). A replay returns the first response with
@@ -112,21 +138,40 @@ def create_app(
     install_error_handlers(
         app, error_page=web_errors.error_page, unavailable_page=web_errors.db_unavailable_page
     )
-    openapi.install(app, get_principal, get_api_reader, get_api_writer)
+    openapi.install(app, get_principal, get_any_principal, get_api_reader, get_api_writer)
     app.include_router(events_router)
+    app.include_router(inbound_router)
     app.include_router(members_router)
+    app.include_router(notify_router)
+    app.include_router(privacy_router)
     app.include_router(ledger_router)
     app.include_router(tiers_router)
     app.include_router(rewards_router)
     app.include_router(coupons_router)
     app.include_router(programme_router)
     app.include_router(jobs_router)
+    app.include_router(webhooks_router)
+    webhook_docs.install(app)
     app.include_router(analytics_router)
+    app.include_router(dashboard_api_router)
+    app.include_router(bulk_router)
     app.include_router(admin_auth_router)
     app.include_router(cockpit_router)
+    app.include_router(cockpit_notify_router)
+    app.include_router(admin_notify_router)
+    app.include_router(cockpit_privacy_router)
     app.include_router(admin_ops_router)
     app.include_router(admin_core_router)
+    app.include_router(admin_dashboard_router)
+    app.include_router(admin_privacy_router)
+    app.include_router(admin_simulator_router)
+    app.include_router(admin_clv_router)
     app.include_router(admin_jobs_router)
+    app.include_router(admin_bulk_router)
+    app.include_router(admin_webhooks_router)
+    app.include_router(surveys_router)
+    app.include_router(cockpit_surveys_router)
+    app.include_router(admin_surveys_router)
     app.include_router(lang_router)
 
     @app.get("/health", tags=["ops"], summary="Liveness")
@@ -227,6 +272,7 @@ def create_app(
         https_only=settings.cookie_secure,
         max_age=12 * 3600,
     )
+    app.add_middleware(PublishableCorsMiddleware)
     # Order matters: the limit sits inside observability so refused bodies are still counted.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeadersMiddleware)

@@ -17,20 +17,28 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from lealta.analytics.cli import app as analytics_cli
+from lealta.analytics.report_cli import app as report_cli
 from lealta.apikeys import service as apikeys
+from lealta.bulk import cli as bulk_cli
 from lealta.config import Settings, get_settings
 from lealta.demo import service as demo
 from lealta.exports import service as exports
 from lealta.imports import service as imports
+from lealta.inbound import cli as inbound_cli
 from lealta.jobs import service as jobs
 from lealta.kit.clock import SystemClock
 from lealta.kit.db import Database
 from lealta.kit.errors import LealtaError
 from lealta.kit.migrate import upgrade as migrate_upgrade
 from lealta.ledger import service as ledger
+from lealta.privacy.cli import app as members_cli
 from lealta.programme import service as programmes
 from lealta.programme.cli import app as programme_cli
+from lealta.simulator import cli as simulate_cli
+from lealta.surveys.cli import app as surveys_cli
 from lealta.web.admin.cli import app as admin_cli
+from lealta.webhooks.cli import app as webhooks_cli
 
 app = typer.Typer(help="Lealta: self-hosted, API-first customer loyalty.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -38,6 +46,8 @@ apikey_app = typer.Typer(help="API keys.", no_args_is_help=True)
 ledger_app = typer.Typer(help="Points ledger.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(apikey_app, name="apikey")
+apikey_app.add_typer(inbound_cli.origin_app, name="origin")
+app.add_typer(inbound_cli.app, name="inbound")
 app.add_typer(ledger_app, name="ledger")
 import_app = typer.Typer(help="Import history from files.", no_args_is_help=True)
 export_app = typer.Typer(help="Export data to files.", no_args_is_help=True)
@@ -53,6 +63,15 @@ jobs_app = typer.Typer(
 app.add_typer(jobs_app, name="jobs")
 tiers_app = typer.Typer(help="Tiers.", no_args_is_help=True)
 app.add_typer(tiers_app, name="tiers")
+app.add_typer(bulk_cli.app, name="bulk")
+import_app.command("members")(bulk_cli.import_members)
+import_app.command("balances")(bulk_cli.import_balances)
+app.add_typer(webhooks_cli, name="webhooks")
+app.command("simulate")(simulate_cli.simulate)
+app.add_typer(analytics_cli, name="analytics")
+app.add_typer(report_cli, name="report")
+app.add_typer(members_cli, name="members")
+app.add_typer(surveys_cli, name="surveys")
 
 console = Console()
 err = Console(stderr=True)
@@ -130,13 +149,17 @@ def db_upgrade(revision: str = "head") -> None:
 @apikey_app.command("create")
 def apikey_create(
     name: Annotated[str, typer.Option(help="Who uses the key, e.g. 'webshop'.")] = "default",
-    scope: Annotated[str, typer.Option(help="'server' (read+write) or 'read'.")] = "server",
+    scope: Annotated[
+        str, typer.Option(help="'server' (read+write), 'read' or 'publishable' (browsers).")
+    ] = "server",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the key.")] = False,
 ) -> None:
     """Create an API key. The secret is shown once; only its digest is stored."""
     if scope not in apikeys.SCOPES:
         raise fail(
-            LealtaError(f"Unknown scope '{scope}'; use server or read.", code="invalid_scope")
+            LealtaError(
+                f"Unknown scope '{scope}'; use server, read or publishable.", code="invalid_scope"
+            )
         )
     database = _database()
     with database.unit_of_work() as session:
@@ -205,9 +228,16 @@ def import_orders(
         typer.Argument(
             help="CSV with customer_id, order_id, occurred_at,"
             " amount, currency (and optional type, channel,"
-            " store, email, name)."
+            " store, email, name, items)."
         ),
     ],
+    items: Annotated[
+        Path | None,
+        typer.Option(help="CSV of line items: order_id, sku, unit_price[, quantity, category]."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Report what would happen; write nothing.")
+    ] = False,
 ) -> None:
     """Import orders and refunds from FILE, oldest first, through the same path as the API.
 
@@ -244,6 +274,8 @@ def import_orders(
                 auto_enrol=settings.auto_enrol,
                 max_amount=settings.max_order_amount,
                 on_progress=lambda rows, done: progress.update(task, completed=done, rows=rows),
+                items_path=items,
+                dry_run=dry_run,
             )
     except LealtaError as exc:
         raise fail(exc) from None
@@ -255,7 +287,7 @@ def import_orders(
         "already imported",
         "rejected",
         "seconds",
-        title=f"Import of {file.name}",
+        title=f"Import of {file.name}" + (" (dry run: nothing written)" if dry_run else ""),
     )
     summary.add_row(
         f"{report.rows_read:,}",

@@ -57,6 +57,13 @@ class Settings(BaseSettings):
         description="Seconds a verified API key is remembered per process; 0: check every time.",
     )
     max_batch_events: int = 1000
+    point_cost: Decimal = Field(
+        default=Decimal("0.01"),
+        ge=0,
+        le=Decimal("1000000"),
+        description="What one point costs the programme, in major units of the programme"
+        " currency: values the points liability and the programme cost on the dashboard.",
+    )
     max_order_amount: Decimal = Field(
         default=Decimal("10000000"),
         gt=0,
@@ -101,6 +108,67 @@ class Settings(BaseSettings):
     )
     job_retention_days: int = Field(
         default=7, ge=1, description="Days succeeded and discarded jobs are kept."
+    )
+    retention_inactive_months: int = Field(
+        default=0,
+        ge=0,
+        description="GDPR retention: members with no activity for this many months are erased or"
+        " pseudonymised by a daily job; 0: off.",
+    )
+    retention_action: Literal["erase", "pseudonymise"] = Field(
+        default="pseudonymise", description="What the retention job does to an inactive member."
+    )
+    retention_batch: int = Field(
+        default=500, ge=1, le=10_000, description="Inactive members handled per retention run."
+    )
+    webhook_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=60, description="Seconds one webhook request may take."
+    )
+    webhook_disable_after_failures: int = Field(
+        default=20,
+        ge=1,
+        description="Consecutive failed webhook attempts that, spanning at least"
+        " `webhook_disable_after_hours`, disable an endpoint.",
+    )
+    webhook_disable_after_hours: float = Field(
+        default=24.0, ge=0, description="Hours an endpoint must keep failing before it is disabled."
+    )
+    webhook_retention_days: int = Field(
+        default=30, ge=1, description="Days finished webhook deliveries stay in the log."
+    )
+    shopify_webhook_secret: str = Field(
+        default="",
+        description="Shared secret of the shop's Shopify webhooks (X-Shopify-Hmac-Sha256);"
+        " empty: the /v1/inbound/shopify endpoints answer 404 inbound_not_configured.",
+    )
+    member_token_secret: str = Field(
+        default="",
+        description="Signs member tokens (HMAC-SHA256 of the external id) that prove the member"
+        " to a publishable key; empty: only the cockpit session proves the member.",
+    )
+    notify_http_url: str = Field(
+        default="",
+        description="The SMS and push provider: messages are POSTed there as JSON. Empty: off.",
+    )
+    notify_http_token: str = Field(
+        default="", description="Bearer token sent to the SMS and push provider."
+    )
+    notify_cap_messages: int = Field(
+        default=5, ge=0, description="Messages a member may get per channel per period; 0: none."
+    )
+    notify_cap_hours: int = Field(
+        default=24, ge=1, le=24 * 31, description="Hours of the frequency cap's period."
+    )
+    notify_quiet_start: int = Field(
+        default=22, ge=0, le=23, description="Hour (member's time) quiet hours begin."
+    )
+    notify_quiet_end: int = Field(
+        default=8, ge=0, le=23, description="Hour quiet hours end; equal to the start: none."
+    )
+    notify_events: str = Field(
+        default="",
+        description="Domain events that send their template by e-mail, comma-separated, of"
+        " order.paid, tier.changed, threshold.reached. Empty: none.",
     )
 
     @model_validator(mode="after")

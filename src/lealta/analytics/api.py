@@ -1,4 +1,8 @@
-"""Predicted CLV over the API: one member, and the whole programme."""
+"""Predicted CLV over the API: one member, and the whole programme.
+
+Both read the fit stored by the ``analytics.fit_clv`` job (:mod:`lealta.analytics.clv_store`):
+no model is fitted during a request. ``model.fitted_at`` says when the fit was made.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
-from lealta.analytics import clv_data
+from lealta.analytics import clv_data, clv_store
 from lealta.analytics.schemas import (
     BgNbdOut,
     ClvAggregateOut,
@@ -27,8 +31,9 @@ router = APIRouter(tags=["analytics"], responses=ERROR_RESPONSES)
 
 _CONFLICTS: dict[int | str, dict[str, Any]] = {
     409: {
-        "description": "Too little purchase history to fit the model (clv_insufficient_data,"
-        " clv_fit_failed) or, for one member, no purchase yet (clv_no_purchase_history)",
+        "description": "No fit stored yet (clv_not_fitted), the last fit found too little"
+        " purchase history (clv_insufficient_data, clv_fit_failed) or, for one member, no"
+        " purchase when the model was fitted (clv_no_purchase_history)",
         "model": ERROR_RESPONSES[409]["model"],
     }
 }
@@ -86,19 +91,19 @@ async def get_member_clv(
     discount_rate: Discount = clv_data.DEFAULT_DISCOUNT_RATE,
 ) -> MemberClvOut:
     """Expected purchases in the next 90 and 365 days, probability of being still active, and
-    the discounted revenue expected over `horizon_months`, from a BG/NBD + Gamma-Gamma model
-    fitted on every member's order history (net of refunds, one purchase per day)."""
+    the discounted revenue expected over `horizon_months`, from the stored BG/NBD +
+    Gamma-Gamma fit of every member's order history (net of refunds, one purchase per day),
+    as of the fit's `model.fitted_at` (nightly, or `lealta analytics fit-clv`)."""
 
     def work(database: Database) -> MemberClvOut:
         with database.unit_of_work(write=False) as session:
             now = clock.now()
             member = members.get(session, external_id)
             currency = programmes.current(session, now=now).currency
-            result = clv_data.member_clv(
+            result = clv_store.member_clv(
                 session,
                 member.id,
                 currency=currency,
-                now=now,
                 months=horizon_months,
                 annual_discount_rate=discount_rate,
             )
@@ -128,10 +133,9 @@ async def get_clv(
         with database.unit_of_work(write=False) as session:
             now = clock.now()
             currency = programmes.current(session, now=now).currency
-            a = clv_data.aggregate_clv(
+            a = clv_store.aggregate_clv(
                 session,
                 currency=currency,
-                now=now,
                 months=horizon_months,
                 annual_discount_rate=discount_rate,
             )

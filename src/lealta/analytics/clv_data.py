@@ -8,16 +8,15 @@ currency; fully refunded orders do not count. Per member: ``frequency`` = transa
 papers).
 
 The fit reads every member's summary in one streamed statement and uses at most
-``FIT_SAMPLE_CAP`` of them (an even, deterministic spread); it is kept per process for
-``FIT_TTL`` and shared by all requests.
+``FIT_SAMPLE_CAP`` of them (an even, deterministic spread). It runs as a job, never in a
+request: :mod:`lealta.analytics.clv_store` stores the fit and the predictions.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -29,11 +28,10 @@ from sqlalchemy.orm import Session
 from lealta.analytics import clv
 from lealta.kit.errors import Conflict
 from lealta.kit.money import exponent
-from lealta.models import Member, Order
+from lealta.models import Order
 from lealta.programme import service as programmes
 
 FIT_SAMPLE_CAP = 20_000
-FIT_TTL = timedelta(hours=6)
 CHUNK = 20_000
 DAYS_PER_WEEK = 7.0
 
@@ -144,14 +142,14 @@ def _to_arrays(rows: list[Any], currency: str, today: date, *, keep_days: bool) 
 
 
 def stream_summaries(
-    session: Session, *, currency: str, now: datetime, chunk: int = CHUNK
+    session: Session, *, currency: str, now: datetime, chunk: int = CHUNK, keep_days: bool = False
 ) -> Iterator[Summaries]:
     """Every member's summary, ``chunk`` rows at a time (a server-side cursor on PostgreSQL:
     memory stays bounded whatever the size of the orders table)."""
     today = now.date()
     result = session.execute(summary_statement(currency, now).execution_options(yield_per=chunk))
     for part in result.partitions(chunk):
-        yield _to_arrays(list(part), currency, today, keep_days=False)
+        yield _to_arrays(list(part), currency, today, keep_days=keep_days)
 
 
 def member_summary(
@@ -191,35 +189,8 @@ def fit(
     )
 
 
-_cache: dict[tuple[str, str], FittedModel] = {}
-_lock = threading.Lock()
-
-
-_aggregates: dict[tuple[int, int, float], AggregateClv] = {}
-
-
-def clear_cache() -> None:
-    with _lock:
-        _cache.clear()
-        _aggregates.clear()
-
-
-def fitted_model(
-    session: Session, *, currency: str, now: datetime, ttl: timedelta = FIT_TTL
-) -> FittedModel:
-    """The model fitted within ``ttl`` by this process, else a new fit (one at a time: other
-    requests wait for it rather than fitting the same data in parallel)."""
-    key = (session.get_bind().engine.url.render_as_string(hide_password=True), currency)
-    with _lock:
-        model = _cache.get(key)
-        if model is not None and model.fitted_at <= now < model.fitted_at + ttl:
-            return model
-        model = fit(session, currency=currency, now=now)
-        _cache[key] = model
-        return model
-
-
-def _money(value: float, currency: str) -> Decimal:
+def money(value: float, currency: str) -> Decimal:
+    """A float amount in major units as a Decimal with the currency's minor digits."""
     return Decimal(repr(float(value))).quantize(Decimal(1).scaleb(-exponent(currency)))
 
 
@@ -238,50 +209,6 @@ class MemberClv:
     horizon_months: int
     annual_discount_rate: float
     model: FittedModel
-
-
-def member_clv(
-    session: Session,
-    member_id: int,
-    *,
-    currency: str,
-    now: datetime,
-    months: int,
-    annual_discount_rate: float,
-) -> MemberClv:
-    """One member's prediction; ``409 clv_no_purchase_history`` before their first purchase."""
-    summary = member_summary(session, member_id, currency=currency, now=now)
-    if summary is None:
-        raise NoPurchaseHistory(
-            "The member has no purchase yet: the model starts at the first purchase."
-        )
-    model = fitted_model(session, currency=currency, now=now)
-    p = clv.predict(
-        model.bgnbd.params,
-        model.gamma_gamma.params,
-        summary.frequency,
-        summary.recency,
-        summary.age,
-        summary.monetary,
-        months=months,
-        annual_discount_rate=annual_discount_rate,
-    )
-    x = int(summary.frequency[0])
-    return MemberClv(
-        currency=currency,
-        transactions=x + 1,
-        first_purchase=summary.first_day[0],
-        last_purchase=summary.last_day[0],
-        average_repeat_value=_money(summary.monetary[0], currency) if x > 0 else None,
-        expected_purchases_90d=float(p.purchases_90d[0]),
-        expected_purchases_365d=float(p.purchases_365d[0]),
-        probability_alive=float(p.probability_alive[0]),
-        expected_order_value=_money(p.expected_value[0], currency),
-        predicted_clv=_money(p.clv[0], currency),
-        horizon_months=months,
-        annual_discount_rate=annual_discount_rate,
-        model=model,
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,46 +237,23 @@ class AggregateClv:
     model: FittedModel
 
 
-def aggregate_clv(
-    session: Session, *, currency: str, now: datetime, months: int, annual_discount_rate: float
+def aggregate_parts(
+    predictions: Iterable[clv.Prediction],
+    model: FittedModel,
+    *,
+    members: int,
+    months: int,
+    rate: float,
 ) -> AggregateClv:
-    """Every member with a purchase predicted (streamed in chunks) and summed. Lealta's orders
-    all belong to enrolled members, so the population is the members. Kept as long as the
-    model it was computed with (a full pass costs ~0.1 ms per member)."""
-    model = fitted_model(session, currency=currency, now=now)
-    key = (id(model), months, annual_discount_rate)
-    with _lock:
-        cached = _aggregates.get(key)
-    if cached is not None and cached.model is model:
-        return cached
-    result = _aggregate(session, model, now=now, months=months, rate=annual_discount_rate)
-    with _lock:
-        if len(_aggregates) > 32:
-            _aggregates.clear()
-        _aggregates[key] = result
-    return result
-
-
-def _aggregate(
-    session: Session, model: FittedModel, *, now: datetime, months: int, rate: float
-) -> AggregateClv:
+    """Sum the predictions of every member with a purchase (streamed chunk by chunk). Lealta's
+    orders all belong to enrolled members, so the population is the members."""
     currency, annual_discount_rate = model.currency, rate
     edges = np.asarray(BUCKET_EDGES, dtype=np.float64)
     counts = np.zeros(len(edges), dtype=np.int64)
     sums = np.zeros(len(edges), dtype=np.float64)
     values: list[NDArray[np.float64]] = []
     purchases = alive = 0.0
-    for part in stream_summaries(session, currency=currency, now=now):
-        p = clv.predict(
-            model.bgnbd.params,
-            model.gamma_gamma.params,
-            part.frequency,
-            part.recency,
-            part.age,
-            part.monetary,
-            months=months,
-            annual_discount_rate=annual_discount_rate,
-        )
+    for p in predictions:
         where = np.searchsorted(edges, p.clv, side="right") - 1
         where = np.clip(where, 0, len(edges) - 1)
         counts += np.bincount(where, minlength=len(edges))
@@ -359,17 +263,16 @@ def _aggregate(
         alive += float(p.probability_alive.sum())
     everyone = np.concatenate(values) if values else np.empty(0)
     n = len(everyone)
-    members = session.scalar(select(func.count()).select_from(Member)) or 0
     qs = {"p10": 10, "p25": 25, "p50": 50, "p75": 75, "p90": 90, "p99": 99}
     quantiles = {
-        k: _money(float(np.percentile(everyone, q)) if n else 0.0, currency) for k, q in qs.items()
+        k: money(float(np.percentile(everyone, q)) if n else 0.0, currency) for k, q in qs.items()
     }
     buckets = [
         Bucket(
             lower=Decimal(int(edges[i])),
             upper=Decimal(int(edges[i + 1])) if i + 1 < len(edges) else None,
             members=int(counts[i]),
-            clv=_money(sums[i], currency),
+            clv=money(sums[i], currency),
         )
         for i in range(len(edges))
     ]
@@ -379,8 +282,8 @@ def _aggregate(
         population="members",
         members=members,
         members_with_purchases=n,
-        total_clv=_money(total, currency),
-        average_clv=_money(total / n if n else 0.0, currency),
+        total_clv=money(total, currency),
+        average_clv=money(total / n if n else 0.0, currency),
         median_clv=quantiles["p50"],
         expected_purchases_365d=purchases,
         average_probability_alive=alive / n if n else 0.0,
@@ -420,16 +323,11 @@ class MemberClvView:
 
 def member_clv_view(session: Session, member_id: int, *, now: datetime) -> MemberClvView:
     """The member's prediction with the API's defaults, never raising for want of data."""
+    from lealta.analytics import clv_store  # the stored fit reads these shapes
+
     currency = programmes.current(session, now=now).currency
     try:
-        result = member_clv(
-            session,
-            member_id,
-            currency=currency,
-            now=now,
-            months=DEFAULT_MONTHS,
-            annual_discount_rate=DEFAULT_DISCOUNT_RATE,
-        )
+        result = clv_store.member_clv(session, member_id, currency=currency)
     except Conflict as exc:
         return MemberClvView(None, exc.code)
     return MemberClvView(result, None)

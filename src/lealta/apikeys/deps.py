@@ -16,8 +16,16 @@ from lealta.kit.db import Database
 
 
 async def get_principal(request: Request) -> Principal:
+    """The principal of the request's key, or ``401``; a publishable key is ``403`` here (the
+    few endpoints open to it take :func:`get_any_principal`)."""
+    principal = await get_any_principal(request)
+    principal.refuse_publishable()
+    return principal
+
+
+async def get_any_principal(request: Request) -> Principal:
     """The principal of the request's key (``Authorization: Bearer …`` or ``X-API-Key``), or
-    ``401``.
+    ``401``, whatever its scope.
 
     A coroutine on purpose: a key in the cache is answered on the event loop, with no trip
     through the thread pool (FastAPI runs every plain ``def`` dependency in a worker thread,

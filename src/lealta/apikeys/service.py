@@ -18,8 +18,12 @@ from sqlalchemy.orm import Session
 from lealta.kit.errors import Forbidden, NotFound, Unauthorized
 from lealta.models import ApiKey
 
-Scope = Literal["server", "read"]
-SCOPES: tuple[Scope, ...] = ("server", "read")
+Scope = Literal["server", "read", "publishable"]
+SCOPES: tuple[Scope, ...] = ("server", "read", "publishable")
+PUBLISHABLE: Scope = "publishable"
+"""Browser-safe: may only ``track`` for the member the browser proves (cockpit session or
+member token) and read the public catalogue; every other endpoint answers ``403
+publishable_key_not_allowed`` (see :mod:`lealta.inbound`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +35,20 @@ class Principal:
     @property
     def actor(self) -> str:
         return f"apikey:{self.name}"
+
+    @property
+    def publishable(self) -> bool:
+        return self.scope == PUBLISHABLE
+
+    def refuse_publishable(self) -> None:
+        """``403 publishable_key_not_allowed`` for a publishable key: it lives in browsers, so
+        it reaches only the endpoints that accept it by name."""
+        if self.scope == PUBLISHABLE:
+            raise Forbidden(
+                "A publishable key may only track events for the signed-in member and read the"
+                " public catalogue; use a server key for this endpoint.",
+                code="publishable_key_not_allowed",
+            )
 
     def require_write(self) -> None:
         if self.scope != "server":

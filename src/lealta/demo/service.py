@@ -11,11 +11,13 @@ digests are stored, so an old key cannot be shown again, and a new one costs not
 
 from __future__ import annotations
 
+import random
 import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from importlib.resources import files
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -32,6 +34,7 @@ from lealta.members import service as members
 from lealta.models import AdminUser, Member, ProgrammeVersion
 from lealta.programme import service as programmes
 from lealta.staff import service as staff_users
+from lealta.surveys import service as surveys
 
 ACTOR = "demo"
 API_KEY_NAME = "demo"
@@ -74,6 +77,7 @@ def up(
     with db.unit_of_work() as session:
         if not _has_members(session):
             created, ingested = _load(session, now, seed, member_count, on_progress)
+            _survey(session, now, seed)
     # Members whose last event is older than the return window or an expiry date are brought
     # up to now, as the scheduled job would have done live (still history: backfill).
     run_due(db, now=now, backfill=True)
@@ -154,6 +158,32 @@ def _load(
 
 
 _CHUNK = 2000
+SURVEY_ANSWERS = 60
+
+
+def _survey(session: Session, now: datetime, seed: int) -> None:
+    """The demo NPS survey, answered by :data:`SURVEY_ANSWERS` members over the last 60 days
+    (scores drawn so the NPS is positive but not perfect)."""
+    text = (files("lealta.demo") / "survey.yaml").read_text(encoding="utf-8")
+    survey = surveys.create(session, surveys.parse(text), actor=ACTOR, now=now)
+    programme = programmes.current(session, now=now)
+    rng = random.Random(seed)
+    candidates = session.scalars(select(Member).order_by(Member.id).limit(400)).all()
+    comments = ("Más tallas, por favor.", "Envíos más rápidos.", "Me encanta la app.", "")
+    for member in rng.sample(list(candidates), min(SURVEY_ANSWERS, len(candidates))):
+        at = now - timedelta(days=rng.randint(0, 60), minutes=rng.randint(0, 600))
+        if at <= member.enrolled_at:
+            continue
+        answers = {
+            "recommend": rng.choices(range(11), weights=[1, 1, 1, 1, 2, 2, 3, 6, 8, 9, 8])[0],
+            "quality": rng.choices(range(1, 6), weights=[1, 1, 3, 6, 5])[0],
+            "channel": rng.choice(["web", "app", "store"]),
+            "comments": rng.choice(comments),
+        }
+        surveys.answer(
+            session, survey, member, answers, channel="link", now=at, programme=programme,
+            backfill=True,
+        )  # fmt: skip
 
 
 def _has_programme(session: Session) -> bool:

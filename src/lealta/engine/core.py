@@ -711,17 +711,20 @@ def adjust(
     reason: str,
     actor: str,
     at: datetime,
+    source_type: str = "adjustment",
+    source_ref: str | None = None,
 ) -> Outcome:
     """A manual credit (``points`` > 0, a lot that never expires) or debit (< 0, refused with
-    ``insufficient_points`` beyond what is available), dated ``at``."""
+    ``insufficient_points`` beyond what is available), dated ``at``. ``source_type`` and
+    ``source_ref`` name what asked for it when it is not a person (``survey`` and its key)."""
     work = _Work(programme, state, Context(actor=actor))
     if points > 0:
         entry = work.credit(
             entry_type="adjust",
             points=points,
             reason=reason,
-            source_type="adjustment",
-            source_ref=None,
+            source_type=source_type,
+            source_ref=source_ref,
             occurred_at=at,
             actor=actor,
         )
@@ -730,8 +733,8 @@ def adjust(
             entry_type="adjust",
             points=-points,
             reason=reason,
-            source_type="adjustment",
-            source_ref=None,
+            source_type=source_type,
+            source_ref=source_ref,
             occurred_at=at,
             actor=actor,
         )

@@ -42,7 +42,8 @@ class ExportFileError(LealtaError):
 def export_members(db: Database, path: Path, *, now: datetime | None = None) -> int:
     """Write every member to ``path`` as CSV, ordered by external id; returns the row count.
 
-    Columns: the tier id held (empty without tiers), every balance bucket of the account
+    Columns: the tier id held (the entry tier for members not placed yet; empty only when the
+    programme has no tiers), every balance bucket of the account
     (``lifetime_points`` is the net lifetime earned, reversals deducted; ``spent_points``,
     ``expired_points``, ``shortfall_points``), ``qualifying_spend`` as a decimal in the
     programme's currency, and the next expiry: the earliest date (ISO 8601, UTC) at which
@@ -66,7 +67,9 @@ def export_members(db: Database, path: Path, *, now: datetime | None = None) -> 
     )
     try:
         with db.unit_of_work(write=False) as session, partial.open("w", newline="") as out:
-            currency = programmes.current(session).currency
+            programme = programmes.current(session, now=now)
+            currency = programme.currency
+            levels = [level.id for level in programme.tiers.levels] if programme.tiers else []
             writer = csv.writer(out)
             writer.writerow(MEMBER_COLUMNS)
             rows = session.execute(
@@ -103,7 +106,7 @@ def export_members(db: Database, path: Path, *, now: datetime | None = None) -> 
                 writer.writerow(
                     (
                         external_id,
-                        tier or "",
+                        _tier(tier, levels),
                         available,
                         lifetime,
                         format(from_minor(spend_minor, currency), "f"),
@@ -126,6 +129,14 @@ def export_members(db: Database, path: Path, *, now: datetime | None = None) -> 
         partial.unlink(missing_ok=True)
         raise
     return count
+
+
+def _tier(stored: str | None, levels: list[str]) -> str:
+    """The tier a member holds: the one recorded, or the entry tier for a member with none
+    recorded yet (placed on first contact with the tiers) or one a programme edit removed."""
+    if not levels:
+        return ""
+    return stored if stored in levels else levels[0]
 
 
 def _iso(at: datetime | None) -> str:

@@ -37,12 +37,21 @@ Columns (header row, case-insensitive, any order, unknown columns ignored):
     Stored on the order.
 ``email, name`` (optional)
     The customer's profile, used if the row enrols the customer.
+``items`` (optional)
+    The order's line items as a JSON array (``[{"sku": "ZAP-1", "category": "calzado",
+    "quantity": 1, "unit_price": "59.90"}]``), seen by item conditions of earning rules.
+    They can come instead from a second file (``items_path``: ``order_id, sku, unit_price``
+    and optional ``quantity, category``, one line per item), read whole before the orders.
+
+``dry_run`` runs the whole file in one transaction that is rolled back at the end: the report
+says what would be imported, replayed and rejected, and nothing is written.
 """
 
 from __future__ import annotations
 
 import csv
 import gc
+import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -64,7 +73,10 @@ from lealta.kit.money import DEFAULT_MAX_AMOUNT
 from lealta.programme.schema import Programme
 
 REQUIRED_COLUMNS = ("customer_id", "order_id", "occurred_at", "amount", "currency")
-OPTIONAL_COLUMNS = ("type", "refund_id", "channel", "store", "email", "name")
+OPTIONAL_COLUMNS = ("type", "refund_id", "channel", "store", "email", "name", "items")
+ITEM_COLUMNS = ("order_id", "sku", "unit_price")
+"""Required columns of a line-items file (``quantity`` and ``category`` are optional)."""
+MAX_ITEMS_FILE_BYTES = 512 * 1024 * 1024
 _ALL_COLUMNS = (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)
 SUPPORTED_TYPES = (ORDER_PAID, ORDER_REFUNDED)
 DEFAULT_CHUNK_SIZE = 2000
@@ -87,6 +99,7 @@ _COLUMN_OF = {
     "refund.currency": "currency",
     "customer.email": "email",
     "customer.name": "name",
+    "order.items": "items",
 }
 
 ProgressCallback = Callable[[int, int], None]
@@ -127,6 +140,8 @@ class ImportReport:
     elapsed_seconds: float = 0.0
     latest_at: datetime | None = None
     """The latest ``occurred_at`` seen so far (rows before it count as ``out_of_order``)."""
+    dry_run: bool = False
+    """True when nothing was written (``imported`` counts what would have been)."""
 
     def reject(self, line: int, code: str, message: str) -> None:
         self.rejected_count += 1
@@ -145,6 +160,8 @@ def import_orders(
     auto_enrol: bool = True,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     max_amount: Decimal = DEFAULT_MAX_AMOUNT,
+    items_path: Path | None = None,
+    dry_run: bool = False,
 ) -> ImportReport:
     """Import the orders and refunds in the CSV at ``path``, in file order.
 
@@ -156,7 +173,7 @@ def import_orders(
     if chunk_size < 1:
         raise ValueError("chunk_size must be at least 1")
     started = time.perf_counter()
-    report = ImportReport()
+    report = ImportReport(dry_run=dry_run)
     ctx = IngestContext(
         programme=programme,
         now=now,
@@ -165,7 +182,8 @@ def import_orders(
         max_amount=max_amount,
         backfill=True,  # imported history: subscribers skip what must not fire for the past
     )
-    with _open(path) as raw, _few_collections():
+    lines = read_items(items_path) if items_path is not None else None
+    with _open(path) as raw, _few_collections(), _sessions(db, dry_run) as unit_of_work:
         source = _Lines(raw)
         reader = csv.reader(source, strict=True)
         columns = _Columns.from_header(_read_header(reader))
@@ -177,9 +195,9 @@ def import_orders(
                 items = [
                     item
                     for line, cells in chunk
-                    if (item := _to_item(columns, line, cells, report)) is not None
+                    if (item := _to_item(columns, line, cells, report, lines)) is not None
                 ]
-                with db.unit_of_work() as session:
+                with unit_of_work() as session:
                     batch.run_items(session, items, ctx, by_time=False)
                 for item in items:
                     if item.status == "rejected":
@@ -201,13 +219,73 @@ def import_orders(
     return report
 
 
+class _DryRun(Exception):
+    """Ends a dry run's transaction with a rollback."""
+
+
+@contextmanager
+def _sessions(db: Database, dry_run: bool) -> Iterator[Callable[[], Any]]:
+    """A unit of work per chunk, or, for a dry run, one for the whole file (so that later
+    chunks see what earlier ones would have written), rolled back at the end."""
+    if not dry_run:
+        yield db.unit_of_work
+        return
+    try:
+        with db.unit_of_work() as session:
+
+            @contextmanager
+            def same() -> Iterator[Any]:
+                yield session
+
+            yield same
+            raise _DryRun
+    except _DryRun:
+        pass
+
+
+def read_items(path: Path) -> dict[str, list[dict[str, str]]]:
+    """Line items by order id from a CSV with ``order_id, sku, unit_price[, quantity,
+    category]``; raises ``invalid_csv_header`` / ``invalid_csv`` / ``unreadable_file``."""
+    by_order: dict[str, list[dict[str, str]]] = {}
+    with _open(path) as raw:
+        if path.stat().st_size > MAX_ITEMS_FILE_BYTES:
+            raise InvalidCsvError(
+                f"The items file is larger than {MAX_ITEMS_FILE_BYTES // 2**20} MiB; put the"
+                " items in the orders file's 'items' column instead.",
+                code="file_too_large",
+            )
+        reader = csv.reader(_Lines(raw), strict=True)
+        header = _read_header(reader)
+        missing = [c for c in ITEM_COLUMNS if c not in header]
+        if missing:
+            raise InvalidCsvHeaderError(
+                f"The items file lacks columns: {', '.join(missing)}.",
+                details={"missing": missing, "found": header},
+            )
+        for _, cells in _rows(reader):
+            value = {name: cell.strip() for name, cell in zip(header, cells, strict=False)}
+            item = {
+                "sku": value.get("sku", ""),
+                "unit_price": value.get("unit_price", ""),
+                "quantity": value.get("quantity") or "1",
+            }
+            if value.get("category"):
+                item["category"] = value["category"]
+            by_order.setdefault(value.get("order_id", ""), []).append(item)
+    return by_order
+
+
 def _to_item(
-    columns: _Columns, line: int, cells: list[str], report: ImportReport
+    columns: _Columns,
+    line: int,
+    cells: list[str],
+    report: ImportReport,
+    items: dict[str, list[dict[str, str]]] | None = None,
 ) -> batch.Item | None:
     """The batch item a row stands for, or None (and a rejection) when it is not valid."""
     report.rows_read += 1
     try:
-        key, event = _to_event(columns, line, cells)
+        key, event = _to_event(columns, line, cells, items)
     except LealtaError as exc:
         report.reject(line, exc.code, exc.message)
         return None
@@ -358,7 +436,12 @@ class _Columns:
 # --- rows to events --------------------------------------------------------------------------
 
 
-def _to_event(columns: _Columns, line: int, cells: list[str]) -> tuple[str, EventIn]:
+def _to_event(
+    columns: _Columns,
+    line: int,
+    cells: list[str],
+    items: dict[str, list[dict[str, str]]] | None = None,
+) -> tuple[str, EventIn]:
     """The event a row stands for and its idempotency key, or a ``LealtaError``."""
     if len(cells) != columns.width:
         raise LealtaError(
@@ -385,13 +468,17 @@ def _to_event(columns: _Columns, line: int, cells: list[str]) -> tuple[str, Even
     }
     if event_type == ORDER_PAID:
         key = f"import:{value['order_id']}"
-        raw["order"] = _present(
+        order: dict[str, Any] = _present(
             id=value["order_id"],
             total=value["amount"],
             currency=value["currency"],
             channel=value["channel"],
             store=value["store"],
         )
+        lines = _items(value["items"], value["order_id"], items)
+        if lines:
+            order["items"] = lines
+        raw["order"] = order
     else:
         # The shop's refund id makes the key stable even if lines move; without one, the
         # line number stands in (re-import the same file, unedited).
@@ -409,6 +496,25 @@ def _to_event(columns: _Columns, line: int, cells: list[str]) -> tuple[str, Even
         bad_id = any(e["type"] == ids.ERROR_CODE for e in exc.errors())
         code = ids.ERROR_CODE if bad_id else "validation_error"
         raise LealtaError(_describe(exc), code=code) from None
+
+
+def _items(
+    cell: str, order_id: str, from_file: dict[str, list[dict[str, str]]] | None
+) -> list[Any]:
+    """An order's line items: the row's JSON ``items`` cell, else the items file's lines."""
+    if cell:
+        try:
+            parsed = json.loads(cell)
+        except ValueError:
+            raise LealtaError(
+                "items: not a JSON array of line items.", code="validation_error"
+            ) from None
+        if not isinstance(parsed, list):
+            raise LealtaError("items: not a JSON array of line items.", code="validation_error")
+        return parsed
+    if from_file is not None:
+        return from_file.get(order_id, [])
+    return []
 
 
 def _present(**values: str) -> dict[str, str]:

@@ -82,6 +82,15 @@ def dispatch(session: Session, *, now: datetime, limit: int = BATCH) -> int:
     ).all()
     if not rows:
         return 0
+    idle: dict[str, bool] = {}
+
+    def wanted(sub: subscribers.Subscriber) -> bool:
+        if sub.wanted is None:
+            return True
+        if sub.name not in idle:
+            idle[sub.name] = not sub.wanted(session)
+        return not idle[sub.name]
+
     deliveries = [
         queue.NewJob(
             DELIVER,
@@ -90,6 +99,7 @@ def dispatch(session: Session, *, now: datetime, limit: int = BATCH) -> int:
         )
         for row in rows
         for sub in subscribers.subscribers_for(row.topic, bool(row.backfill))
+        if wanted(sub)
     ]
     queue.enqueue_many(session, deliveries, now=now)
     session.execute(

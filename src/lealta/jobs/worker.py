@@ -54,7 +54,17 @@ from lealta.kit.logging import get_logger
 
 log = get_logger("lealta.jobs.worker")
 
-TASK_MODULES: tuple[str, ...] = ("lealta.jobs.periodic", "lealta.jobs.dispatch")
+TASK_MODULES: tuple[str, ...] = (
+    "lealta.jobs.periodic",
+    "lealta.jobs.dispatch",
+    "lealta.analytics.clv_jobs",
+    "lealta.simulator.runs",
+    "lealta.notify.tasks",
+    "lealta.webhooks.tasks",
+    "lealta.privacy.tasks",
+    "lealta.analytics.rollups",
+    "lealta.bulk.tasks",
+)
 """Modules that register tasks and outbox subscribers, imported by every worker. A capability
 with background work (notifications, webhooks, …) adds its module here."""
 

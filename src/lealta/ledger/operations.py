@@ -65,6 +65,41 @@ def adjust(
     return result
 
 
+def award(
+    session: Session,
+    external_id: str,
+    *,
+    points: int,
+    reason: str,
+    actor: str,
+    source_type: str,
+    source_ref: str,
+    now: datetime,
+    programme: Programme,
+) -> WriteResult:
+    """Credit ``points`` (> 0) earned by something other than an order (a survey answered),
+    named by ``source_type`` and ``source_ref`` in the entry; in the caller's transaction."""
+    if points <= 0:
+        raise InvalidInput("An award must be of at least 1 point.", code="zero_points")
+    return _apply(
+        session,
+        programme,
+        external_id,
+        lambda s: engine.adjust(
+            programme,
+            s,
+            points=points,
+            reason=reason,
+            actor=actor,
+            at=now,
+            source_type=source_type,
+            source_ref=source_ref,
+        ),
+        at=now,
+        now=now,
+    )
+
+
 def spend(
     session: Session,
     external_id: str,

@@ -1,4 +1,9 @@
-"""The member's personal data export (GDPR access): everything Lealta holds about them."""
+"""The member's personal data export (GDPR access): everything Lealta holds about them.
+
+One document for the cockpit's download, the API (``GET /v1/members/{id}/data-export``), the
+console and ``lealta members export-data``. Capabilities with tables of their own add their
+section through :func:`lealta.privacy.registry.exporter`.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +25,10 @@ from lealta.models import (
     Redemption,
     TierChange,
 )
+from lealta.privacy import registry as privacy_registry
+
+FORMAT = "lealta.member-data/1"
+"""Names the document's shape; a change that removes or renames a field raises the number."""
 
 
 def export(session: Session, member: Member, *, currency: str, now: datetime) -> dict[str, Any]:
@@ -77,7 +86,8 @@ def export(session: Session, member: Member, *, currency: str, now: datetime) ->
         session.scalars(select(Coupon).where(Coupon.member_id == member.id).order_by(Coupon.id))
     )
     codes = {c.id: c.code for c in coupons}
-    return {
+    document: dict[str, Any] = {
+        "format": FORMAT,
         "exported_at": now.isoformat(),
         "profile": profile,
         "consents": consents,
@@ -148,3 +158,7 @@ def export(session: Session, member: Member, *, currency: str, now: datetime) ->
             )
         ],
     }
+    for name, section in privacy_registry.exporters():
+        if name not in document:
+            document[name] = section(session, member.id)
+    return document

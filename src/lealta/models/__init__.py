@@ -2,41 +2,85 @@
 
 from lealta.models.account import Account
 from lealta.models.admin_user import ROLES, AdminUser
+from lealta.models.analytics_rollup import (
+    AnalyticsApplied,
+    AnalyticsCohort,
+    AnalyticsDaily,
+    AnalyticsMember,
+    AnalyticsMemberDay,
+    AnalyticsMonthly,
+)
 from lealta.models.api_key import ApiKey
 from lealta.models.audit import AuditLog
+from lealta.models.bulk import BulkOperation, BulkOperationRow
+from lealta.models.clv import CLV_FIT_STATUSES, ClvFit, ClvPrediction
 from lealta.models.coupon import Coupon, CouponUse
 from lealta.models.event import Event
 from lealta.models.idempotency import IdempotencyRecord
+from lealta.models.inbound import AnonymousEvent, ApiKeyOrigin, InboundDelivery
 from lealta.models.job import JOB_STATUSES, Job
 from lealta.models.ledger_entry import ENTRY_TYPES, LedgerEntry
 from lealta.models.member import Consent, Member
 from lealta.models.member_login_token import MemberLoginToken
+from lealta.models.notification import CHANNELS, MESSAGE_STATUSES, Message, NotificationTemplate
 from lealta.models.order import Order, OrderItem
 from lealta.models.outbox import OutboxMessage
 from lealta.models.point_lot import LotAllocation, PointLot
+from lealta.models.privacy import ERASURE_MODES, MemberErasure
 from lealta.models.programme_version import ProgrammeVersion
 from lealta.models.redemption import Redemption
 from lealta.models.reward_counter import RewardCounter
+from lealta.models.simulator_run import SIMULATOR_RUN_STATUSES, SimulatorRun
+from lealta.models.survey import SURVEY_STATUSES, Survey, SurveyAnswer, SurveyResponse
 from lealta.models.tier_change import TierChange
+from lealta.models.webhook import (
+    WEBHOOK_DELIVERY_STATUSES,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 
 __all__ = [
+    "CHANNELS",
+    "CLV_FIT_STATUSES",
     "ENTRY_TYPES",
+    "ERASURE_MODES",
     "JOB_STATUSES",
+    "MESSAGE_STATUSES",
     "ROLES",
+    "SIMULATOR_RUN_STATUSES",
+    "SURVEY_STATUSES",
+    "WEBHOOK_DELIVERY_STATUSES",
     "Account",
     "AdminUser",
+    "AnalyticsApplied",
+    "AnalyticsCohort",
+    "AnalyticsDaily",
+    "AnalyticsMember",
+    "AnalyticsMemberDay",
+    "AnalyticsMonthly",
+    "AnonymousEvent",
     "ApiKey",
+    "ApiKeyOrigin",
     "AuditLog",
+    "BulkOperation",
+    "BulkOperationRow",
+    "ClvFit",
+    "ClvPrediction",
     "Consent",
     "Coupon",
     "CouponUse",
     "Event",
     "IdempotencyRecord",
+    "InboundDelivery",
     "Job",
     "LedgerEntry",
     "LotAllocation",
     "Member",
+    "MemberErasure",
     "MemberLoginToken",
+    "Message",
+    "NotificationTemplate",
     "Order",
     "OrderItem",
     "OutboxMessage",
@@ -44,5 +88,12 @@ __all__ = [
     "ProgrammeVersion",
     "Redemption",
     "RewardCounter",
+    "SimulatorRun",
+    "Survey",
+    "SurveyAnswer",
+    "SurveyResponse",
     "TierChange",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
 ]

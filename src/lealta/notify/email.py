@@ -31,6 +31,12 @@ def send(settings: Settings, *, to: str, subject: str, text: str, html: str | No
     if not settings.smtp_host:
         log.info("email_not_sent_no_smtp", to=to, subject=subject, body=text)
         return False
+    transmit(settings, message)
+    return True
+
+
+def transmit(settings: Settings, message: EmailMessage) -> None:
+    """Hand one built message to the SMTP server; :class:`EmailNotSent` when it fails."""
     try:
         with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=10) as smtp:
             if settings.smtp_starttls:
@@ -39,7 +45,6 @@ def send(settings: Settings, *, to: str, subject: str, text: str, html: str | No
                 smtp.login(settings.smtp_username, settings.smtp_password)
             smtp.send_message(message)
     except (OSError, smtplib.SMTPException) as exc:
-        log.error("email_failed", to=to, subject=subject, error=str(exc))
+        log.error("email_failed", to=message["To"], subject=message["Subject"], error=str(exc))
         raise EmailNotSent(str(exc)) from exc
-    log.info("email_sent", to=to, subject=subject)
-    return True
+    log.info("email_sent", to=message["To"], subject=message["Subject"])

@@ -224,6 +224,20 @@ class RedemptionRolledBack(DomainEvent):
     reward_id: str
 
 
+# --- surveys -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SurveyAnswered(DomainEvent):
+    """A member completed a survey; ``nps`` is the 0-10 score when it asks for one."""
+
+    TYPE: ClassVar[str] = "survey.answered"
+    survey_key: str
+    response_id: int
+    points: int
+    nps: int | None
+
+
 EVENT_TYPES: dict[str, type[DomainEvent]] = {
     cls.TYPE: cls
     for cls in (
@@ -236,6 +250,7 @@ EVENT_TYPES: dict[str, type[DomainEvent]] = {
         PointsExpired,
         RewardRedeemed,
         RedemptionRolledBack,
+        SurveyAnswered,
     )
 }
 """Every fixed event type → its class. Any other topic is a custom :class:`EventProcessed`."""

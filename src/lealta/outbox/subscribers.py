@@ -23,9 +23,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from lealta.outbox.events import DomainEvent
+from lealta.outbox.events import EVENT_TYPES, DomainEvent, EventProcessed
 
 Handler = Callable[..., Any]
+
+
+Wanted = Callable[[Any], bool]
+"""``(session) -> bool``: whether a subscriber has anything to do right now (webhooks: is any
+endpoint enabled?). Asked once per dispatched batch, so idle capabilities cost no job."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +39,7 @@ class Subscriber:
     name: str
     handler: Handler
     include_backfill: bool
+    wanted: Wanted | None = None
 
 
 _REGISTRY: dict[str, list[Subscriber]] = {}
@@ -44,7 +50,11 @@ def _type_of(event_type: str | type[DomainEvent]) -> str:
 
 
 def subscribe(
-    event_type: str | type[DomainEvent], *, name: str, include_backfill: bool = False
+    event_type: str | type[DomainEvent],
+    *,
+    name: str,
+    include_backfill: bool = False,
+    wanted: Wanted | None = None,
 ) -> Callable[[Handler], Handler]:
     """Register the decorated function for ``event_type`` under a unique ``name``.
 
@@ -55,23 +65,30 @@ def subscribe(
 
     def register(handler: Handler) -> Handler:
         subscribers = [s for s in _REGISTRY.get(topic, []) if s.name != name]
-        subscribers.append(Subscriber(topic, name, handler, include_backfill))
+        subscribers.append(Subscriber(topic, name, handler, include_backfill, wanted))
         _REGISTRY[topic] = subscribers
         return handler
 
     return register
 
 
+def _registered(topic: str) -> list[Subscriber]:
+    """Subscribers of ``topic``; a custom event's topic (``review.posted``) also reaches those
+    of :class:`~lealta.outbox.events.EventProcessed` (registered under ``*``)."""
+    found = _REGISTRY.get(topic, [])
+    if topic not in EVENT_TYPES and topic != EventProcessed.TYPE:
+        found = found + _REGISTRY.get(EventProcessed.TYPE, [])
+    return found
+
+
 def subscribers_for(event_type: str | type[DomainEvent], backfill: bool) -> list[Subscriber]:
     """The subscribers to run for one event, in registration order."""
-    return [
-        s for s in _REGISTRY.get(_type_of(event_type), []) if s.include_backfill or not backfill
-    ]
+    return [s for s in _registered(_type_of(event_type)) if s.include_backfill or not backfill]
 
 
 def find(event_type: str | type[DomainEvent], name: str) -> Subscriber | None:
     """The subscriber registered for ``event_type`` under ``name``, if any."""
-    return next((s for s in _REGISTRY.get(_type_of(event_type), []) if s.name == name), None)
+    return next((s for s in _registered(_type_of(event_type)) if s.name == name), None)
 
 
 def unsubscribe(event_type: str | type[DomainEvent], *, name: str) -> None:

@@ -3,10 +3,19 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query
+from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime
 
 from lealta.apikeys.deps import Reader, Writer
-from lealta.kit.http import ERROR_RESPONSES, ClockDep, DbDep
+from lealta.kit.http import (
+    ERROR_RESPONSES,
+    ClockDep,
+    DbDep,
+    IdempotencyKey,
+    replayable,
+    respond,
+)
+from lealta.kit.idempotency import run_maybe_once
 from lealta.programme import service
 from lealta.programme.schema import DEFAULT_PROGRAMME, json_schema
 from lealta.programme.schemas import ApplyResult, ChangeOut, ProgrammeOut, VersionOut
@@ -49,7 +58,12 @@ def get_programme(principal: Reader, db: DbDep, clock: ClockDep) -> ProgrammeOut
     return ProgrammeOut(version=row.version, activated_at=row.activated_at, document=row.document)
 
 
-@router.put("", response_model=ApplyResult, summary="Apply a new programme version")
+@router.put(
+    "",
+    response_model=ApplyResult,
+    summary="Apply a new programme version",
+    responses=replayable(ApplyResult),
+)
 def put_programme(
     principal: Writer,
     db: DbDep,
@@ -59,27 +73,47 @@ def put_programme(
     activate_at: Annotated[
         AwareDatetime | None, Query(description="When the version takes effect.")
     ] = None,
-) -> ApplyResult:
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
     """Validate the whole document (errors name their exact path, e.g.
     `tiers.levels.1.threshold`), then store it as the next version with the list of changes
-    against the previous one. With `dry_run=true` nothing is stored."""
+    against the previous one. With `dry_run=true` nothing is stored. With an
+    `Idempotency-Key`, a retried request returns the first result instead of storing the
+    version again."""
     programme = service.validate(document)
     now = clock.now()
     with db.unit_of_work(write=not dry_run) as session:
         if dry_run:
             changes = service.changes_from_latest(session, programme)
-            return ApplyResult(
+            result = ApplyResult(
                 version=None, dry_run=True, activated_at=None, changes=_changes(changes)
             )
-        applied = service.apply_with_diff(
-            session, programme, actor=principal.actor, now=now, activate_at=activate_at
+            return JSONResponse(result.model_dump(mode="json"))
+
+        def effect() -> tuple[int, dict[str, Any]]:
+            applied = service.apply_with_diff(
+                session, programme, actor=principal.actor, now=now, activate_at=activate_at
+            )
+            result = ApplyResult(
+                version=applied.version,
+                dry_run=False,
+                activated_at=applied.activated_at,
+                changes=_changes(applied.changes),
+            )
+            return 200, result.model_dump(mode="json")
+
+        outcome = run_maybe_once(
+            session,
+            scope="programme.put",
+            key=idempotency_key,
+            payload={
+                "document": document,
+                "activate_at": activate_at.isoformat() if activate_at else None,
+            },
+            now=now,
+            effect=effect,
         )
-    return ApplyResult(
-        version=applied.version,
-        dry_run=False,
-        activated_at=applied.activated_at,
-        changes=_changes(applied.changes),
-    )
+    return respond(outcome)
 
 
 @router.get("/versions", response_model=list[VersionOut], summary="Version history")

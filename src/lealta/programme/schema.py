@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AwareDatetime,
@@ -33,6 +34,16 @@ EventType = Annotated[
 Cel = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
 Percent = Annotated[Decimal, Field(ge=0, le=100)]
 Money = Annotated[Decimal, Field(ge=0, max_digits=18, allow_inf_nan=False)]
+DEFAULT_TIMEZONE = "Europe/Madrid"
+
+
+def check_timezone(value: str) -> str:
+    """``value`` if it names an IANA time zone (``Europe/Madrid``, ``UTC``), else ValueError."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"'{value}' is not an IANA time zone") from None
+    return value
 
 
 class _Model(BaseModel):
@@ -322,6 +333,11 @@ class Programme(_Model):
 
     name: Text
     currency: str = "EUR"
+    timezone: str = Field(
+        default=DEFAULT_TIMEZONE,
+        description="IANA time zone of the programme (e.g. Europe/Madrid): periodic jobs run"
+        " on their cron schedule in it, across daylight-saving changes.",
+    )
     earning: Earning = Earning()
     rules: list[EarningRule] = Field(default_factory=list, max_length=500)
     thresholds: list[SpendThresholdRule] = Field(default_factory=list, max_length=50)
@@ -338,6 +354,11 @@ class Programme(_Model):
     @classmethod
     def _currency(cls, value: str) -> str:
         return normalise_currency(value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        return check_timezone(value)
 
     @model_validator(mode="after")
     def _references(self) -> Programme:

@@ -54,6 +54,8 @@ def entry_text(_: Gettext, entry: LedgerEntry, programme: Programme, lang: str) 
         return _("Reward: %(reward)s", reward=reward.name.get(lang) if reward else reward_id)
     if entry.entry_type == "expire" and source == "expiry":
         return _("Points expired")
+    if source == "survey":
+        return _("Survey answered: %(survey)s", survey=entry.reason)
     if source == "spend" and entry.reason == _DEFAULT_SPEND_REASON:
         return _("Points spent")
     return entry.reason

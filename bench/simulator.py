@@ -1,0 +1,121 @@
+"""(sim) ``lealta simulate`` on a generated 70,000-order history against a raw bulk load of the
+same file into the same database engine, in the same run.
+
+The simulator replays the history through the real engine (the batch driver of ``lealta import
+orders``) into a throwaway SQLite file and reads the projected dashboard from it; its baseline
+is :mod:`bench.rawload` loading the same rows into one plain table of a fresh SQLite file
+(``executemany`` in one transaction). Both are processes of their own, timed from start to
+exit, peak RSS from ``wait4``. The target of issue 12 is within 10x.
+
+``python -m bench.simulator [ORDERS]`` runs it alone.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from bench.orders import HistoryStats, write_history
+from bench.proc import Measured, run_measured
+from bench.server import LEALTA, ROOT, lealta_env
+
+DEMO_PROGRAMME = ROOT / "examples" / "demo-programme.yaml"
+DEFAULT_ORDERS = 70_000
+TARGET_RATIO = 10.0
+TIMEOUT_SECONDS = 1800.0
+
+
+class SimulatorBenchFailed(RuntimeError):
+    """A step failed; the message says which and shows its output."""
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatorResult:
+    stats: HistoryStats
+    simulate: Measured
+    raw: Measured
+    replayed: int
+
+    @property
+    def ratio(self) -> float:
+        return self.simulate.seconds / self.raw.seconds
+
+
+def _step(command: list[str], env: dict[str, str], what: str) -> Measured:
+    done = run_measured(command, env=env, cwd=ROOT, timeout=TIMEOUT_SECONDS)
+    if done.timed_out:
+        raise SimulatorBenchFailed(f"{what}: timed out\n{done.tail()}")
+    if done.returncode != 0:
+        raise SimulatorBenchFailed(f"{what}: exit {done.returncode}\n{done.tail()}")
+    return done
+
+
+def simulate_history(orders: int = DEFAULT_ORDERS) -> SimulatorResult:
+    end = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
+    with tempfile.TemporaryDirectory(prefix="lealta-bench-sim-") as tmp:
+        folder = Path(tmp)
+        file = folder / "orders.csv"
+        stats = write_history(file, orders, end=end, prefix="S")
+        out = folder / "simulation.json"
+        # The simulator never opens the configured database; point it at a file that is
+        # never created, to show it.
+        env = lealta_env(f"sqlite:///{folder / 'live-never-touched.db'}")
+        run = _step(
+            [str(LEALTA), "simulate", "-p", str(DEMO_PROGRAMME), "-o", str(file),
+             "--json", str(out)],
+            env, "lealta simulate",
+        )  # fmt: skip
+        replayed = int(json.loads(out.read_text())["designs"][0]["imported"])
+        if replayed != stats.rows:
+            raise SimulatorBenchFailed(f"simulate replayed {replayed:,} of {stats.rows:,} rows")
+        if (folder / "live-never-touched.db").exists():
+            raise SimulatorBenchFailed("the simulator created the configured database")
+        raw = _step(
+            [sys.executable, "-m", "bench.rawload", f"sqlite:///{folder / 'raw.db'}", str(file)],
+            env, "raw load",
+        )  # fmt: skip
+    return SimulatorResult(stats=stats, simulate=run, raw=raw, replayed=replayed)
+
+
+def describe(result: SimulatorResult) -> tuple[str, str, str, str]:
+    """The row of the results table: figure, value, baseline, ratio."""
+    s = result.stats
+    verdict = "within" if result.ratio <= TARGET_RATIO else "NOT within"
+    return (
+        f"(sim) lealta simulate, SQLite: {s.orders:,} orders + {s.refunds:,} refunds,"
+        f" {s.customers:,} customers, demo programme",
+        f"{result.simulate.seconds:.1f} s wall ({s.rows / result.simulate.seconds:,.0f} rows/s);"
+        f" peak RSS {result.simulate.max_rss_mb:.0f} MB",
+        f"executemany of the same rows into SQLite {result.raw.seconds:.2f} s wall",
+        f"{result.ratio:.1f}x time ({verdict} the {TARGET_RATIO:.0f}x target)",
+    )
+
+
+def simulator_figure(run: Any) -> None:
+    """The figure in ``python -m bench`` (``--only simulator``); ``--orders`` sizes it."""
+    orders = run.args.orders or DEFAULT_ORDERS
+    run.step(f"(sim) lealta simulate vs raw load on SQLite: {orders:,} orders")
+    try:
+        result = simulate_history(orders)
+    except SimulatorBenchFailed as exc:
+        run.errors.append(f"(sim) simulator: {exc}")
+        run.report.add("(sim) lealta simulate, SQLite", "n/a (failed)")
+        return
+    run.report.add(*describe(result))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    orders = int(args[0]) if args else DEFAULT_ORDERS
+    row = describe(simulate_history(orders))
+    print(" | ".join(row))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Bulk operations on many members, and imports from another loyalty system."""

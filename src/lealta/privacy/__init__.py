@@ -1,0 +1,1 @@
+"""GDPR: erasure, retention of inactive members, data export and transparency."""

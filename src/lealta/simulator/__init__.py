@@ -1,0 +1,1 @@
+"""The programme simulator: replay an order history through a programme design, off-line."""

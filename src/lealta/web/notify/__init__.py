@@ -1,0 +1,2 @@
+"""Pages of notifications: the cockpit inbox, the unsubscribe link and the console's
+templates page."""
