@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, FastAPI, Header, Request
@@ -15,6 +16,7 @@ from prometheus_client import Counter, Histogram
 from pydantic import BaseModel
 from sqlalchemy.exc import DataError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -23,7 +25,7 @@ from lealta.config import Settings
 from lealta.kit.clock import Clock
 from lealta.kit.db import Database
 from lealta.kit.errors import LealtaError, validation_body
-from lealta.kit.idempotency import MissingIdempotencyKey, Outcome
+from lealta.kit.idempotency import MissingIdempotencyKey, Outcome, check_key, run_once
 from lealta.kit.logging import get_logger
 from lealta.kit.redact import redact_target
 
@@ -307,6 +309,30 @@ def respond(outcome: Outcome) -> JSONResponse:
     if outcome.replayed:
         return JSONResponse(outcome.body, status_code=200, headers={"Idempotent-Replayed": "true"})
     return JSONResponse(outcome.body, status_code=outcome.status_code)
+
+
+WriteEffect = Callable[[Session, datetime], tuple[int, dict[str, Any]]]
+"""``(session, now) -> (status, body)``: the write an idempotent endpoint performs once."""
+
+
+def idempotent_write(
+    db: Database, clock: Clock, *, scope: str, key: str, payload: Any, effect: WriteEffect
+) -> JSONResponse:
+    """The shape of a write that requires an ``Idempotency-Key``: check the key, run
+    ``effect`` once per ``(scope, key)`` in one transaction, and answer (a replay is a 200
+    with ``Idempotent-Replayed: true``)."""
+    checked = check_key(key)
+    with db.unit_of_work() as session:
+        now = clock.now()
+        outcome = run_once(
+            session,
+            scope=scope,
+            key=checked,
+            payload=payload,
+            now=now,
+            effect=lambda: effect(session, now),
+        )
+    return respond(outcome)
 
 
 async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:

@@ -321,9 +321,10 @@ def summary(
         qid, number, choice, count = values[-4:]
         value: Answer | None = number if number is not None else choice
         tallies.append(Tally(key, str(qid), value, int(count)))
-    result = summarise(definition(survey), tallies)
+    data = definition(survey)
+    result = summarise(data, tallies)
     if by == "all" and None not in result:
-        result[None] = empty_summary(definition(survey))
+        result[None] = empty_summary(data)
     return result
 
 

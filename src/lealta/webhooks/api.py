@@ -8,11 +8,13 @@ response, secrets included) and is audited.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.orm import Session
 
 from lealta.apikeys.deps import get_principal
 from lealta.apikeys.service import Principal
@@ -22,10 +24,9 @@ from lealta.kit.http import (
     ClockDep,
     DbDep,
     RequiredIdempotencyKey,
+    idempotent_write,
     replayable,
-    respond,
 )
-from lealta.kit.idempotency import check_key, run_once
 from lealta.kit.pagination import decode_cursor, encode_cursor
 from lealta.webhooks import service
 from lealta.webhooks.schemas import (
@@ -80,31 +81,27 @@ def create_endpoint(
 ) -> JSONResponse:
     """Register a URL for the listed event types (`["*"]`: all). The response carries the
     signing `secret`, shown this once. `422 invalid_webhook_url`, `422 invalid_event_types`."""
-    key = check_key(idempotency_key)
-    with db.unit_of_work() as session:
-        now = clock.now()
 
-        def effect() -> tuple[int, dict[str, Any]]:
-            endpoint = service.create_endpoint(
-                session,
-                url=data.url,
-                event_types=data.event_types,
-                description=data.description,
-                enabled=data.enabled,
-                now=now,
-                actor=principal.actor,
-            )
-            return 201, endpoint_with_secret(endpoint).model_dump(mode="json")
-
-        outcome = run_once(
+    def effect(session: Session, now: datetime) -> tuple[int, dict[str, Any]]:
+        endpoint = service.create_endpoint(
             session,
-            scope="webhook-create",
-            key=key,
-            payload=data.model_dump(mode="json"),
+            url=data.url,
+            event_types=data.event_types,
+            description=data.description,
+            enabled=data.enabled,
             now=now,
-            effect=effect,
+            actor=principal.actor,
         )
-    return respond(outcome)
+        return 201, endpoint_with_secret(endpoint).model_dump(mode="json")
+
+    return idempotent_write(
+        db,
+        clock,
+        scope="webhook-create",
+        key=idempotency_key,
+        payload=data.model_dump(mode="json"),
+        effect=effect,
+    )
 
 
 @router.get("", response_model=EndpointList, summary="List endpoints")
@@ -161,24 +158,20 @@ def replay_delivery(
 ) -> JSONResponse:
     """Send the event again now (same body and `Lealta-Webhook-Id`, new signature) with a
     fresh set of retries. `409 webhook_endpoint_disabled` while the endpoint is off."""
-    key = check_key(idempotency_key)
-    with db.unit_of_work() as session:
-        now = clock.now()
 
-        def effect() -> tuple[int, dict[str, Any]]:
-            delivery = service.replay(session, delivery_id, now=now, actor=principal.actor)
-            detail = delivery_detail(delivery, service.attempts_of(session, delivery.id))
-            return 200, detail.model_dump(mode="json")
+    def effect(session: Session, now: datetime) -> tuple[int, dict[str, Any]]:
+        delivery = service.replay(session, delivery_id, now=now, actor=principal.actor)
+        detail = delivery_detail(delivery, service.attempts_of(session, delivery.id))
+        return 200, detail.model_dump(mode="json")
 
-        outcome = run_once(
-            session,
-            scope=f"webhook-replay:{delivery_id}",
-            key=key,
-            payload={"delivery_id": delivery_id},
-            now=now,
-            effect=effect,
-        )
-    return respond(outcome)
+    return idempotent_write(
+        db,
+        clock,
+        scope=f"webhook-replay:{delivery_id}",
+        key=idempotency_key,
+        payload={"delivery_id": delivery_id},
+        effect=effect,
+    )
 
 
 @router.get("/{endpoint_id:int}", response_model=EndpointOut, summary="One endpoint")
@@ -203,32 +196,28 @@ def update_endpoint(
 ) -> JSONResponse:
     """Change the URL, filters, description or `enabled`. Enabling an endpoint that Lealta
     disabled clears its failure record (then replay what it missed)."""
-    key = check_key(idempotency_key)
-    with db.unit_of_work() as session:
-        now = clock.now()
 
-        def effect() -> tuple[int, dict[str, Any]]:
-            endpoint = service.update_endpoint(
-                session,
-                endpoint_id,
-                url=data.url,
-                event_types=data.event_types,
-                description=data.description,
-                enabled=data.enabled,
-                now=now,
-                actor=principal.actor,
-            )
-            return 200, endpoint_out(endpoint).model_dump(mode="json")
-
-        outcome = run_once(
+    def effect(session: Session, now: datetime) -> tuple[int, dict[str, Any]]:
+        endpoint = service.update_endpoint(
             session,
-            scope=f"webhook-update:{endpoint_id}",
-            key=key,
-            payload=data.model_dump(mode="json", exclude_unset=True),
+            endpoint_id,
+            url=data.url,
+            event_types=data.event_types,
+            description=data.description,
+            enabled=data.enabled,
             now=now,
-            effect=effect,
+            actor=principal.actor,
         )
-    return respond(outcome)
+        return 200, endpoint_out(endpoint).model_dump(mode="json")
+
+    return idempotent_write(
+        db,
+        clock,
+        scope=f"webhook-update:{endpoint_id}",
+        key=idempotency_key,
+        payload=data.model_dump(mode="json", exclude_unset=True),
+        effect=effect,
+    )
 
 
 @router.post(
@@ -245,23 +234,19 @@ def rotate_secret(
     idempotency_key: RequiredIdempotencyKey,
 ) -> JSONResponse:
     """A new secret signs every request from now on; it is in this response only."""
-    key = check_key(idempotency_key)
-    with db.unit_of_work() as session:
-        now = clock.now()
 
-        def effect() -> tuple[int, dict[str, Any]]:
-            endpoint = service.rotate_secret(session, endpoint_id, now=now, actor=principal.actor)
-            return 200, endpoint_with_secret(endpoint).model_dump(mode="json")
+    def effect(session: Session, now: datetime) -> tuple[int, dict[str, Any]]:
+        endpoint = service.rotate_secret(session, endpoint_id, now=now, actor=principal.actor)
+        return 200, endpoint_with_secret(endpoint).model_dump(mode="json")
 
-        outcome = run_once(
-            session,
-            scope=f"webhook-rotate:{endpoint_id}",
-            key=key,
-            payload={"endpoint_id": endpoint_id},
-            now=now,
-            effect=effect,
-        )
-    return respond(outcome)
+    return idempotent_write(
+        db,
+        clock,
+        scope=f"webhook-rotate:{endpoint_id}",
+        key=idempotency_key,
+        payload={"endpoint_id": endpoint_id},
+        effect=effect,
+    )
 
 
 @router.delete(
@@ -278,20 +263,16 @@ def remove_endpoint(
     idempotency_key: RequiredIdempotencyKey,
 ) -> JSONResponse:
     """Delete the endpoint and its delivery log; queued deliveries are dropped."""
-    key = check_key(idempotency_key)
-    with db.unit_of_work() as session:
-        now = clock.now()
 
-        def effect() -> tuple[int, dict[str, Any]]:
-            service.remove_endpoint(session, endpoint_id, now=now, actor=principal.actor)
-            return 200, Removed(id=endpoint_id, removed=True).model_dump(mode="json")
+    def effect(session: Session, now: datetime) -> tuple[int, dict[str, Any]]:
+        service.remove_endpoint(session, endpoint_id, now=now, actor=principal.actor)
+        return 200, Removed(id=endpoint_id, removed=True).model_dump(mode="json")
 
-        outcome = run_once(
-            session,
-            scope=f"webhook-remove:{endpoint_id}",
-            key=key,
-            payload={"endpoint_id": endpoint_id},
-            now=now,
-            effect=effect,
-        )
-    return respond(outcome)
+    return idempotent_write(
+        db,
+        clock,
+        scope=f"webhook-remove:{endpoint_id}",
+        key=idempotency_key,
+        payload={"endpoint_id": endpoint_id},
+        effect=effect,
+    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
+from babel.numbers import format_decimal
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 
@@ -138,9 +139,7 @@ def surveys_page(request: Request, member: MemberDep, db: DbDep, clock: ClockDep
     return page(request, "cockpit/surveys.html", member, {"here": "surveys", "items": items})
 
 
-def _open_for(
-    db: Database, key: str, member: Member, now: datetime
-) -> tuple[Survey, SurveyIn, bool]:
+def _open_for(db: Database, key: str, member: Member) -> tuple[Survey, SurveyIn, bool]:
     with db.unit_of_work(write=False) as session:
         survey = service.get(session, key)
         data = service.definition(survey)
@@ -152,7 +151,7 @@ def _open_for(
 def survey_form(
     request: Request, key: str, member: MemberDep, db: DbDep, clock: ClockDep
 ) -> Response:
-    survey, data, done = _open_for(db, key[:64], member, clock.now())
+    survey, data, done = _open_for(db, key[:64], member)
     _ = gettext(request, member)
     if done or not service.is_open(survey, data, clock.now()):
         flash(
@@ -180,12 +179,11 @@ def answer_in_cockpit(
     csrf(request, fields.get("csrf_token", ""), member)
     _ = gettext(request, member)
     lang = language(request, member)
-    now = clock.now()
     values = _answers(fields)
     try:
         points = _answer(db, clock, key[:64], member.id, values, channel="cockpit")
     except AnswersInvalid as exc:
-        survey, data, _done = _open_for(db, key[:64], member, now)
+        survey, data, _done = _open_for(db, key[:64], member)
         context = _form_context(
             survey, data, lang, _, action=f"/me/surveys/{survey.key}", values=values, exc=exc
         )
@@ -231,8 +229,6 @@ def _conflict_text(_: Gettext, exc: Conflict) -> str:
 
 
 def _thanks(_: Gettext, points: int, lang: str) -> str:
-    from babel.numbers import format_decimal
-
     if points:
         return _(
             "Thank you for your answers! You have earned %(points)s points.",
