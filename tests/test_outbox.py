@@ -86,6 +86,19 @@ SAMPLES: list[domain.DomainEvent] = [
     domain.RedemptionRolledBack(redemption_id=7, reward_id="coffee"),
     domain.SurveyAnswered(survey_key="nps-2026", response_id=3, points=50, nps=9),
     domain.SurveyAnswered(survey_key="quality", response_id=4, points=0, nps=None),
+    domain.MemberEnrolled(customer_id="teo", at=AT, referral_code="ANA-7K2Q"),
+    domain.MemberEnrolled(customer_id="eva", at=AT),
+    domain.CouponIssued(
+        coupon_id=5, code="ABCD-1234", reward_id="coupon-20", source="threshold", valid_until=AT
+    ),
+    domain.CouponUsed(coupon_id=5, code="ABCD-1234", reward_id="coupon-20", order_ref="O2", at=AT),
+    domain.BadgeAwarded(badge_id="first-order", points=50, at=AT),
+    domain.ChallengeCompleted(
+        challenge_id="three-in-november", period="2026-11", points=100, at=AT
+    ),
+    domain.ReferralRewarded(referral_id=3, role="referrer", points=500, at=AT),
+    domain.SegmentEntered(segment_key="at-risk", at=AT),
+    domain.SegmentLeft(segment_key="active", at=AT),
 ]
 
 

@@ -238,6 +238,96 @@ class SurveyAnswered(DomainEvent):
     nps: int | None
 
 
+# --- members and coupons ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MemberEnrolled(DomainEvent):
+    """A member joined the programme; ``referral_code`` when they came with one."""
+
+    TYPE: ClassVar[str] = "member.enrolled"
+    customer_id: str
+    at: datetime
+    referral_code: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CouponIssued(DomainEvent):
+    """A coupon was issued to a member (by a redemption, a threshold, a workflow, …)."""
+
+    TYPE: ClassVar[str] = "coupon.issued"
+    coupon_id: int
+    code: str
+    reward_id: str
+    source: str
+    valid_until: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CouponUsed(DomainEvent):
+    """A member's coupon was used on an order."""
+
+    TYPE: ClassVar[str] = "coupon.used"
+    coupon_id: int
+    code: str
+    reward_id: str
+    order_ref: str
+    at: datetime
+
+
+# --- gamification, referrals, segments ------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BadgeAwarded(DomainEvent):
+    """A member earned a badge (once per badge); ``points`` it gave, if any."""
+
+    TYPE: ClassVar[str] = "badge.awarded"
+    badge_id: str
+    points: int
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ChallengeCompleted(DomainEvent):
+    """A member completed a challenge in one of its periods."""
+
+    TYPE: ClassVar[str] = "challenge.completed"
+    challenge_id: str
+    period: str
+    points: int
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ReferralRewarded(DomainEvent):
+    """A referral qualified and rewarded one side (``role``: referrer or friend)."""
+
+    TYPE: ClassVar[str] = "referral.rewarded"
+    referral_id: int
+    role: str
+    points: int
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentEntered(DomainEvent):
+    """A member entered a segment."""
+
+    TYPE: ClassVar[str] = "segment.entered"
+    segment_key: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentLeft(DomainEvent):
+    """A member left a segment."""
+
+    TYPE: ClassVar[str] = "segment.left"
+    segment_key: str
+    at: datetime
+
+
 EVENT_TYPES: dict[str, type[DomainEvent]] = {
     cls.TYPE: cls
     for cls in (
@@ -251,6 +341,14 @@ EVENT_TYPES: dict[str, type[DomainEvent]] = {
         RewardRedeemed,
         RedemptionRolledBack,
         SurveyAnswered,
+        MemberEnrolled,
+        CouponIssued,
+        CouponUsed,
+        BadgeAwarded,
+        ChallengeCompleted,
+        ReferralRewarded,
+        SegmentEntered,
+        SegmentLeft,
     )
 }
 """Every fixed event type → its class. Any other topic is a custom :class:`EventProcessed`."""

@@ -11,71 +11,54 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AwareDatetime,
-    BaseModel,
-    ConfigDict,
     Field,
     StringConstraints,
     field_validator,
     model_validator,
 )
 
+from lealta.gamification import schema as gamification_schema
+from lealta.gamification.schema import Badge, Challenge, Leaderboard, Streak
 from lealta.kit.money import normalise_currency
 from lealta.ledger.maths import Rounding
+from lealta.programme.types import (
+    DEFAULT_TIMEZONE,
+    Cel,
+    EventType,
+    Model,
+    Money,
+    Name,
+    Percent,
+    Slug,
+    Text,
+    Translations,
+    check_timezone,
+    name_in,
+)
 
-Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
-EventType = Annotated[
-    str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$", max_length=64)
+__all__ = [
+    "DEFAULT_PROGRAMME",
+    "Name",
+    "Programme",
+    "Slug",
+    "Translations",
+    "json_schema",
+    "name_in",
 ]
-Cel = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
-Percent = Annotated[Decimal, Field(ge=0, le=100)]
-Money = Annotated[Decimal, Field(ge=0, max_digits=18, allow_inf_nan=False)]
-DEFAULT_TIMEZONE = "Europe/Madrid"
-
-
-def check_timezone(value: str) -> str:
-    """``value`` if it names an IANA time zone (``Europe/Madrid``, ``UTC``), else ValueError."""
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"'{value}' is not an IANA time zone") from None
-    return value
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Translations(_Model):
-    """Text shown to people, in each language the programme speaks (``es`` and ``en``)."""
-
-    es: Text
-    en: Text | None = None
-
-    def get(self, language: str) -> str:
-        return (self.en if language == "en" else None) or self.es
-
-
-# A name shown to people: one plain string (any language), or ``{es: ..., en: ...}``.
-Name = Annotated[
-    Text | Translations,
-    Field(description='Plain text, or per language: {es: "...", en: "..."} (es required).'),
-]
-
-
-def name_in(name: str | Translations, language: str) -> str:
-    """A :data:`Name` in ``language`` (Spanish when there is no English, a plain string as is)."""
-    return name if isinstance(name, str) else name.get(language)
-
+from lealta.referrals import schema as referrals_schema
+from lealta.referrals.schema import Referrals
+from lealta.segments import schema as segments_schema
+from lealta.segments.schema import Segment
+from lealta.workflows import schema as workflows_schema
+from lealta.workflows.schema import Workflow
 
 # --- earning ----------------------------------------------------------------------------
 
 
-class Earning(_Model):
+class Earning(Model):
     points_per_unit: Annotated[Decimal, Field(ge=0, le=10_000)] = Field(
         default=Decimal(1), description="Base points per currency unit on paid orders."
     )
@@ -85,7 +68,7 @@ class Earning(_Model):
     )
 
 
-class Caps(_Model):
+class Caps(Model):
     """Limits on how many points one rule gives one member (fraud and cost control)."""
 
     per_day: Annotated[int, Field(ge=1)] | None = None
@@ -95,7 +78,7 @@ class Caps(_Model):
     times_lifetime: Annotated[int, Field(ge=1)] | None = None
 
 
-class Window(_Model):
+class Window(Model):
     """When a rule is in force (event time), e.g. a weekend promotion."""
 
     starts_at: AwareDatetime | None = None
@@ -113,7 +96,7 @@ class Window(_Model):
         )
 
 
-class EarningRule(_Model):
+class EarningRule(Model):
     """A way to earn beyond the base rate.
 
     ``kind``:
@@ -158,7 +141,7 @@ class EarningRule(_Model):
         return self
 
 
-class SpendThresholdRule(_Model):
+class SpendThresholdRule(Model):
     """Seed 003: every time cumulative spend crosses a multiple of ``every``, issue a reward."""
 
     id: Slug
@@ -181,7 +164,7 @@ class SpendThresholdRule(_Model):
 # --- tiers ------------------------------------------------------------------------------
 
 
-class Benefits(_Model):
+class Benefits(Model):
     """Tier benefits as data, readable by checkout (``GET /v1/members/{id}/benefits``)."""
 
     discount_percent: Percent = Decimal(0)
@@ -193,7 +176,7 @@ class Benefits(_Model):
     )
 
 
-class Tier(_Model):
+class Tier(Model):
     id: Slug
     name: Translations
     threshold: Annotated[Decimal, Field(ge=0)] = Field(
@@ -207,7 +190,7 @@ class Tier(_Model):
     )
 
 
-class Tiers(_Model):
+class Tiers(Model):
     basis: Literal["spend", "points"] = Field(
         default="spend", description="Net spend, or points earned, counts toward tiers."
     )
@@ -238,13 +221,13 @@ class Tiers(_Model):
 # --- points lifecycle -------------------------------------------------------------------
 
 
-class Pending(_Model):
+class Pending(Model):
     days: Annotated[int, Field(ge=0, le=365)] = Field(
         default=0, description="Order points stay pending this many days (return window)."
     )
 
 
-class Expiry(_Model):
+class Expiry(Model):
     months: Annotated[int, Field(ge=1, le=120)] | None = Field(
         default=None, description="Points expire this many months after they are earned."
     )
@@ -256,7 +239,7 @@ class Expiry(_Model):
     )
 
 
-class Refunds(_Model):
+class Refunds(Model):
     allow_negative_balance: bool = Field(
         default=False,
         description="Reserved: a refund of spent points records a shortfall instead.",
@@ -266,7 +249,7 @@ class Refunds(_Model):
 # --- rewards ----------------------------------------------------------------------------
 
 
-class CouponSpec(_Model):
+class CouponSpec(Model):
     percent_off: Percent | None = None
     amount_off: Money | None = None
     free_shipping: bool = False
@@ -289,7 +272,7 @@ class CouponSpec(_Model):
         return self
 
 
-class Reward(_Model):
+class Reward(Model):
     id: Slug
     type: Literal["coupon", "free_shipping", "product", "experience", "pay_with_points"]
     name: Translations
@@ -328,7 +311,7 @@ class Reward(_Model):
 # --- the document -----------------------------------------------------------------------
 
 
-class Programme(_Model):
+class Programme(Model):
     """The whole programme."""
 
     name: Text
@@ -349,6 +332,13 @@ class Programme(_Model):
     attributes: dict[Slug, Literal["string", "int", "float", "bool", "date"]] = Field(
         default_factory=dict, description="Custom member attributes and their types."
     )
+    workflows: list[Workflow] = Field(default_factory=list, max_length=200)
+    referrals: Referrals = Referrals()
+    badges: list[Badge] = Field(default_factory=list, max_length=200)
+    challenges: list[Challenge] = Field(default_factory=list, max_length=200)
+    streaks: list[Streak] = Field(default_factory=list, max_length=50)
+    leaderboards: list[Leaderboard] = Field(default_factory=list, max_length=20)
+    segments: list[Segment] = Field(default_factory=list, max_length=200)
 
     @field_validator("currency")
     @classmethod
@@ -377,6 +367,10 @@ class Programme(_Model):
         for i, threshold in enumerate(self.thresholds):
             if threshold.reward not in reward_ids:
                 raise ValueError(f"thresholds.{i}.reward: unknown reward '{threshold.reward}'")
+        workflows_schema.check(self)
+        referrals_schema.check(self)
+        gamification_schema.check(self)
+        segments_schema.check(self)
         return self
 
     def tier(self, tier_id: str | None) -> Tier | None:

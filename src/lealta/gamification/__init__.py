@@ -1,0 +1,1 @@
+"""Gamification: badges, challenges, streaks and leaderboards."""

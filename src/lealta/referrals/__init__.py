@@ -1,0 +1,1 @@
+"""Referrals: codes and links, two-sided rewards, fraud checks and the review queue."""

@@ -1,0 +1,1 @@
+"""Segments: member groups defined by conditions compiled to SQL, or uploaded lists."""

@@ -1,0 +1,1 @@
+"""Workflows: a trigger, conditions and steps that run the programme by itself."""
