@@ -21,8 +21,10 @@ from bench import dashboard as dashboard_bench
 from bench import jobs as jobs_bench
 from bench import members as members_bench
 from bench import redemption
+from bench import segments as segments_bench
 from bench import simulator as simulator_bench
 from bench import webhooks as webhooks_bench
+from bench import workflow_triggers as workflow_triggers_bench
 from bench.importing import ImportFailed, ImportResult, import_history
 from bench.load import LoadResult
 from bench.pg import pgbench_tpcb, server_version, throwaway_database
@@ -38,7 +40,7 @@ DEFAULT_ORDERS = 20_000
 # Figures `--only` can pick; the baselines they need (pgbench, GET /health) come with them.
 FIGURES = ("ingest", "batch", "balance", "import", "sqlite", "rules", "redemption", "workers",
            "serve", "members", "jobs", "webhooks", "bulk", "simulator",
-           "dashboard")  # fmt: skip
+           "dashboard", "workflow_triggers", "segments")  # fmt: skip
 NEEDS_PGBENCH = frozenset({"ingest", "batch", "import", "redemption", "jobs"})
 NEEDS_SERVER = frozenset({"ingest", "batch", "balance", "workers"})
 
@@ -107,7 +109,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--dashboard-members", type=int, default=1_000_000, help="(xii) members")
     p.add_argument("--dashboard-orders", type=int, default=3_000_000, help="(xii) orders")
     p.add_argument("--dashboard-ledger", type=int, default=10_000_000, help="(xii) ledger rows")
+    p.add_argument(
+        "--segment-members", type=int, default=segments_bench.MEMBERS, help="(segments) members"
+    )
     p.add_argument("--dashboard-seconds", type=float, default=6.0, help="(xii) load duration")
+    p.add_argument(
+        "--workflow-members", type=int, default=workflow_triggers_bench.MEMBERS,
+        help="(workflow_triggers) members",
+    )  # fmt: skip
     p.add_argument(
         "--output", type=Path, default=None,
         help="Markdown results file (default bench/results.md, or none with --only)",
@@ -229,6 +238,8 @@ def notes(args: argparse.Namespace, total: float) -> dict[str, str]:
         "dashboard": dashboard_bench.NOTE,
         "jobs": jobs_bench.note(),
         "webhooks": webhooks_bench.NOTE,
+        "workflow_triggers": workflow_triggers_bench.NOTE,
+        "segments": segments_bench.NOTE,
         "bulk": bulk_bench.NOTE,
     }
 
@@ -299,6 +310,10 @@ def measure(run: Run) -> None:
         simulator_bench.simulator_figure(run)
     if run.wants("webhooks"):
         webhooks_bench.webhooks_figure(run, admin)
+    if run.wants("segments"):
+        segments_bench.segments_figure(run, admin)
+    if run.wants("workflow_triggers"):
+        workflow_triggers_bench.workflow_triggers_figure(run, admin)
     if run.wants("bulk"):
         bulk_bench.bulk_figure(run, admin)
 

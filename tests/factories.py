@@ -63,6 +63,7 @@ def add_member(
             session,
             MemberCreate(external_id=external_id, email=address, name=name or None),
             now=now,
+            backfill=True,  # set-up history: its enrolment fires no subscriber
         )
         if points:
             ledger.credit(

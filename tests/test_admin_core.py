@@ -645,6 +645,22 @@ class TestUsersAndKeys:
         )
         assert empty.status_code == 422 and count(db, ApiKey) == 1
 
+    def test_a_publishable_key_made_in_the_console_can_only_track(self, web: TestClient) -> None:
+        sign_in(web)
+        token = csrf(web, "/admin/api-keys")
+        created = web.post(
+            "/admin/api-keys", data={"csrf_token": token, "name": "web", "scope": "publishable"}
+        )
+        assert created.status_code == 201
+        secret = re.search(r'value="(lea_[0-9a-f]+_[A-Za-z0-9_-]+)"', created.text)
+        assert secret is not None
+        assert "publicable (navegador)" in web.get("/admin/api-keys").text
+        api = TestClient(web.app)
+        headers = {"Authorization": f"Bearer {secret.group(1)}"}
+        refused = api.get("/v1/members/cust-1/balance", headers=headers)
+        assert refused.json()["error"]["code"] == "publishable_key_not_allowed"
+        assert api.get("/v1/catalogue", headers=headers).status_code == 200
+
 
 # --- CLI -----------------------------------------------------------------------------------
 

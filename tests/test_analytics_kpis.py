@@ -20,12 +20,14 @@ from lealta.analytics.dashboard import resolve
 from lealta.analytics.kpis import Period, PeriodFigures
 from lealta.cli import app as cli_app
 from lealta.config import Settings, get_settings
+from lealta.coupons import service as coupons
 from lealta.jobs import service as jobs_service
 from lealta.jobs.worker import Worker
 from lealta.kit.clock import FixedClock
 from lealta.kit.db import Database
+from lealta.models import CouponUse
 from lealta.programme import service as programmes
-from lealta.programme.schema import Programme
+from lealta.programme.schema import CouponSpec, Programme
 from tests.factories import order_paid, order_refunded
 
 # --- pure ------------------------------------------------------------------------------------
@@ -72,6 +74,17 @@ def test_each_kpi_on_hand_built_figures() -> None:
     # Baseline: 15,000 € net over 15 days = 1,000 €/day; x 30 days = 30,000 €.
     assert k.incremental_revenue == Decimal("15000.00")  # 45,000 - 30,000
     assert k.roi == round((15000 - 900) / 900, 4)  # 15.6667
+
+
+def test_coupon_discounts_add_to_the_cost_and_plan_fees_to_the_return() -> None:
+    figures = _replace(FIGURES, coupon_discount_minor=60_000, plan_revenue_minor=150_000)
+    baseline = _replace(FIGURES, days=15, revenue_minor=1_600_000, refunded_minor=100_000)
+    k = kpis.compute(figures, cost_per_point=Decimal("0.05"), exponent=2, baseline=baseline)
+    assert k.programme_cost == Decimal("1500.00")  # 900 € of points + 600 € of coupons
+    assert k.plan_revenue == Decimal("1500.00")
+    assert k.net_revenue == Decimal("45000.00")  # plan fees are not order revenue
+    # (15,000 incremental + 1,500 plan fees - 1,500 cost) / 1,500
+    assert k.roi == 10.0
 
 
 def _replace(f: PeriodFigures, **changes: Any) -> PeriodFigures:
@@ -283,3 +296,33 @@ def test_report_cli_json_table_and_rebuild(history: TestClient, cli: CliRunner) 
     wrong = cli.invoke(cli_app, ["report", "kpis", "--from", "2026-03-31", "--to", "2026-03-01"])
     assert wrong.exit_code == 2
     assert "invalid_period" in wrong.output
+
+
+def test_coupon_discounts_count_free_coupons_only_and_not_rolled_back_uses(db: Database) -> None:
+    t = datetime(2026, 3, 10, tzinfo=UTC)
+    spec = CouponSpec(percent_off=Decimal(20))
+    with db.unit_of_work() as session:
+        uses = []
+        for source, discount, rolled_back in (
+            ("threshold", 1_000, False),  # a free coupon: counts
+            ("workflow", 500, False),  # counts
+            ("redemption", 4_000, False),  # paid with points: already in the points cost
+            ("admin", 700, True),  # rolled back: no discount was given
+        ):
+            coupon = coupons.issue(
+                session, spec, reward_id="r", member_id=None, source=source, currency="EUR",
+                valid_from=t, now=t,
+            )  # fmt: skip
+            uses.append(
+                CouponUse(
+                    coupon_id=coupon.id, order_ref=f"o-{source}", discount_minor=discount,
+                    used_at=t, rolled_back_at=t if rolled_back else None,
+                )
+            )  # fmt: skip
+        session.add_all(uses)
+    with db.unit_of_work(write=False) as session:
+        march = {"start": datetime(2026, 3, 1, tzinfo=UTC), "end": datetime(2026, 4, 1, tzinfo=UTC)}
+        assert coupons.discounts_minor(session, **march, exclude_source="redemption") == 1_500
+        assert coupons.discounts_minor(session, **march) == 5_500
+        april = {"start": datetime(2026, 4, 1, tzinfo=UTC), "end": datetime(2026, 5, 1, tzinfo=UTC)}
+        assert coupons.discounts_minor(session, **april) == 0

@@ -16,7 +16,7 @@ from lealta.config import Settings
 from lealta.inbound import shopify
 from lealta.kit.clock import FixedClock
 from lealta.kit.db import Database
-from lealta.models import Event, InboundDelivery, Member
+from lealta.models import Event, InboundDelivery, Member, NonMemberEvent
 from tests.conftest import T0
 
 SECRET = "shpss_test_secret"
@@ -251,21 +251,22 @@ def test_a_guest_order_is_skipped(shop: TestClient, db: Database) -> None:
     assert count(db, Member) == 0
 
 
-def test_an_unknown_customer_is_skipped_when_enrolment_is_off(
+def test_an_unknown_customer_is_a_non_member_when_enrolment_is_off(
     db: Database, clock: FixedClock, settings: Settings
 ) -> None:
     configured = settings.model_copy(update={"shopify_webhook_secret": SECRET, "auto_enrol": False})
     with TestClient(create_app(configured, db=db, clock=clock)) as shop:
         r = send(shop, PAID, paid_order())
     assert r.status_code == 200
-    assert (r.json()["status"], r.json()["reason"]) == ("skipped", "unknown_customer")
+    assert (r.json()["status"], r.json()["reason"]) == ("processed", "non_member")
     assert count(db, Member) == 0
     assert count(db, Event) == 0
+    assert count(db, NonMemberEvent) == 1  # kept for the member vs non-member figures
     with db.unit_of_work(write=False) as s:
         row = s.scalars(select(InboundDelivery)).one()
         assert (row.status, row.reason, row.customer_id) == (
-            "skipped",
-            "unknown_customer",
+            "processed",
+            "non_member",
             "115310627314723954",
         )
 

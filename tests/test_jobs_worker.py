@@ -338,7 +338,7 @@ def test_outbox_rows_become_one_delivery_per_subscriber(
             expires_at=T0 + timedelta(minutes=15),
         )  # fmt: skip
     report = _worker(db, clock, quick_settings).run(until_idle=True)
-    assert report.dispatched == 5
+    assert report.dispatched == 6  # the five above and the member's own enrolment (backfill)
     heard = sorted(((type(e).__name__, i.topic, i.backfill) for e, i, _ in listener))
     assert heard == [
         ("EventProcessed", "review.posted", False),
@@ -358,8 +358,8 @@ def test_outbox_rows_become_one_delivery_per_subscriber(
         ]  # capabilities (analytics, webhooks, ...) subscribe too
     # Every event row is processed; the sign-in e-mail is left to its own sender.
     assert {(t, p is None) for t, p in rows} == {
-        ("order.paid", False), ("review.posted", False), ("points.released", False),
-        ("tier.changed", False), (login_links.LINK_TOPIC, True),
+        ("member.enrolled", False), ("order.paid", False), ("review.posted", False),
+        ("points.released", False), ("tier.changed", False), (login_links.LINK_TOPIC, True),
     }  # fmt: skip
     assert sorted(keys) == sorted(
         f"outbox:{i.id}:{name}"

@@ -26,7 +26,7 @@ from lealta.config import Settings
 from lealta.kit.clock import FixedClock
 from lealta.kit.db import Database
 from lealta.members import listing
-from lealta.models import Account, AuditLog, Member
+from lealta.models import Account, AuditLog, Member, Segment, SegmentMember
 from lealta.programme.schema import Programme
 from tests.conftest import T0
 from tests.factories import PASSWORD, create_staff
@@ -418,6 +418,37 @@ def test_bad_input_is_a_422_naming_the_parameter(
     assert param.split(".")[0] in error["message"]
 
 
+def _segments(db: Database) -> dict[str, list[str]]:
+    """Two static segments over the first members by id: vip (3) and lapsed (3, one shared)."""
+    with db.unit_of_work() as session:
+        ids = {m.external_id: m.id for m in session.scalars(select(Member))}
+        picked = {"vip": sorted(ids)[:3], "lapsed": sorted(ids)[2:5]}
+        for key, members in picked.items():
+            segment = Segment(
+                key=key, source="api", kind="static", definition={}, created_at=T0, updated_at=T0
+            )
+            session.add(segment)
+            session.flush()
+            session.add_all(
+                SegmentMember(segment_id=segment.id, member_id=ids[m], entered_at=T0)
+                for m in members
+            )
+    return picked
+
+
+def test_the_segment_filter_lists_the_members_of_any_segment_given(
+    client: TestClient, refs: list[Ref], db: Database
+) -> None:
+    picked = _segments(db)
+    found = _all_pages(client, {"segment": "vip", "sort": "external_id", "order": "asc"}, 2)
+    assert found == picked["vip"]
+    both = _all_pages(client, {"segment": ["vip", "lapsed"], "sort": "external_id"}, 50)
+    assert sorted(both) == sorted(set(picked["vip"]) | set(picked["lapsed"]))
+    assert client.get("/v1/members", params={"segment": "nobody"}).json()["items"] == []
+    r = client.get("/v1/members", params={"segment": "Not A Key"})
+    assert (r.status_code, r.json()["error"]["details"]["param"]) == (422, "segment")
+
+
 def test_a_cursor_only_works_for_the_filters_and_sort_it_was_issued_for(
     client: TestClient, refs: list[Ref]
 ) -> None:
@@ -577,3 +608,15 @@ def test_console_export_streams_the_filtered_list_as_csv_and_is_audited(
         entry = session.scalars(select(AuditLog).where(AuditLog.action == "members.export")).one()
         assert entry.actor.endswith("read_only@example.com")
         assert ["tag", "vip"] in entry.details["filters"]
+
+
+def test_the_console_filters_by_segment(web: TestClient, db: Database) -> None:
+    picked = _segments(db)
+    page = web.get(
+        "/admin/members", params={"segment": "vip", "sort": "external_id", "order": "asc"}
+    )
+    assert page.status_code == 200
+    assert '<option value="vip" selected>' in page.text
+    assert [html.unescape(x) for x in ROW.findall(page.text)] == picked["vip"]
+    bad = web.get("/admin/members", params={"segment": "NO WAY"})
+    assert bad.status_code == 422

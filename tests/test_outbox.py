@@ -7,11 +7,12 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event as sa_event
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from lealta.demo import service as demo
 from lealta.kit.clock import FixedClock
@@ -153,13 +154,43 @@ def _member(db: Database, clock: FixedClock) -> int:
         return members.create(session, MemberCreate(external_id="ana"), now=clock.now()).id
 
 
+def _emitted() -> Any:
+    """The rows a test emitted itself: after the member's own enrolment row."""
+    first = select(func.min(OutboxMessage.id)).where(OutboxMessage.topic == "member.enrolled")
+    return (
+        select(OutboxMessage)
+        .where(OutboxMessage.id > first.scalar_subquery())
+        .order_by(OutboxMessage.id)
+    )
+
+
+def test_enrolment_is_announced_with_its_referral_code(db: Database, clock: FixedClock) -> None:
+    with db.unit_of_work() as session:
+        members.create(
+            session, MemberCreate(external_id="eva", referral_code="ANA-7K2Q"), now=clock.now()
+        )
+        members.create(
+            session,
+            MemberCreate(external_id="old"),
+            now=clock.now(),
+            enrolled_at=T0 - timedelta(days=400),
+        )
+    with db.unit_of_work(write=False) as session:
+        rows = session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)).all()
+        got = [(domain.decode(r.topic, r.payload), r.backfill) for r in rows]
+    assert got == [
+        (domain.MemberEnrolled("eva", T0, "ANA-7K2Q"), False),
+        (domain.MemberEnrolled("old", T0 - timedelta(days=400)), True),  # the past: backfill
+    ]
+
+
 def test_emit_writes_one_row_with_version_and_backfill(db: Database, clock: FixedClock) -> None:
     member_id = _member(db, clock)
     with db.unit_of_work() as session:
         emit(session, SAMPLES[0], member_id=member_id, now=T0, backfill=False)
         emit(session, SAMPLES[2], member_id=member_id, now=T0, backfill=True)
     with db.unit_of_work(write=False) as session:
-        rows = session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)).all()
+        rows = session.scalars(_emitted()).all()
         got = [(r.topic, r.version, r.backfill, r.member_id, r.payload) for r in rows]
         assert [r.created_at for r in rows] == [T0, T0]
         assert [r.processed_at for r in rows] == [None, None]
@@ -187,7 +218,7 @@ def test_emit_many_writes_every_event_in_one_statement(db: Database, clock: Fixe
     assert written == len(SAMPLES)
     assert len(statements) == 1, statements
     with db.unit_of_work(write=False) as session:
-        rows = session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)).all()
+        rows = session.scalars(_emitted()).all()
         assert [domain.decode(r.topic, r.payload) for r in rows] == SAMPLES
         assert {(r.version, r.backfill) for r in rows} == {(1, True)}
 
@@ -207,6 +238,8 @@ def _events(db: Database) -> list[tuple[domain.DomainEvent, int, bool]]:
             if isinstance(event, domain.ThresholdReached):
                 assert event.coupon_code  # the demo threshold reward issues a coupon
                 event = dataclasses.replace(event, coupon_code="*")
+            if isinstance(event, domain.CouponIssued):
+                event = dataclasses.replace(event, code="*")
             out.append((event, row.version, row.backfill))
         return out
 
@@ -215,6 +248,12 @@ def _expected(backfill: bool, event_id: str) -> list[tuple[domain.DomainEvent, i
     at = ORDER_AT
     reward = "coupon-20-threshold"
     return [
+        (domain.MemberEnrolled("teo", at), 1, backfill),
+        # The threshold's two coupons are issued (and announced) before the order's rows.
+        *[
+            (domain.CouponIssued(n, "*", reward, "threshold", at + timedelta(days=30)), 1, backfill)
+            for n in (1, 2)
+        ],
         (domain.TierChanged("basico", "plata", "upgrade", Decimal("1200.00"), at), 1, backfill),
         (
             domain.ThresholdReached("every-500", reward, Decimal("500.00"), "O1", at, "*"),

@@ -28,6 +28,7 @@ from lealta.bulk.api import router as bulk_router
 from lealta.config import Settings, get_settings
 from lealta.coupons.api import router as coupons_router
 from lealta.events.api import router as events_router
+from lealta.gamification.api import router as gamification_router
 from lealta.inbound.api import router as inbound_router
 from lealta.inbound.cors import PublishableCorsMiddleware
 from lealta.jobs.api import router as jobs_router
@@ -48,9 +49,13 @@ from lealta.kit.redact import install_access_log_filter
 from lealta.ledger.api import router as ledger_router
 from lealta.members.api import router as members_router
 from lealta.notify.api import router as notify_router
+from lealta.plans.api import router as plans_router
 from lealta.privacy.api import router as privacy_router
 from lealta.programme.api import router as programme_router
+from lealta.referrals.api import router as referrals_router
 from lealta.rewards.api import router as rewards_router
+from lealta.segments.api import member_router as member_segments_router
+from lealta.segments.api import router as segments_router
 from lealta.surveys.api import router as surveys_router
 from lealta.tiers.api import router as tiers_router
 from lealta.web import errors as web_errors
@@ -58,15 +63,22 @@ from lealta.web.admin.routes_auth import router as admin_auth_router
 from lealta.web.admin.routes_bulk import router as admin_bulk_router
 from lealta.web.admin.routes_core import router as admin_core_router
 from lealta.web.admin.routes_dashboard import router as admin_dashboard_router
+from lealta.web.admin.routes_gamification import router as admin_gamification_router
 from lealta.web.admin.routes_jobs import router as admin_jobs_router
 from lealta.web.admin.routes_ops import router as admin_ops_router
 from lealta.web.admin.routes_privacy import router as admin_privacy_router
+from lealta.web.admin.routes_referrals import router as admin_referrals_router
+from lealta.web.admin.routes_segments import router as admin_segments_router
 from lealta.web.admin.routes_simulator import clv_router as admin_clv_router
 from lealta.web.admin.routes_simulator import router as admin_simulator_router
 from lealta.web.admin.routes_surveys import router as admin_surveys_router
 from lealta.web.admin.routes_webhooks import router as admin_webhooks_router
+from lealta.web.admin.routes_workflows import router as admin_workflows_router
 from lealta.web.cockpit.routes import router as cockpit_router
+from lealta.web.cockpit.routes_gamification import router as cockpit_gamification_router
+from lealta.web.cockpit.routes_plans import router as cockpit_plans_router
 from lealta.web.cockpit.routes_privacy import router as cockpit_privacy_router
+from lealta.web.cockpit.routes_referrals import router as cockpit_referrals_router
 from lealta.web.cockpit.routes_surveys import router as cockpit_surveys_router
 from lealta.web.headers import SecurityHeadersMiddleware, with_hashed_scripts
 from lealta.web.lang import router as lang_router
@@ -74,6 +86,7 @@ from lealta.web.notify.admin import router as admin_notify_router
 from lealta.web.notify.cockpit import router as cockpit_notify_router
 from lealta.webhooks import openapi as webhook_docs
 from lealta.webhooks.api import router as webhooks_router
+from lealta.workflows.api import router as workflows_router
 
 DESCRIPTION = """
 Lealta is the loyalty heart of a CRM: send it orders and events, read balances and history.
@@ -149,17 +162,21 @@ def create_app(
     app.include_router(rewards_router)
     app.include_router(coupons_router)
     app.include_router(programme_router)
+    app.include_router(referrals_router)
     app.include_router(jobs_router)
     app.include_router(webhooks_router)
     webhook_docs.install(app)
     app.include_router(analytics_router)
     app.include_router(dashboard_api_router)
     app.include_router(bulk_router)
+    app.include_router(plans_router)
+    app.include_router(cockpit_plans_router)
     app.include_router(admin_auth_router)
     app.include_router(cockpit_router)
     app.include_router(cockpit_notify_router)
     app.include_router(admin_notify_router)
     app.include_router(cockpit_privacy_router)
+    app.include_router(cockpit_referrals_router)
     app.include_router(admin_ops_router)
     app.include_router(admin_core_router)
     app.include_router(admin_dashboard_router)
@@ -170,8 +187,17 @@ def create_app(
     app.include_router(admin_bulk_router)
     app.include_router(admin_webhooks_router)
     app.include_router(surveys_router)
+    app.include_router(gamification_router)
+    app.include_router(segments_router)
+    app.include_router(member_segments_router)
+    app.include_router(workflows_router)
     app.include_router(cockpit_surveys_router)
+    app.include_router(cockpit_gamification_router)
     app.include_router(admin_surveys_router)
+    app.include_router(admin_segments_router)
+    app.include_router(admin_workflows_router)
+    app.include_router(admin_referrals_router)
+    app.include_router(admin_gamification_router)
     app.include_router(lang_router)
 
     @app.get("/health", tags=["ops"], summary="Liveness")
@@ -263,6 +289,12 @@ def create_app(
             )
         )
 
+    # htmx comes installed from PyPI (django-js-lib-htmx ships its files; Django is not needed).
+    app.mount(
+        "/static/htmx",
+        StaticFiles(directory=str(files("js_lib_htmx") / "static" / "htmx")),
+        name="htmx",
+    )
     app.mount("/static", StaticFiles(directory=str(files("lealta.web") / "static")), name="static")
     app.add_middleware(
         SessionMiddleware,

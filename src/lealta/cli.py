@@ -24,6 +24,7 @@ from lealta.bulk import cli as bulk_cli
 from lealta.config import Settings, get_settings
 from lealta.demo import service as demo
 from lealta.exports import service as exports
+from lealta.gamification.cli import app as gamification_cli
 from lealta.imports import service as imports
 from lealta.inbound import cli as inbound_cli
 from lealta.jobs import service as jobs
@@ -35,10 +36,13 @@ from lealta.ledger import service as ledger
 from lealta.privacy.cli import app as members_cli
 from lealta.programme import service as programmes
 from lealta.programme.cli import app as programme_cli
+from lealta.referrals.cli import app as referrals_cli
+from lealta.segments.cli import app as segments_cli
 from lealta.simulator import cli as simulate_cli
 from lealta.surveys.cli import app as surveys_cli
 from lealta.web.admin.cli import app as admin_cli
 from lealta.webhooks.cli import app as webhooks_cli
+from lealta.workflows.cli import app as workflows_cli
 
 app = typer.Typer(help="Lealta: self-hosted, API-first customer loyalty.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -72,6 +76,10 @@ app.add_typer(analytics_cli, name="analytics")
 app.add_typer(report_cli, name="report")
 app.add_typer(members_cli, name="members")
 app.add_typer(surveys_cli, name="surveys")
+app.add_typer(gamification_cli, name="gamification")
+app.add_typer(segments_cli, name="segments")
+app.add_typer(workflows_cli, name="workflows")
+app.add_typer(referrals_cli, name="referrals")
 
 console = Console()
 err = Console(stderr=True)

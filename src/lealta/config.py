@@ -141,6 +141,20 @@ class Settings(BaseSettings):
         description="Shared secret of the shop's Shopify webhooks (X-Shopify-Hmac-Sha256);"
         " empty: the /v1/inbound/shopify endpoints answer 404 inbound_not_configured.",
     )
+    payments_url: str = Field(
+        default="",
+        description="Base URL of the payment provider's API that bills paid plans (the `http`"
+        " adapter: POST /subscriptions, POST /subscriptions/{id}/cancel); empty: plans cannot"
+        " be subscribed to (409 payments_not_configured).",
+    )
+    payments_api_key: str = Field(
+        default="", description="Bearer token Lealta sends to the payment provider's API."
+    )
+    payments_webhook_secret: str = Field(
+        default="",
+        description="Secret of the provider's signed payment webhooks"
+        ' (`Lealta-Payments-Signature: v1=HMAC-SHA256("<timestamp>.<body>")`).',
+    )
     member_token_secret: str = Field(
         default="",
         description="Signs member tokens (HMAC-SHA256 of the external id) that prove the member"

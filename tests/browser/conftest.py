@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email.message import Message
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from lealta.app import create_app
 from lealta.config import Settings
 from lealta.kit.clock import SystemClock
 from lealta.kit.db import Database
+from lealta.members import login_links
 
 CHROMIUM = os.environ.get("LEALTA_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).parents[2] / "artifacts" / "screenshots"
@@ -159,3 +161,17 @@ def shoot(page: Page, name: str) -> None:
         page.set_viewport_size(size)
         page.screenshot(path=str(ARTIFACTS / f"{name}-{label}.png"), full_page=True)
     page.set_viewport_size(original)
+
+
+def sign_in_member(live_server: LiveServer, page: Page, email: str) -> None:
+    """Sign a member in to the cockpit through a fresh sign-in link (either language)."""
+    with live_server.db.unit_of_work() as session:
+        asked = login_links.request_link(
+            session, email, client_ip="127.0.0.1", now=datetime.now(UTC), minutes=15
+        )
+    assert asked.token is not None
+    page.goto(f"{live_server.url}/me/login/{asked.token}")
+    page.get_by_role("button").filter(has_text="Iniciar sesión").or_(
+        page.get_by_role("button").filter(has_text="Sign in")
+    ).first.click()
+    page.wait_for_url("**/me")

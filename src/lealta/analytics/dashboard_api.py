@@ -52,6 +52,9 @@ class KpisOut(BaseModel):
     programme_cost: str
     incremental_revenue: Money
     roi: Rate
+    plan_revenue: str
+    non_member_retention_rate: Rate
+    non_member_historic_clv: Money
 
 
 class PeriodOut(BaseModel):

@@ -87,6 +87,17 @@ class PeriodFigures:
     """Members with at least one order up to the period's end."""
     revenue_to_date_minor: int
     """Net revenue (orders minus refunds) of every member up to the period's end."""
+    plan_revenue_minor: int = 0
+    """Fees of paid plans collected in the period."""
+    non_member_previous_active: int = 0
+    """Non-member customers with an order in the period of the same length just before."""
+    non_member_retained: int = 0
+    """Of those, the ones with an order in this period too."""
+    non_member_buyers_to_date: int = 0
+    non_member_revenue_to_date_minor: int = 0
+    coupon_discount_minor: int = 0
+    """Discounts given by coupons not bought with points (thresholds, workflows, staff), on
+    uses in the period that were not rolled back."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +127,10 @@ class Kpis:
     programme_cost: Decimal
     incremental_revenue: Decimal | None
     roi: float | None
+    plan_revenue: Decimal = Decimal(0)
+    """Fees of paid plans collected in the period (not counted in ``net_revenue``)."""
+    non_member_retention_rate: float | None = None
+    non_member_historic_clv: Decimal | None = None
 
 
 def ratio(numerator: float | int, denominator: float | int) -> float | None:
@@ -140,22 +155,25 @@ def compute(
 ) -> Kpis:
     """The KPIs of a period from its figures.
 
-    ``cost_per_point`` values a point in currency (liability and cost). ``baseline`` is the
-    comparison period: the incremental revenue is this period's net revenue minus the
-    baseline's net revenue per day times this period's days, and ROI is
-    ``(incremental revenue - programme cost) / programme cost``.
+    ``cost_per_point`` values a point in currency (liability and cost); the programme cost is
+    the points redeemed at that value plus the discounts of coupons not bought with points.
+    ``baseline`` is the comparison period: the incremental revenue is this period's net
+    revenue minus the baseline's net revenue per day times this period's days, and ROI is
+    ``(incremental revenue + plan fees - programme cost) / programme cost``.
     """
     net_minor = f.revenue_minor - f.refunded_minor
     retention = ratio(f.retained_members, f.previous_active_members)
     frequency = ratio(f.orders, f.active_members)
-    cost = money(Decimal(f.points_redeemed) * cost_per_point * 10**exponent, exponent)
+    points_cost = Decimal(f.points_redeemed) * cost_per_point * 10**exponent
+    cost = money(points_cost + f.coupon_discount_minor, exponent)
+    plan_revenue = money(f.plan_revenue_minor, exponent)
     incremental: Decimal | None = None
     roi: float | None = None
     if baseline is not None and baseline.days:
         base_minor = Decimal(baseline.revenue_minor - baseline.refunded_minor)
         incremental = money(net_minor - base_minor * f.days / baseline.days, exponent)
         if cost:
-            roi = round(float((incremental - cost) / cost), 4)
+            roi = round(float((incremental + plan_revenue - cost) / cost), 4)
     return Kpis(
         members=f.members,
         active_members=f.active_members,
@@ -188,6 +206,15 @@ def compute(
         programme_cost=cost,
         incremental_revenue=incremental,
         roi=roi,
+        plan_revenue=plan_revenue,
+        non_member_retention_rate=ratio(f.non_member_retained, f.non_member_previous_active),
+        non_member_historic_clv=(
+            money(
+                Decimal(f.non_member_revenue_to_date_minor) / f.non_member_buyers_to_date, exponent
+            )
+            if f.non_member_buyers_to_date
+            else None
+        ),
     )
 
 

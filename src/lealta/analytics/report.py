@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from lealta.analytics import kpis
 from lealta.analytics.kpis import Kpis, Period, PeriodFigures
+from lealta.coupons import service as coupons
 from lealta.kit.money import exponent
 from lealta.models import (
     AnalyticsCohort,
@@ -27,6 +28,8 @@ from lealta.models import (
     Member,
     PointLot,
 )
+from lealta.nonmembers import service as nonmembers
+from lealta.plans import service as plans
 from lealta.programme.schema import Programme
 from lealta.reporting import queries
 
@@ -70,6 +73,9 @@ def _activity(session: Session, period: Period) -> tuple[int, int, int, int]:
 
 def figures(session: Session, period: Period) -> PeriodFigures:
     """The roll-up figures of one period."""
+    start_at = datetime.combine(period.start, time(), UTC)
+    end_at = datetime.combine(period.end + timedelta(days=1), time(), UTC)
+    guests = nonmembers.figures(session, start=start_at, end=end_at)
     (orders, revenue, refunded, earned, reversed_, redeemed, expired, adjusted) = _sum(
         session,
         "orders",
@@ -111,7 +117,11 @@ def figures(session: Session, period: Period) -> PeriodFigures:
     return PeriodFigures(
         days=period.days,
         members=members,
-        non_member_customers=0,
+        non_member_customers=guests.customers,
+        non_member_previous_active=guests.previous_active,
+        non_member_retained=guests.retained,
+        non_member_buyers_to_date=guests.buyers_to_date,
+        non_member_revenue_to_date_minor=guests.revenue_to_date_minor,
         active_members=active,
         repeat_members=repeat,
         previous_active_members=previous,
@@ -127,6 +137,10 @@ def figures(session: Session, period: Period) -> PeriodFigures:
         points_outstanding=issued_to_date - t_redeemed - t_expired,
         buyers_to_date=buyers,
         revenue_to_date_minor=t_revenue - t_refunded,
+        plan_revenue_minor=plans.revenue_minor(session, start=start_at, end=end_at),
+        coupon_discount_minor=coupons.discounts_minor(
+            session, start=start_at, end=end_at, exclude_source="redemption"
+        ),
     )
 
 

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Table, case, or_, select, update
+from sqlalchemy import ColumnElement, Table, case, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -25,6 +25,8 @@ from lealta.kit.errors import Conflict, NotFound
 from lealta.kit.money import from_minor, normalise_currency, to_minor
 from lealta.models import Coupon, CouponUse, Member
 from lealta.models.coupon import normalise
+from lealta.outbox.events import CouponIssued, CouponUsed
+from lealta.outbox.service import emit, emit_many
 from lealta.programme.schema import CouponSpec
 
 MAX_CODE_ATTEMPTS = 8
@@ -208,8 +210,10 @@ def issue(
     currency: str,
     valid_from: datetime,
     now: datetime,
+    backfill: bool = False,
 ) -> Coupon:
-    """Create a coupon with a fresh unique code from ``spec.code_pattern``.
+    """Create a coupon with a fresh unique code from ``spec.code_pattern``; a member's coupon
+    is announced as ``coupon.issued`` in the outbox.
 
     Each attempt inserts inside a savepoint; a clash with an existing code (the unique index)
     rolls back only that savepoint and draws again.
@@ -223,6 +227,9 @@ def issue(
                 session.flush()
         except IntegrityError:
             continue
+        if member_id is not None:
+            emit(session, _issued(coupon.id, coupon.code, wanted, coupon.valid_until),
+                 member_id=member_id, now=now, backfill=backfill)  # fmt: skip
         return coupon
     raise _exhausted(spec)
 
@@ -239,13 +246,27 @@ class Issue:
     valid_from: datetime
 
 
-def issue_many(session: Session, wanted: Sequence[Issue], *, now: datetime) -> list[str]:
+def _issued(coupon_id: int, code: str, wanted: Issue, valid_until: datetime) -> CouponIssued:
+    return CouponIssued(
+        coupon_id=coupon_id,
+        code=code,
+        reward_id=wanted.reward_id,
+        source=wanted.source,
+        valid_until=valid_until,
+    )
+
+
+def issue_many(
+    session: Session, wanted: Sequence[Issue], *, now: datetime, backfill: bool = False
+) -> list[str]:
     """Issue one coupon per ``wanted`` item with one insert per attempt; returns the codes in
     order. A drawn code that clashes (with a stored code or another of this call) is drawn
-    again in the next attempt."""
+    again in the next attempt. Members' coupons are announced (``coupon.issued``) with one
+    more statement."""
     table = cast(Table, Coupon.__table__)
-    stmt = insert_ignoring(session, table).returning(table.c.code)
+    stmt = insert_ignoring(session, table).returning(table.c.code, table.c.id)
     issued: list[str | None] = [None] * len(wanted)
+    ids: dict[str, int] = {}
     pending = list(range(len(wanted)))
     for _ in range(MAX_CODE_ATTEMPTS):
         drawn: dict[int, str] = {}
@@ -256,13 +277,26 @@ def issue_many(session: Session, wanted: Sequence[Issue], *, now: datetime) -> l
                 keys.add(normalise(code))
                 drawn[i] = code
         rows = [_values(wanted[i], code, now) for i, code in drawn.items()]
-        inserted = set(session.execute(stmt, rows).scalars()) if rows else set()
+        inserted = {r[0]: r[1] for r in session.execute(stmt, rows)} if rows else {}
+        ids.update(inserted)
         for i, code in drawn.items():
             if code in inserted:
                 issued[i] = code
         pending = [i for i in pending if issued[i] is None]
         if not pending:
-            return [code for code in issued if code is not None]
+            done = [code for code in issued if code is not None]
+            emit_many(
+                session,
+                [
+                    (_issued(ids[code], code, w, w.valid_from + timedelta(days=w.spec.valid_days)),
+                     w.member_id)
+                    for code, w in zip(done, wanted, strict=True)
+                    if w.member_id is not None
+                ],
+                now=now,
+                backfill=backfill,
+            )  # fmt: skip
+            return done
     raise _exhausted(wanted[pending[0]].spec)
 
 
@@ -420,6 +454,9 @@ def redeem(
             f"Coupon '{coupon.code}' is already applied to order '{order_id}'.",
             details={"code": coupon.code, "order_id": order_id},
         ) from None
+    if coupon.member_id is not None:
+        used = CouponUsed(coupon.id, coupon.code, coupon.reward_id, order_id, now)
+        emit(session, used, member_id=coupon.member_id, now=now, backfill=False)
     return coupon, use, result
 
 
@@ -567,3 +604,19 @@ def customer_of(session: Session, coupon: Coupon) -> str | None:
     if coupon.member_id is None:
         return None
     return session.scalar(select(Member.external_id).where(Member.id == coupon.member_id))
+
+
+def discounts_minor(
+    session: Session, *, start: datetime, end: datetime, exclude_source: str | None = None
+) -> int:
+    """Discounts given by coupon uses in ``[start, end)`` that were not rolled back (minor
+    units), leaving out coupons of ``exclude_source`` (``redemption``: already paid in points)."""
+    stmt = (
+        select(func.coalesce(func.sum(CouponUse.discount_minor), 0))
+        .join(Coupon, Coupon.id == CouponUse.coupon_id)
+        .where(CouponUse.used_at >= start, CouponUse.used_at < end)
+        .where(CouponUse.rolled_back_at.is_(None))
+    )
+    if exclude_source is not None:
+        stmt = stmt.where(Coupon.source != exclude_source)
+    return int(session.scalar(stmt) or 0)

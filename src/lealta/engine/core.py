@@ -458,6 +458,46 @@ class _Work:
                 )
             )
 
+    def floor(self, at: datetime) -> Tier | None:
+        """The tier a paid plan holds the member in at ``at`` (None: no plan, or no floor)."""
+        plan = self.programme.plan(self.state.profile.plan_at(at))
+        if plan is None or plan.tier_floor is None:
+            return None
+        return self.programme.tier(plan.tier_floor)
+
+    def with_floor(self, earned: Tier, at: datetime) -> Tier:
+        """``earned``, or the plan's floor at ``at`` when that is higher."""
+        tiers = self.programme.tiers
+        assert tiers is not None
+        floor = self.floor(at)
+        if floor is None or tier_maths.rank(tiers, floor.id) <= tier_maths.rank(tiers, earned.id):
+            return earned
+        return floor
+
+    def plan_hold(self, hold: datetime | None, earned: Tier) -> datetime | None:
+        """When the tier now held is next reviewed: ``hold``, or sooner, when the benefits of
+        the plan end, if the plan's floor is what keeps the member above ``earned``."""
+        tiers = self.programme.tiers
+        assert tiers is not None
+        profile = self.state.profile
+        plan = self.programme.plan(profile.plan_id)
+        until = profile.plan_until
+        if plan is None or until is None or plan.tier_floor != self.fig.tier_id:
+            return hold
+        if tier_maths.rank(tiers, self.fig.tier_id) <= tier_maths.rank(tiers, earned.id):
+            return hold
+        return until if hold is None or until < hold else hold
+
+    def plan_ended(self, floor_id: str, at: datetime) -> None:
+        """A plan whose floor was ``floor_id`` stopped at ``at``: a tier only it held is
+        reviewed now, on the value earned."""
+        if self.fig.tier_id != floor_id or self.programme.tiers is None:
+            return
+        held = self.fig.tier_held_until
+        if held is None or held > at:
+            self.fig.tier_held_until = at
+        self.review(at)
+
     def place(self, at: datetime) -> None:
         """Put a member without a tier into the entry tier (first contact with tiers)."""
         tiers = self.programme.tiers
@@ -476,14 +516,16 @@ class _Work:
             held = self.fig.tier_held_until
             period_end = tier_maths.review_period_end(tiers, held)
             value = self.qualifying_value(period_end)
-            target = tier_maths.level_for(tiers, value)
+            earned = tier_maths.level_for(tiers, value)
+            target = self.with_floor(earned, held)
             if tier_maths.rank(tiers, target.id) < tier_maths.rank(tiers, self.fig.tier_id):
-                self.move(target, "downgrade", value, "Period review", held)
+                reason = "Period review" if target is earned else "Period review (plan floor)"
+                self.move(target, "downgrade", value, reason, held)
             if tier_maths.rank(tiers, self.fig.tier_id) == 0:
                 next_hold = None
             else:
                 next_hold = tier_maths.held_until(tiers, period_end + timedelta(microseconds=1))
-            self.fig.tier_held_until = next_hold
+            self.fig.tier_held_until = self.plan_hold(next_hold, earned)
 
     def upgrade(self, at: datetime) -> list[NewEntry]:
         """Upgrade at once if the value at ``at`` reaches a higher tier; every tier reached on
@@ -493,15 +535,20 @@ class _Work:
             return []
         self.place(at)
         value = self.qualifying_value(at)
-        target = tier_maths.level_for(tiers, value)
+        earned = tier_maths.level_for(tiers, value)
+        target = self.with_floor(earned, at)
         before = tier_maths.rank(tiers, self.fig.tier_id)
         after = tier_maths.rank(tiers, target.id)
         if after <= before:
             return []
-        self.move(target, "upgrade", value, "Qualifying value reached", at)
-        self.fig.tier_held_until = tier_maths.held_until(tiers, at)
+        if target is earned:
+            self.move(target, "upgrade", value, "Qualifying value reached", at)
+        else:
+            self.move(target, "upgrade", value, "Paid plan", at)
+        self.fig.tier_held_until = self.plan_hold(tier_maths.held_until(tiers, at), earned)
+        # Entry points reward a tier earned, never one a paid plan lends.
         bonuses = []
-        for level in tiers.levels[before + 1 : after + 1]:
+        for level in tiers.levels[before + 1 : tier_maths.rank(tiers, earned.id) + 1]:
             if level.entry_points <= 0:
                 continue
             if self.entries_paid is None:
@@ -607,6 +654,8 @@ class _Work:
             timezone=profile.timezone,
             language=profile.language,
             usage=self.usage(at),
+            plan=profile.plan_at(at),
+            segments=profile.segments,
         )
 
     # the result
@@ -767,6 +816,23 @@ def spend(
         details=details,
     )
     return work.outcome([entry])
+
+
+def plan_changed(
+    programme: Programme, state: MemberState, *, at: datetime, ended_floor: str | None = None
+) -> Outcome:
+    """The member's paid plan started, renewed or ended at ``at`` (``state.profile`` already
+    says which plan holds and until when): catch up, then lift the member to the plan's tier
+    floor, or, when a plan whose floor was ``ended_floor`` ended, review a tier only it held."""
+    work = _Work(programme, state, Context())
+    work.catch_up(at)
+    work.review(at)
+    if ended_floor is not None:
+        work.plan_ended(ended_floor, at)
+        return work.outcome()
+    # A renewal needs nothing more: the review due when the old benefits were to end finds
+    # the floor still holding and holds the tier until the new end.
+    return work.outcome(work.upgrade(at))
 
 
 def upgrade(programme: Programme, state: MemberState, at: datetime) -> Outcome:

@@ -38,6 +38,16 @@ class Profile:
     attributes: Mapping[str, Any] = field(default_factory=dict)
     timezone: str = "UTC"
     language: str = "es"
+    plan_id: str | None = None
+    plan_until: datetime | None = None
+    segments: tuple[str, ...] = ()
+    """Keys of the segments the member is in (``member.segments`` in rules)."""
+
+    def plan_at(self, at: datetime) -> str | None:
+        """The paid plan whose benefits hold at ``at`` (None: none)."""
+        if self.plan_id is None or self.plan_until is None or at >= self.plan_until:
+            return None
+        return self.plan_id
 
 
 @dataclass(slots=True)

@@ -5,7 +5,13 @@ from fastapi import APIRouter, Body, Response
 from lealta.apikeys.deps import ApiWriter
 from lealta.events import batch as batch_driver
 from lealta.events import service
-from lealta.events.schemas import BatchResult, EventBatchIn, EventIn, EventResult
+from lealta.events.schemas import (
+    BatchResult,
+    EventBatchIn,
+    EventIn,
+    EventResult,
+    NonMemberResult,
+)
 from lealta.kit.errors import PayloadTooLarge
 from lealta.kit.http import (
     ERROR_RESPONSES,
@@ -24,7 +30,14 @@ router = APIRouter(prefix="/v1/events", tags=["events"], responses=ERROR_RESPONS
     status_code=201,
     response_model=EventResult,
     summary="Ingest one event",
-    responses=replayable(EventResult),
+    responses={
+        **replayable(EventResult),
+        202: {
+            "model": NonMemberResult,
+            "description": "With implicit enrolment off, the order or refund of a customer who"
+            " is not a member: kept for the dashboard, no points.",
+        },
+    },
 )
 def ingest_event(
     event: EventIn, api: ApiWriter, idempotency_key: IdempotencyKey = None
@@ -34,7 +47,9 @@ def ingest_event(
     Idempotent by the `Idempotency-Key` header or, failing that, the event `id`: sending the
     same event again returns the original result (status 200, header
     `Idempotent-Replayed: true`) and changes nothing. Events are processed at their
-    `occurred_at`, so history can be sent late.
+    `occurred_at`, so history can be sent late. With `LEALTA_AUTO_ENROL=false`, an order or
+    refund of a customer who is not a member answers `202` (`"member": false`): it is kept
+    for the member vs non-member figures and earns nothing.
     """
     settings = api.settings
     with api.db.unit_of_work() as session:

@@ -45,6 +45,7 @@ from lealta.events.service import (
     EventIdReused,
     IngestContext,
     crossing_handler,
+    nonmember_context,
     to_engine,
     validation_error_body,
 )
@@ -55,6 +56,7 @@ from lealta.kit.timestamps import check_moment
 from lealta.members import attributes
 from lealta.members import service as members
 from lealta.models import Event, Member
+from lealta.nonmembers import service as nonmembers
 
 _events = cast(Table, Event.__table__)
 
@@ -121,7 +123,11 @@ def _process(
     member_ids = members.member_ids(session, sorted({i.event.customer_id for i in todo}))
     if not ctx.auto_enrol:
         for item in todo:
-            if item.event.customer_id not in member_ids:
+            if item.event.customer_id in member_ids:
+                continue
+            if nonmembers.applies(item.event):
+                _non_member(session, item, ctx)
+            else:
                 item.reject(_not_enrolled(item.event.customer_id))
         todo = [item for item in todo if item.status == "pending"]
     span: dict[int, tuple[datetime, datetime]] = {}
@@ -204,7 +210,9 @@ def _process(
         item.status = "processed"
         done.append((item, m, outcome))
     if newcomers:
-        ids, created = members.enrol_many(session, list(newcomers.values()), now=ctx.now)
+        ids, created = members.enrol_many(
+            session, list(newcomers.values()), now=ctx.now, backfill=ctx.backfill
+        )
         if len(created) != len(newcomers):  # enrolled meanwhile by a concurrent request
             raise Conflict(
                 "Some of these customers were enrolled concurrently by another request; retry.",
@@ -391,6 +399,20 @@ def _replays(session: Session, items: list[Item]) -> list[Any]:
             ).all()
         )
     return rows
+
+
+def _non_member(session: Session, item: Item, ctx: IngestContext) -> None:
+    """Keep the order or refund of a customer who is not a member (no points)."""
+    try:
+        with session.begin_nested():
+            outcome = nonmembers.record(
+                session, item.event, nonmember_context(ctx), key=item.key, digest=item.digest
+            )
+    except LealtaError as exc:
+        item.reject(exc)
+        return
+    item.status = "replayed" if outcome.replayed else "processed"
+    item.body = outcome.body
 
 
 def _not_enrolled(external_id: str) -> LealtaError:

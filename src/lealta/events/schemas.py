@@ -171,6 +171,19 @@ class EventResult(BaseModel):
     )
 
 
+class NonMemberResult(BaseModel):
+    """The answer for an order or refund of a customer who is not a member."""
+
+    id: str | None
+    type: str
+    customer_id: str
+    member: bool = False
+    order_id: str
+    amount: str
+    currency: str
+    points: int = 0
+
+
 class BatchItemResult(BaseModel):
     index: int
     status: str = Field(description="processed, replayed or rejected")

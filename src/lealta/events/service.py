@@ -51,6 +51,7 @@ from lealta.kit.timestamps import check_moment
 from lealta.members import attributes
 from lealta.members import service as members
 from lealta.models import Event
+from lealta.nonmembers import service as nonmembers
 from lealta.outbox.events import DomainEvent, ThresholdReached
 from lealta.programme import service as programmes
 from lealta.programme.schema import CouponSpec, Programme
@@ -132,6 +133,9 @@ def ingest(session: Session, event: EventIn, ctx: IngestContext, *, key: str | N
         )
     if event.customer is not None:
         attributes.check(ctx.programme, event.customer.attributes)
+    if loaded.state is None and not ctx.auto_enrol and nonmembers.applies(event):
+        # A customer who is not a member: their order is kept for the dashboard, no points.
+        return nonmembers.record(session, event, nonmember_context(ctx), key=key, digest=digest)
     if loaded.state is None:
         members.get_or_enrol(
             session,
@@ -141,6 +145,7 @@ def ingest(session: Session, event: EventIn, ctx: IngestContext, *, key: str | N
             at=at,
             now=ctx.now,
             auto_enrol=ctx.auto_enrol,
+            backfill=ctx.backfill,
         )
         session.flush()
         loaded = store.lock_and_load(
@@ -179,6 +184,12 @@ def ingest(session: Session, event: EventIn, ctx: IngestContext, *, key: str | N
         ],
     )
     return Outcome(201, body, replayed=False)
+
+
+def nonmember_context(ctx: IngestContext) -> nonmembers.Context:
+    return nonmembers.Context(
+        currency=ctx.programme.currency, max_amount=ctx.max_amount, now=ctx.now
+    )
 
 
 def apply_loading(
@@ -315,7 +326,7 @@ def crossing_handler(session: Session, ctx: IngestContext) -> store.CrossingHand
                         valid_from=crossing.at,
                     )
                 )
-        codes = iter(coupons.issue_many(session, wanted, now=ctx.now))
+        codes = iter(coupons.issue_many(session, wanted, now=ctx.now, backfill=ctx.backfill))
         return [
             ThresholdReached(
                 rule_id=crossing.rule_id,

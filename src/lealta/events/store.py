@@ -25,10 +25,12 @@ from decimal import Decimal
 from typing import Any, cast
 
 from psycopg.types.json import Jsonb
-from sqlalchemy import Integer, Table, and_, bindparam, func, insert, or_, select
+from sqlalchemy import Integer, String, Table, and_, bindparam, func, insert, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.functions import FunctionElement
 
 from lealta.engine.core import TIER_ENTRY_PREFIX
 from lealta.engine.errors import OrderAlreadyRecorded
@@ -55,6 +57,8 @@ from lealta.models import (
     OrderItem,
     OutboxMessage,
     PointLot,
+    Segment,
+    SegmentMember,
     TierChange,
 )
 from lealta.outbox.events import DomainEvent
@@ -78,15 +82,50 @@ _FIGURES = [f.name for f in dataclasses.fields(Figures)]
 _DIGEST = in_force_digest(cast(datetime, bindparam("programme_at", type_=UTCDateTime()))).label(
     "digest"
 )
-_MEMBER_COLUMNS = [
-    _members.c.id,
+
+
+class _KeysOf(FunctionElement[str]):
+    """Keys joined with commas: ``string_agg`` on PostgreSQL, ``group_concat`` on SQLite."""
+
+    type = String()
+    inherit_cache = True
+
+
+@compiles(_KeysOf)
+def _keys_of(element: _KeysOf, compiler: Any, **kw: Any) -> str:
+    return f"group_concat({compiler.process(element.clauses, **kw)}, ',')"
+
+
+@compiles(_KeysOf, "postgresql")
+def _keys_of_pg(element: _KeysOf, compiler: Any, **kw: Any) -> str:
+    return f"string_agg({compiler.process(element.clauses, **kw)}, ',')"
+
+
+_segment_members = cast(Table, SegmentMember.__table__)
+_segments = cast(Table, Segment.__table__)
+_SEGMENT_KEYS = (
+    select(_KeysOf(_segments.c.key))
+    .select_from(_segment_members.join(_segments, _segments.c.id == _segment_members.c.segment_id))
+    .where(_segment_members.c.member_id == _members.c.id)
+    .scalar_subquery()
+    .label("segment_keys")
+)
+"""The member's segment keys (``member.segments`` in rules): one lookup on the
+``segment_members`` member index, folded into the state query."""
+_PROFILE_COLUMNS = [
     _members.c.external_id,
     _members.c.tags,
     _members.c.attributes,
     _members.c.timezone,
     _members.c.language,
-    *[_accounts.c[name] for name in _FIGURES],
+    _members.c.plan_id,
+    _members.c.plan_until,
+    _SEGMENT_KEYS,
 ]
+"""A member's profile, in the order ``_profile`` reads it."""
+_P = 1 + len(_PROFILE_COLUMNS)
+"""Where the account figures start in a member row."""
+_MEMBER_COLUMNS = [_members.c.id, *_PROFILE_COLUMNS, *[_accounts.c[name] for name in _FIGURES]]
 """A member's id, profile (see ``_profile``) and account figures, in this order."""
 _LOT_COLUMNS = [
     _lots.c.id,
@@ -173,12 +212,12 @@ def lock_and_load(
             return Loaded(None, digest=digest)
         return Loaded(None)
     first = rows[0]
-    width = 6 + len(_FIGURES)
+    width = _P + len(_FIGURES)
     lots = tuple(_lot(row[-9:]) for row in rows if row[-9] is not None)
     state = MemberState(
         member_id=first[0],
-        profile=_profile(first[1:6]),
-        figures=Figures(*first[6:width]),
+        profile=_profile(first[1:_P]),
+        figures=Figures(*first[_P:width]),
         lots=lots,
         lots_complete=False,
     )
@@ -270,13 +309,16 @@ def members_due(session: Session, *, at: datetime, limit: int) -> list[int]:
 
 
 def _profile(row: Sequence[Any]) -> Profile:
-    external_id, tags, attributes, timezone, language = row
+    external_id, tags, attributes, timezone, language, plan_id, plan_until, segment_keys = row
     return Profile(
         external_id=external_id,
         tags=tuple(tags or ()),
         attributes=dict(attributes or {}),
         timezone=timezone or "UTC",
         language=language or "es",
+        plan_id=plan_id,
+        plan_until=_utc(plan_until),
+        segments=tuple(sorted(segment_keys.split(","))) if segment_keys else (),
     )
 
 
@@ -507,6 +549,8 @@ def new_state(
             attributes=dict(member.attributes or {}),
             timezone=member.timezone or "UTC",
             language=member.language or "es",
+            plan_id=member.plan_id,
+            plan_until=_utc(member.plan_until),
         ),
         figures=Figures(member_id=member_id),
         lots_complete=True,
@@ -550,7 +594,7 @@ def load_many(
     loaded_qualifying: dict[int, Qualifying] = {}
     entries_paid: dict[int, frozenset[str]] = {}
     if tiers is not None:
-        figures = {row[0]: Figures(*row[6 : 6 + len(_FIGURES)]) for row in rows}
+        figures = {row[0]: Figures(*row[_P : _P + len(_FIGURES)]) for row in rows}
         since = {m: _since(programme, figures[m], *span[m]) for m in figures}
         loaded_qualifying = qualifying(session, programme, since)
         if any(level.entry_points > 0 for level in tiers.levels):
@@ -559,8 +603,8 @@ def load_many(
         member_id = row[0]
         states[member_id] = MemberState(
             member_id=member_id,
-            profile=_profile(row[1:6]),
-            figures=Figures(*row[6 : 6 + len(_FIGURES)]),
+            profile=_profile(row[1:_P]),
+            figures=Figures(*row[_P : _P + len(_FIGURES)]),
             lots=lots[member_id],
             lots_complete=True,
             orders=found_orders,

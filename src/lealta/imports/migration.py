@@ -296,7 +296,9 @@ def _write_members(
         fresh[r.external_id] = member
     ids: dict[str, int] = {ext: v[0] for ext, v in found.items()}
     if fresh:
-        enrolled, created = members.enrol_many(session, list(fresh.values()), now=now)
+        enrolled, created = members.enrol_many(
+            session, list(fresh.values()), now=now, backfill=True
+        )
         ids.update(enrolled)
         report.created += len(created)
     changed = {m: c for m, c in changes.items() if c}

@@ -83,9 +83,9 @@ def receive_shopify(
     answer; the same order or refund under another webhook id is a ``duplicate``.
 
     Parsing comes first, so a malformed body is a ``422`` that claims nothing. An unknown
-    customer is enrolled when implicit enrolment is on (``LEALTA_AUTO_ENROL``), else the
-    delivery is recorded as ``skipped`` (``unknown_customer``) and answered 200, so Shopify
-    does not retry what will never succeed.
+    customer is enrolled when implicit enrolment is on (``LEALTA_AUTO_ENROL``), else their
+    order or refund is kept as a non-member's (``processed``, reason ``non_member``, no
+    points; :mod:`lealta.nonmembers`).
     """
     if topic == shopify.ORDERS_PAID:
         order = shopify.parse_order(payload)
@@ -160,6 +160,8 @@ def _apply_mapped(
         return "duplicate", "already_recorded", None
     if outcome.replayed:
         return "duplicate", "already_recorded", outcome.body
+    if outcome.status_code == 202:  # a customer who is not a member: kept, no points
+        return "processed", "non_member", outcome.body
     return "processed", None, outcome.body
 
 
@@ -304,6 +306,8 @@ def _keep_anonymous(
 # --- identify --------------------------------------------------------------------------------
 
 PROFILE_TRAITS = {"email", "phone", "name", "birthday", "language", "timezone"}
+REFERRAL_TRAITS = ("referralCode", "referral_code")
+"""The code of the member who referred a customer enrolled by this identify."""
 
 
 def split_traits(
@@ -326,7 +330,7 @@ def split_traits(
             profile[name] = value
         elif name in declared:
             attrs[name] = value
-        elif name not in ("firstName", "first_name", "lastName", "last_name"):
+        elif name not in ("firstName", "first_name", "lastName", "last_name", *REFERRAL_TRAITS):
             ignored.append(name)
     if "name" not in profile and (first or last):
         profile["name"] = " ".join(str(p).strip() for p in (first, last) if p)
@@ -363,6 +367,9 @@ def identify(session: Session, ctx: Inbound, data: IdentifyIn) -> tuple[int, dic
             at=ctx.now,
             now=ctx.now,
             auto_enrol=ctx.auto_enrol,
+            referral_code=next(
+                (v for k in REFERRAL_TRAITS if isinstance(v := data.traits.get(k), str)), None
+            ),
         )
     else:
         members.update(session, member, fields, now=ctx.now)  # attributes merge

@@ -64,6 +64,11 @@ TASK_MODULES: tuple[str, ...] = (
     "lealta.privacy.tasks",
     "lealta.analytics.rollups",
     "lealta.bulk.tasks",
+    "lealta.plans.tasks",
+    "lealta.segments.tasks",
+    "lealta.referrals.tasks",
+    "lealta.gamification.tasks",
+    "lealta.workflows.tasks",
 )
 """Modules that register tasks and outbox subscribers, imported by every worker. A capability
 with background work (notifications, webhooks, …) adds its module here."""

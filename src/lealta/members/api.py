@@ -91,6 +91,10 @@ async def list_members(
         list[str] | None, Query(description="Tier id; repeat or comma-separate for several.")
     ] = None,
     tag: Annotated[list[str] | None, Query(description="Tag; repeat for several.")] = None,
+    segment: Annotated[
+        list[str] | None,
+        Query(description="Segment key; members in any of them (repeat for several)."),
+    ] = None,
     tag_match: Annotated[
         str | None, Query(description="`any` (default) or `all` of the tags given.")
     ] = None,

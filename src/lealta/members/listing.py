@@ -23,6 +23,7 @@ import hashlib
 import hmac
 import json
 import math
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
@@ -46,7 +47,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from lealta.kit.errors import InvalidInput
-from lealta.models import Account, Member
+from lealta.models import Account, Member, Segment, SegmentMember
 from lealta.programme.schema import Programme
 
 SORTS = (
@@ -83,7 +84,7 @@ _SINGLE = (
     "limit",
     "cursor",
 )
-_REPEATED = ("tier", "tag")
+_REPEATED = ("tier", "tag", "segment")
 PARAMETERS = (*_REPEATED, *_SINGLE)
 _ATTR = "attr."
 _MAX_INT = 2**63 - 1
@@ -125,6 +126,8 @@ class ListQuery:
 
     tiers: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
+    segments: tuple[str, ...] = ()
+    """Members in any of these segments (keys)."""
     tag_match: Literal["any", "all"] = "any"
     attributes: tuple[tuple[str, str, Any], ...] = ()  # (name, declared kind, value)
     enrolled: Range = field(default_factory=Range)
@@ -152,6 +155,7 @@ class ListQuery:
             ],
             self.q,
             self.member_ids,
+            self.segments,
         ]
         raw = json.dumps(shape, default=str, separators=(",", ":")).encode()
         return hashlib.sha256(raw).hexdigest()[:16]
@@ -205,6 +209,7 @@ def parse(
     query = ListQuery(
         tiers=_tiers(repeated["tier"], levels),
         tags=_tags(repeated["tag"]),
+        segments=_segments(repeated["segment"]),
         tag_match=_choice(single, "tag_match", ("any", "all"), "any"),  # type: ignore[arg-type]
         attributes=_attributes(attrs, dict(programme.attributes)),
         enrolled=_time_range(single, "enrolled"),
@@ -220,6 +225,18 @@ def parse(
     if "cursor" in single:
         query = with_cursor(query, single["cursor"], secret=secret)
     return query
+
+
+_SEGMENT_KEY = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+def _segments(values: list[str]) -> tuple[str, ...]:
+    if len(values) > MAX_VALUES:
+        raise _bad("segment", f"at most {MAX_VALUES} segments.")
+    for value in values:
+        if not _SEGMENT_KEY.match(value):
+            raise _bad("segment", f"'{value[:64]}' is not a segment key.")
+    return tuple(dict.fromkeys(values))
 
 
 def _bad(param: str, message: str) -> InvalidFilter:
@@ -552,6 +569,13 @@ def conditions(query: ListQuery, *, dialect: str, mode: SearchMode) -> list[Colu
         where.append(_tag_condition(query.tags, query.tag_match, dialect))
     if query.attributes:
         where.append(_attribute_condition(query.attributes, dialect))
+    if query.segments:
+        where.append(
+            exists()
+            .where(SegmentMember.member_id == Member.id)
+            .where(SegmentMember.segment_id == Segment.id)
+            .where(Segment.key.in_(query.segments))
+        )
     where += _range(Member.enrolled_at, query.enrolled)
     where += _range(Account.last_order_at, query.last_order)
     where += _range(Account.points_available, query.points)

@@ -75,6 +75,9 @@ class MemberCreate(MemberFields):
     external_id: ExternalId
     enrolment_channel: Annotated[str, StringConstraints(max_length=32)] = "api"
     consents: list[ConsentIn] = Field(default_factory=list, max_length=10)
+    referral_code: (
+        Annotated[str, StringConstraints(strip_whitespace=True, max_length=32)] | None
+    ) = Field(default=None, description="The code of the member who referred this customer.")
 
 
 class MemberUpdate(MemberFields):

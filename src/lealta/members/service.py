@@ -25,6 +25,8 @@ from lealta.members.schemas import (
     NextExpiry,
 )
 from lealta.models import Account, Consent, Member, PointLot
+from lealta.outbox import service as outbox
+from lealta.outbox.events import MemberEnrolled
 from lealta.programme import service as programmes
 
 
@@ -203,9 +205,16 @@ def find_by_email(session: Session, email: str, *, limit: int = 20) -> list[Memb
 
 
 def create(
-    session: Session, data: MemberCreate, *, now: datetime, enrolled_at: datetime | None = None
+    session: Session,
+    data: MemberCreate,
+    *,
+    now: datetime,
+    enrolled_at: datetime | None = None,
+    backfill: bool | None = None,
 ) -> Member:
-    """Enrol a new member (``409 member_exists`` if the external id is taken)."""
+    """Enrol a new member (``409 member_exists`` if the external id is taken) and announce it
+    (``member.enrolled``, with the referral code it came with). An enrolment dated in the past
+    (the demo, a load) is announced as backfill unless ``backfill`` says otherwise."""
     member = _new_member(data.external_id, data.enrolment_channel, enrolled_at or now, now)
     _apply_fields(member, data, now=now)
     if not _insert(session, member, now):
@@ -215,6 +224,17 @@ def create(
         )
     for consent in data.consents:
         record_consent(session, member, consent, now=now)
+    if backfill is None:
+        backfill = enrolled_at is not None and enrolled_at < now
+    outbox.emit(
+        session,
+        MemberEnrolled(
+            customer_id=member.external_id, at=member.enrolled_at, referral_code=data.referral_code
+        ),
+        member_id=member.id,
+        now=now,
+        backfill=backfill,
+    )
     return member
 
 
@@ -235,6 +255,8 @@ def get_or_enrol(
     at: datetime,
     now: datetime,
     auto_enrol: bool,
+    backfill: bool = False,
+    referral_code: str | None = None,
 ) -> Member:
     """The member, enrolled implicitly on a first event when the programme allows it.
 
@@ -254,6 +276,13 @@ def get_or_enrol(
         _apply_fields(member, profile, now=now)
     if not _insert(session, member, now):
         return get(session, external_id)
+    outbox.emit(
+        session,
+        MemberEnrolled(customer_id=external_id, at=at, referral_code=referral_code),
+        member_id=member.id,
+        now=now,
+        backfill=backfill,
+    )
     return member
 
 
@@ -452,10 +481,11 @@ def new_member(
 
 
 def enrol_many(
-    session: Session, new: Sequence[Member], *, now: datetime
+    session: Session, new: Sequence[Member], *, now: datetime, backfill: bool = False
 ) -> tuple[dict[str, int], set[int]]:
     """Insert the members in ``new`` (built by :func:`new_member`) that do not exist yet, with
-    their accounts; returns every one's member id and the ids this call created.
+    their accounts; returns every one's member id and the ids this call created. Each
+    enrolment is announced (``member.enrolled``; ``backfill`` for a load of the past).
 
     Set-based: one insert per table, whatever the number of customers (the batch driver
     enrols a chunk's new customers at once). A customer enrolled concurrently by another
@@ -475,6 +505,19 @@ def enrol_many(
                 [_columns(_new_account(member_id, now)) for member_id in created.values()],
             )
         ids.update(created)
+        outbox.emit_many(
+            session,
+            [
+                (
+                    MemberEnrolled(customer_id=m.external_id, at=m.enrolled_at),
+                    created[m.external_id],
+                )
+                for m in fresh
+                if m.external_id in created
+            ],
+            now=now,
+            backfill=backfill,
+        )
         missing = [m.external_id for m in fresh if m.external_id not in created]
         if missing:  # enrolled meanwhile by another transaction
             ids.update(member_ids(session, missing))

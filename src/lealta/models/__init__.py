@@ -16,20 +16,32 @@ from lealta.models.bulk import BulkOperation, BulkOperationRow
 from lealta.models.clv import CLV_FIT_STATUSES, ClvFit, ClvPrediction
 from lealta.models.coupon import Coupon, CouponUse
 from lealta.models.event import Event
+from lealta.models.gamification import (
+    ChallengeProgress,
+    GamificationApplied,
+    LeaderboardProfile,
+    MemberBadge,
+    StreakRung,
+    StreakState,
+)
 from lealta.models.idempotency import IdempotencyRecord
 from lealta.models.inbound import AnonymousEvent, ApiKeyOrigin, InboundDelivery
 from lealta.models.job import JOB_STATUSES, Job
 from lealta.models.ledger_entry import ENTRY_TYPES, LedgerEntry
 from lealta.models.member import Consent, Member
 from lealta.models.member_login_token import MemberLoginToken
+from lealta.models.nonmember import NonMemberEvent
 from lealta.models.notification import CHANNELS, MESSAGE_STATUSES, Message, NotificationTemplate
 from lealta.models.order import Order, OrderItem
 from lealta.models.outbox import OutboxMessage
+from lealta.models.plan import PlanPayment, PlanSubscription
 from lealta.models.point_lot import LotAllocation, PointLot
 from lealta.models.privacy import ERASURE_MODES, MemberErasure
 from lealta.models.programme_version import ProgrammeVersion
 from lealta.models.redemption import Redemption
+from lealta.models.referral import REFERRAL_STATUSES, Referral, ReferralCode, ReferralReward
 from lealta.models.reward_counter import RewardCounter
+from lealta.models.segment import Segment, SegmentCount, SegmentMember
 from lealta.models.simulator_run import SIMULATOR_RUN_STATUSES, SimulatorRun
 from lealta.models.survey import SURVEY_STATUSES, Survey, SurveyAnswer, SurveyResponse
 from lealta.models.tier_change import TierChange
@@ -39,6 +51,7 @@ from lealta.models.webhook import (
     WebhookDelivery,
     WebhookEndpoint,
 )
+from lealta.models.workflow import RUN_STATUSES, WorkflowRun, WorkflowStep, WorkflowSwitch
 
 __all__ = [
     "CHANNELS",
@@ -47,7 +60,9 @@ __all__ = [
     "ERASURE_MODES",
     "JOB_STATUSES",
     "MESSAGE_STATUSES",
+    "REFERRAL_STATUSES",
     "ROLES",
+    "RUN_STATUSES",
     "SIMULATOR_RUN_STATUSES",
     "SURVEY_STATUSES",
     "WEBHOOK_DELIVERY_STATUSES",
@@ -65,30 +80,45 @@ __all__ = [
     "AuditLog",
     "BulkOperation",
     "BulkOperationRow",
+    "ChallengeProgress",
     "ClvFit",
     "ClvPrediction",
     "Consent",
     "Coupon",
     "CouponUse",
     "Event",
+    "GamificationApplied",
     "IdempotencyRecord",
     "InboundDelivery",
     "Job",
+    "LeaderboardProfile",
     "LedgerEntry",
     "LotAllocation",
     "Member",
+    "MemberBadge",
     "MemberErasure",
     "MemberLoginToken",
     "Message",
+    "NonMemberEvent",
     "NotificationTemplate",
     "Order",
     "OrderItem",
     "OutboxMessage",
+    "PlanPayment",
+    "PlanSubscription",
     "PointLot",
     "ProgrammeVersion",
     "Redemption",
+    "Referral",
+    "ReferralCode",
+    "ReferralReward",
     "RewardCounter",
+    "Segment",
+    "SegmentCount",
+    "SegmentMember",
     "SimulatorRun",
+    "StreakRung",
+    "StreakState",
     "Survey",
     "SurveyAnswer",
     "SurveyResponse",
@@ -96,4 +126,7 @@ __all__ = [
     "WebhookAttempt",
     "WebhookDelivery",
     "WebhookEndpoint",
+    "WorkflowRun",
+    "WorkflowStep",
+    "WorkflowSwitch",
 ]

@@ -28,7 +28,7 @@ def _code_key(context: DefaultExecutionContext) -> str:
     return normalise(str(context.get_current_parameters()["code"]))  # type: ignore[no-untyped-call]
 
 
-COUPON_SOURCES = ("redemption", "threshold", "admin")
+COUPON_SOURCES = ("redemption", "threshold", "admin", "workflow", "referral", "challenge")
 COUPON_STATUSES = ("active", "redeemed", "expired", "void")
 
 
@@ -45,7 +45,10 @@ class Coupon(Base):
         CheckConstraint(
             "status IN ('active', 'redeemed', 'expired', 'void')", name="ck_coupons_status"
         ),
-        CheckConstraint("source IN ('redemption', 'threshold', 'admin')", name="ck_coupons_source"),
+        CheckConstraint(
+            "source IN ('redemption', 'threshold', 'admin', 'workflow', 'referral', 'challenge')",
+            name="ck_coupons_source",
+        ),
         CheckConstraint("uses >= 0 AND uses <= uses_allowed", name="ck_coupons_uses"),
         Index("ix_coupons_member_status", "member_id", "status"),
         Index("ix_coupons_code_key", "code_key", unique=True),

@@ -38,6 +38,10 @@ class Member(Base):
     updated_at: Mapped[datetime]
     # Raised when the member signs out of the cockpit: older session cookies stop working.
     session_generation: Mapped[int] = mapped_column(default=0, server_default="0")
+    # The paid plan whose benefits the member holds, and until when (lealta.plans keeps both
+    # in step with the subscription; the engine reads them with the profile).
+    plan_id: Mapped[str | None] = mapped_column(String(64))
+    plan_until: Mapped[datetime | None]
 
 
 class Consent(Base):

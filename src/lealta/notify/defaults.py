@@ -98,6 +98,78 @@ _TEXTS: dict[str, dict[str, tuple[str, str, str]]] = {
             "{{ expiring.points|number }} points expire on {{ expiring.on|date }}.",
         ),
     },
+    # Workflow templates (the demo programme's ``workflows``).
+    "near_tier": {
+        "es": (
+            "Te faltan {{ amount_needed }} para subir a nivel {{ next_tier.name }}",
+            "Hola {{ member.name }}, te faltan {{ amount_needed }} para subir a nivel"
+            " {{ next_tier.name }}. ¡Ya casi lo tienes!",
+            "Te faltan {{ amount_needed }} para subir a nivel {{ next_tier.name }}.",
+        ),
+        "en": (
+            "{{ amount_needed }} more to reach {{ next_tier.name }}",
+            "Hello {{ member.name }}, you are {{ amount_needed }} away from"
+            " {{ next_tier.name }}. Almost there!",
+            "{{ amount_needed }} more to reach {{ next_tier.name }}.",
+        ),
+    },
+    "coupon_reminder": {
+        "es": (
+            "Tu cupón {{ coupon.code }} te espera",
+            "Hola {{ member.name }}, aún no has usado tu cupón {{ coupon.code }}"
+            "{% if coupon.expires_at %}, válido hasta el {{ coupon.expires_at|date }}{% endif %}.",
+            "Tu cupón {{ coupon.code }} te espera.",
+        ),
+        "en": (
+            "Your coupon {{ coupon.code }} is waiting",
+            "Hello {{ member.name }}, you have not used your coupon {{ coupon.code }} yet"
+            "{% if coupon.expires_at %}; it is valid until {{ coupon.expires_at|date }}"
+            "{% endif %}.",
+            "Your coupon {{ coupon.code }} is waiting.",
+        ),
+    },
+    "coupon_thanks": {
+        "es": (
+            "Gracias por usar tu cupón",
+            "Hola {{ member.name }}, gracias por tu compra con el cupón {{ coupon.code }}."
+            "{% if survey_url %} ¿Nos cuentas qué tal? {{ survey_url }}{% endif %}",
+            "Gracias por usar tu cupón.",
+        ),
+        "en": (
+            "Thank you for using your coupon",
+            "Hello {{ member.name }}, thank you for your purchase with coupon {{ coupon.code }}."
+            "{% if survey_url %} How did we do? {{ survey_url }}{% endif %}",
+            "Thank you for using your coupon.",
+        ),
+    },
+    "birthday": {
+        "es": (
+            "¡Feliz cumpleaños, {{ member.name }}!",
+            "¡Feliz cumpleaños, {{ member.name }}!{% if coupon %} Te regalamos un descuento"
+            " con el cupón {{ coupon.code }}.{% endif %}",
+            "¡Feliz cumpleaños!{% if coupon %} Cupón: {{ coupon.code }}.{% endif %}",
+        ),
+        "en": (
+            "Happy birthday, {{ member.name }}!",
+            "Happy birthday, {{ member.name }}!{% if coupon %} Here is a discount with coupon"
+            " {{ coupon.code }}.{% endif %}",
+            "Happy birthday!{% if coupon %} Coupon: {{ coupon.code }}.{% endif %}",
+        ),
+    },
+    "we_miss_you": {
+        "es": (
+            "Te echamos de menos",
+            "Hola {{ member.name }}, hace tiempo que no te vemos. Tienes"
+            " {{ balance|number }} puntos esperándote.",
+            "Te echamos de menos: tienes {{ balance|number }} puntos.",
+        ),
+        "en": (
+            "We miss you",
+            "Hello {{ member.name }}, it has been a while. You have {{ balance|number }}"
+            " points waiting for you.",
+            "We miss you: you have {{ balance|number }} points.",
+        ),
+    },
 }
 
 DEFAULTS: dict[tuple[str, str], Default] = {

@@ -65,6 +65,12 @@ CAPABILITY_MODULES: tuple[str, ...] = (
     "lealta.webhooks.privacy",
     "lealta.inbound.privacy",
     "lealta.bulk.privacy",
+    "lealta.referrals.privacy",
+    "lealta.gamification.privacy",
+    "lealta.plans.privacy",
+    "lealta.nonmembers.privacy",
+    "lealta.workflows.privacy",
+    "lealta.segments.privacy",
 )
 """Modules that register erasers, scrubs or export sections; :func:`load` imports them, so an
 erasure from the CLI, a job or the API sees every capability whatever was imported before.

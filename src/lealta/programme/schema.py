@@ -24,6 +24,8 @@ from lealta.gamification import schema as gamification_schema
 from lealta.gamification.schema import Badge, Challenge, Leaderboard, Streak
 from lealta.kit.money import normalise_currency
 from lealta.ledger.maths import Rounding
+from lealta.plans import schema as plans_schema
+from lealta.plans.schema import Plan
 from lealta.programme.types import (
     DEFAULT_TIMEZONE,
     Cel,
@@ -339,6 +341,7 @@ class Programme(Model):
     streaks: list[Streak] = Field(default_factory=list, max_length=50)
     leaderboards: list[Leaderboard] = Field(default_factory=list, max_length=20)
     segments: list[Segment] = Field(default_factory=list, max_length=200)
+    plans: list[Plan] = Field(default_factory=list, max_length=20)
 
     @field_validator("currency")
     @classmethod
@@ -371,6 +374,7 @@ class Programme(Model):
         referrals_schema.check(self)
         gamification_schema.check(self)
         segments_schema.check(self)
+        plans_schema.check(self)
         return self
 
     def tier(self, tier_id: str | None) -> Tier | None:
@@ -380,6 +384,9 @@ class Programme(Model):
 
     def reward(self, reward_id: str) -> Reward | None:
         return next((r for r in self.rewards if r.id == reward_id), None)
+
+    def plan(self, plan_id: str | None) -> Plan | None:
+        return next((p for p in self.plans if p.id == plan_id), None)
 
     def rule(self, rule_id: str) -> EarningRule | None:
         return next((r for r in self.rules if r.id == rule_id), None)

@@ -40,6 +40,7 @@ from lealta.outbox.service import emit
 from lealta.programme.schema import CouponSpec, Programme, Reward
 from lealta.rewards.schemas import CouponTermsOut, LockedReasonOut, RedemptionOut, RewardOut
 from lealta.rules.engine import EventFacts, MemberSnapshot, activation, compiled_for
+from lealta.segments import service as segments
 
 # The order in which a refused redemption reports its reason (the first that applies).
 LOCK_ORDER = (
@@ -109,7 +110,12 @@ def effective_tier(programme: Programme, account: AccountView) -> str | None:
     return tier.id if tier else None
 
 
-def snapshot(programme: Programme, member: MemberView, account: AccountView) -> MemberSnapshot:
+def snapshot(
+    programme: Programme,
+    member: MemberView,
+    account: AccountView,
+    segments: tuple[str, ...] = (),
+) -> MemberSnapshot:
     """What eligibility expressions may know of the member."""
     return MemberSnapshot(
         member_id=member.id,
@@ -121,6 +127,7 @@ def snapshot(programme: Programme, member: MemberView, account: AccountView) -> 
         orders_count=account.orders_count,
         timezone=member.timezone,
         language=member.language,
+        segments=segments,
     )
 
 
@@ -168,7 +175,7 @@ def catalogue(
         _COUNTS, {"member_id": member.id}
     ):
         (mine if member_s else issued)[reward_id] = int(count)
-    env = _env(programme, member, account, now)
+    env = _env(session, programme, member, account, now)
     return [
         _state(
             programme, reward, account, env, issued.get(reward.id, 0), mine.get(reward.id, 0), now
@@ -274,10 +281,17 @@ def locked_reasons(
 
 
 def _env(
-    programme: Programme, member: MemberView, account: AccountView, now: datetime
+    session: Session,
+    programme: Programme,
+    member: MemberView,
+    account: AccountView,
+    now: datetime,
 ) -> dict[str, Any]:
     facts = EventFacts(event_type="reward.check", occurred_at=now, properties={})
-    return activation(snapshot(programme, member, account), facts, programme.currency)
+    # ``member.segments`` costs a lookup: made only when an eligibility expression reads it.
+    reads = any("segments" in e.source for e in compiled_for(programme).eligibility.values())
+    keys = tuple(segments.segment_keys_of(session, member.id)) if reads else ()
+    return activation(snapshot(programme, member, account, keys), facts, programme.currency)
 
 
 def _eligible(programme: Programme, reward: Reward, env: dict[str, Any]) -> bool:
@@ -335,7 +349,7 @@ def redeem(
         programme,
         reward,
         account,
-        _env(programme, member, account, now),
+        _env(session, programme, member, account, now),
         issued or 0,
         _redeemed_by(session, member.id, reward.id),
         now,

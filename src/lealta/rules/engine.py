@@ -29,6 +29,8 @@ from lealta.programme.schema import EarningRule, Programme
 from lealta.rules.cel import CelCompileError, CelRuntimeError, Expression, compile_expression
 
 BASE_RULE_ID = "base"
+PLAN_RULE_PREFIX = "plan:"
+"""Rule id of the points a paid plan's multiplier adds (``plan:<plan id>``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +56,10 @@ class MemberSnapshot:
     timezone: str = "UTC"
     language: str = "es"
     usage: Mapping[str, RuleUsage] = field(default_factory=dict)
+    plan: str | None = None
+    """The paid plan whose benefits hold at the event (None: none)."""
+    segments: tuple[str, ...] = ()
+    """Keys of the member's segments (:mod:`lealta.segments`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +252,8 @@ class Activation(Mapping[str, Any]):
             "qualifying_spend": float(Decimal(member.qualifying_spend_minor).scaleb(-exp)),
             "orders_count": member.orders_count,
             "language": member.language,
+            "plan": member.plan or "",
+            "segments": list(member.segments),
         }
 
     def _time(self) -> dict[str, Any]:
@@ -308,6 +316,12 @@ def evaluate(
             points = round_points(base_exact, rounding)
             if points > 0:
                 postings.append(Posting(points, BASE_RULE_ID, reason))
+            plan = programme.plan(member.plan) if member.plan is not None else None
+            if plan is not None and plan.multiplier != 1:
+                extra = round_points(base_exact * (plan.multiplier - 1), rounding)
+                if extra > 0:
+                    label = f"Plan {plan.name.es} x {plan.multiplier}"
+                    postings.append(Posting(extra, f"{PLAN_RULE_PREFIX}{plan.id}", label))
     for rule in compiled.by_event.get(event_type, ()):
         r = rule.rule
         if r.window is not None and not r.window.contains(event.occurred_at):

@@ -277,7 +277,7 @@ def create_api_key(
         row, secret = apikeys.create(
             session,
             name=label,
-            scope="server" if scope == "server" else "read",
+            scope=next(s for s in apikeys.SCOPES if s == scope),
             now=now,
         )
         audit.record(

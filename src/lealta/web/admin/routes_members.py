@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 from babel.dates import format_date
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lealta.analytics import clv_data
@@ -31,8 +32,10 @@ from lealta.ledger import service as ledger
 from lealta.ledger.schemas import MAX_POINTS, AdjustmentIn
 from lealta.members import listing
 from lealta.members import service as members
-from lealta.models import Account, Member
+from lealta.models import Account, Member, Segment
+from lealta.plans import service as plans
 from lealta.programme import service as programmes
+from lealta.referrals import service as referrals
 from lealta.reporting import queries
 from lealta.rewards import service as rewards
 from lealta.staff.service import require
@@ -68,6 +71,7 @@ def member_search(request: Request, db: DbDep, clock: ClockDep, staff: StaffDep)
     with db.unit_of_work(write=False, autocommit=True) as session:
         programme = programmes.current(session, now=clock.now())
         names = _tier_names(programme, language)
+        segment_keys = list(session.scalars(select(Segment.key).order_by(Segment.key).limit(200)))
         try:
             query = _console_query(session, params, programme, secret)
         except LealtaError as exc:
@@ -97,6 +101,7 @@ def member_search(request: Request, db: DbDep, clock: ClockDep, staff: StaffDep)
             "notice": notice,
             "tier_names": names,
             "levels": [level.id for level in programme.tiers.levels] if programme.tiers else [],
+            "segment_keys": segment_keys,
             "declared": dict(programme.attributes),
             "sorts": listing.SORTS,
             "filters_query": urlencode(filters),
@@ -252,6 +257,8 @@ def _filter_error(exc: LealtaError, programme: Any, _: Any) -> str:
         return str(_("Choose tiers from the list."))
     if param == "tag":
         return str(_("Up to 20 tags, each of at most 64 characters."))
+    if param == "segment":
+        return str(_("Choose segments from the list."))
     if param == "q":
         return str(_("The search text is too long (200 characters at most)."))
     return str(_("A filter has a value that is not valid; check the form."))
@@ -270,10 +277,11 @@ def _form_values(params: list[tuple[str, str]]) -> dict[str, Any]:
     """What the form shows again: every single value as sent, and the chosen tiers."""
     form: dict[str, Any] = {name: "" for name in listing.PARAMETERS}
     form["tier"] = []
+    form["segment"] = []
     form["attr"] = {}
     for key, value in params:
-        if key == "tier":
-            form["tier"] += [v.strip() for v in value.split(",") if v.strip()]
+        if key in ("tier", "segment"):
+            form[key] += [v.strip() for v in value.split(",") if v.strip()]
         elif key.startswith("attr."):
             form["attr"][key[5:]] = value[:200]
         elif key in form and not form[key]:
@@ -443,7 +451,19 @@ def _member_context(
     status = tiers.status(session, programme, member, account, now=now)
     redemptions = rewards.history(session, member.id, limit=50)
     wallet = coupons.wallet(session, member.id, now=now)
+    subscription = plans.live(session, member.id)
+    plan = programme.plan(subscription.plan_id) if subscription is not None else None
     return {
+        "plan": (
+            {
+                "name": plan.name.get(language) if plan else subscription.plan_id,
+                "status": subscription.status,
+                "until": subscription.benefits_until,
+                "cancelling": subscription.cancel_at_period_end,
+            }
+            if subscription is not None
+            else None
+        ),
         "member": member,
         "currency": programme.currency,
         "consents": members.current_consents(session, member.id),
@@ -465,6 +485,7 @@ def _member_context(
         "programme": programme,
         "from_minor": from_minor,
         "fmt_day": lambda d: format_date(d, "d MMM y", locale=language) if d else "",
+        "member_referrals": referrals.list_referrals(session, member_id=member.id, limit=50),
     }
 
 
