@@ -290,9 +290,10 @@ def test_a_streak_pays_each_rung_once_and_a_missed_month_resets(
         datetime(2026, 3, 2, 10, tzinfo=UTC),
         datetime(2026, 3, 20, 10, tzinfo=UTC),
     ]
+    # Delivered in order (a streak ignores a late event for an earlier month: see the README).
     for i, at in enumerate(moments):
         order(api, clock, f"s{i}", "eva", at)
-    drain(db, clock, quick)
+        drain(db, clock, quick)
     assert points_from(db, eva, "streak") == [100]
     redeliver_all(db, clock)
     assert points_from(db, eva, "streak") == [100]
@@ -300,7 +301,7 @@ def test_a_streak_pays_each_rung_once_and_a_missed_month_resets(
         [datetime(2026, 5, 5, 10, tzinfo=UTC), datetime(2026, 6, 5, 10, tzinfo=UTC)]
     ):
         order(api, clock, f"t{i}", "eva", at)
-    drain(db, clock, quick)
+        drain(db, clock, quick)
     with db.unit_of_work(write=False) as session:
         state = session.scalars(select(StreakState).where(StreakState.member_id == eva)).one()
         rungs = session.scalars(select(StreakRung).where(StreakRung.member_id == eva)).all()
