@@ -10,6 +10,7 @@ the same SQL runs on both engines and uses the indexes on the timestamps.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -84,7 +85,7 @@ def window_days(c: Condition, now: datetime) -> float:
 
 
 @dataclass
-class _Build:
+class _Build(ABC):
     now: datetime
     currency: str
     member_id: int | None
@@ -287,8 +288,9 @@ class _Build:
             return [self.minor(v) for v in value]
         return self.minor(value)
 
+    @abstractmethod
     def tag(self, c: Condition) -> ColumnElement[bool]:
-        raise NotImplementedError  # replaced per dialect below
+        """Whether the member has the tag ``c.value`` (JSON arrays differ per dialect)."""
 
     def consent(self, c: Condition) -> ColumnElement[bool]:
         later = consents.alias("later")

@@ -4,18 +4,22 @@ at the end of the paid period."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
+from sqlalchemy.orm import Session
 
+from lealta.config import Settings
 from lealta.kit.clock import Clock
 from lealta.kit.db import Database
 from lealta.kit.errors import LealtaError
 from lealta.kit.http import ClockDep, DbDep, SettingsDep
 from lealta.models import Member
 from lealta.plans import service
-from lealta.plans.provider import provider_for
+from lealta.plans.provider import PaymentProvider, provider_for
 from lealta.programme import service as programmes
 from lealta.programme.schema import Programme
 from lealta.web.cockpit.present import Gettext
@@ -101,6 +105,29 @@ def _page(
     return page(request, "cockpit/plan.html", member, context, status_code=error.status_code)
 
 
+PlanAct = Callable[[Session, PaymentProvider, Programme, datetime], str | None]
+"""Subscribe or cancel in the request's transaction; the checkout URL to go to, if any."""
+
+
+def _act(
+    request: Request, member: Member, db: Database, clock: Clock, settings: Settings,
+    act: PlanAct, done: str,
+) -> Response:  # fmt: skip
+    """Run ``act`` for the member: to the provider's checkout if it gives one, else back to
+    the plan page with ``done``; a refusal shows the page again with the reason."""
+    try:
+        provider = provider_for(settings)
+        with db.unit_of_work() as session:
+            now = clock.now()
+            checkout = act(session, provider, programmes.current(session, now=now), now)
+    except LealtaError as exc:
+        return _page(request, member, db, clock, error=exc)
+    if checkout:
+        return RedirectResponse(checkout, status_code=303)
+    flash(request, done)
+    return RedirectResponse("/me/plan", status_code=303)
+
+
 @router.post("/me/plan")
 def join(
     request: Request,
@@ -112,23 +139,18 @@ def join(
 ) -> Response:
     csrf(request, fields.get("csrf_token", ""), member)
     _ = gettext(request, member)
-    try:
-        provider = provider_for(settings)
-        with db.unit_of_work() as session:
-            now = clock.now()
-            programme = programmes.current(session, now=now)
-            sub = service.subscribe(
-                session, provider, programme, external_id=member.external_id,
-                plan_id=fields.get("plan", "")[:64], actor=f"member:{member.external_id}",
-                now=now,
-            )  # fmt: skip
-            checkout = sub.checkout_url if sub.status == "incomplete" else None
-    except LealtaError as exc:
-        return _page(request, member, db, clock, error=exc)
-    if checkout:
-        return RedirectResponse(checkout, status_code=303)
-    flash(request, _("Welcome to your plan! Your benefits start now."))
-    return RedirectResponse("/me/plan", status_code=303)
+
+    def subscribe(
+        session: Session, provider: PaymentProvider, programme: Programme, now: datetime
+    ) -> str | None:
+        sub = service.subscribe(
+            session, provider, programme, external_id=member.external_id,
+            plan_id=fields.get("plan", "")[:64], actor=f"member:{member.external_id}", now=now,
+        )  # fmt: skip
+        return sub.checkout_url if sub.status == "incomplete" else None
+
+    welcome = _("Welcome to your plan! Your benefits start now.")
+    return _act(request, member, db, clock, settings, subscribe, welcome)
 
 
 @router.post("/me/plan/cancel")
@@ -142,19 +164,18 @@ def cancel(
 ) -> Response:
     csrf(request, fields.get("csrf_token", ""), member)
     _ = gettext(request, member)
-    try:
-        provider = provider_for(settings)
-        with db.unit_of_work() as session:
-            now = clock.now()
-            programme = programmes.current(session, now=now)
-            service.cancel(
-                session, provider, programme, external_id=member.external_id,
-                at_period_end=True, actor=f"member:{member.external_id}", now=now,
-            )  # fmt: skip
-    except LealtaError as exc:
-        return _page(request, member, db, clock, error=exc)
-    flash(request, _("Your plan is cancelled. You keep its benefits until the period ends."))
-    return RedirectResponse("/me/plan", status_code=303)
+
+    def cancel_at_period_end(
+        session: Session, provider: PaymentProvider, programme: Programme, now: datetime
+    ) -> str | None:
+        service.cancel(
+            session, provider, programme, external_id=member.external_id,
+            at_period_end=True, actor=f"member:{member.external_id}", now=now,
+        )  # fmt: skip
+        return None
+
+    done = _("Your plan is cancelled. You keep its benefits until the period ends.")
+    return _act(request, member, db, clock, settings, cancel_at_period_end, done)
 
 
 def _error(_: Gettext, exc: LealtaError) -> str:
