@@ -20,9 +20,10 @@ from lealta.config import Settings
 from lealta.engine import core as engine
 from lealta.engine.state import Figures, MemberState, Profile, Qualifying
 from lealta.jobs import periodic
+from lealta.jobs.worker import Worker
 from lealta.kit.clock import FixedClock
 from lealta.kit.db import Database
-from lealta.models import Account, PlanPayment, PlanSubscription
+from lealta.models import Account, Job, PlanPayment, PlanSubscription
 from lealta.plans import provider as payments
 from lealta.plans import service as plans
 from lealta.programme import service as programmes
@@ -419,15 +420,38 @@ def test_the_console_member_page_shows_the_plan(
 
 
 def test_export_lists_the_plan_and_erasure_ends_it(
-    api: TestClient, provider: FakeProvider, clock: FixedClock, db: Database
+    api: TestClient, provider: FakeProvider, clock: FixedClock, db: Database, settings: Settings
 ) -> None:
     member(api, "ana")
     subscribe(api, "ana")
     pay(api, provider, clock, "sub_1", START)
     exported = api.get("/v1/members/ana/data-export").json()
     assert [p["plan"] for p in exported["plans"]] == ["club"]
+    provider.fail = True  # the provider is down when the member is erased
     r = api.delete("/v1/members/ana")
     assert r.status_code == 200, r.text
     with db.unit_of_work(write=False) as session:
         sub = session.scalars(select(PlanSubscription)).one()
         assert (sub.status, sub.checkout_url) == ("canceled", None)
+    configured = settings.model_copy(
+        update={"payments_url": provider.url, "payments_webhook_secret": SECRET}
+    )
+
+    def work() -> None:
+        Worker(db, clock=clock, settings=configured, name="plans-erasure", schedule=False).run(
+            until_idle=True
+        )
+
+    cancels = [("/subscriptions/sub_1/cancel", {"at_period_end": False})]
+    work()
+    assert [(path, body) for path, body, _ in provider.calls[-1:]] == cancels
+    with db.unit_of_work(write=False) as session:
+        job = session.scalars(select(Job).where(Job.task == "plans.provider_cancel")).one()
+        assert job.status != "succeeded" and job.attempts == 1
+    provider.fail = False
+    clock.set(clock.now() + timedelta(hours=2))  # past the retry's backoff
+    work()
+    with db.unit_of_work(write=False) as session:
+        job = session.scalars(select(Job).where(Job.task == "plans.provider_cancel")).one()
+        assert job.status == "succeeded"
+    assert [(p, b) for p, b, _ in provider.calls if p.endswith("/cancel")] == cancels * 2

@@ -101,11 +101,34 @@ def test_custom_event_rule_with_condition_on_properties() -> None:
     assert evaluate(DEMO, member(), custom("review.posted", text="nice")) == []
 
 
-def test_tier_specific_rule_gives_top_tier_double_referral_points() -> None:
-    basic = evaluate(DEMO, member("basico"), custom("referral.converted"))
-    top = evaluate(DEMO, member("platino"), custom("referral.converted"))
+def test_tier_specific_rule_gives_top_tier_double_points() -> None:
+    programme = Programme.model_validate(
+        {
+            "name": "T",
+            "tiers": DEMO.model_dump(mode="json", exclude_none=True)["tiers"],
+            "rules": [
+                {"id": "visit", "name": "Visit", "event": "store.visit", "points": 200},
+                {
+                    "id": "visit-top",
+                    "name": "Double for Platino",
+                    "event": "store.visit",
+                    "points": 200,
+                    "tiers": ["platino"],
+                },
+            ],
+        }
+    )
+    basic = evaluate(programme, member("basico"), custom("store.visit"))
+    top = evaluate(programme, member("platino"), custom("store.visit"))
     assert sum(p.points for p in basic) == 200
     assert sum(p.points for p in top) == 400
+
+
+def test_the_demo_pays_referrals_once_through_its_referrals_section() -> None:
+    # The referrals section rewards the referrer (500, 1,000 in Platino); no earning rule
+    # pays a shop-sent referral.converted on top of it.
+    assert DEMO.referrals.referrer_points == 500
+    assert evaluate(DEMO, member("platino"), custom("referral.converted")) == []
 
 
 def test_caps_clip_points_and_count_uses() -> None:

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.resources import files
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -25,9 +25,11 @@ from lealta.apikeys.deps import (
     get_principal,
 )
 from lealta.bulk.api import router as bulk_router
+from lealta.campaigns.api import router as campaigns_router
 from lealta.config import Settings, get_settings
 from lealta.coupons.api import router as coupons_router
 from lealta.events.api import router as events_router
+from lealta.experiments.api import router as experiments_router
 from lealta.gamification.api import router as gamification_router
 from lealta.inbound.api import router as inbound_router
 from lealta.inbound.cors import PublishableCorsMiddleware
@@ -61,8 +63,11 @@ from lealta.tiers.api import router as tiers_router
 from lealta.web import errors as web_errors
 from lealta.web.admin.routes_auth import router as admin_auth_router
 from lealta.web.admin.routes_bulk import router as admin_bulk_router
+from lealta.web.admin.routes_campaigns import link_router as campaign_link_router
+from lealta.web.admin.routes_campaigns import router as admin_campaigns_router
 from lealta.web.admin.routes_core import router as admin_core_router
 from lealta.web.admin.routes_dashboard import router as admin_dashboard_router
+from lealta.web.admin.routes_experiments import router as admin_experiments_router
 from lealta.web.admin.routes_gamification import router as admin_gamification_router
 from lealta.web.admin.routes_jobs import router as admin_jobs_router
 from lealta.web.admin.routes_ops import router as admin_ops_router
@@ -152,61 +157,17 @@ def create_app(
         app, error_page=web_errors.error_page, unavailable_page=web_errors.db_unavailable_page
     )
     openapi.install(app, get_principal, get_any_principal, get_api_reader, get_api_writer)
-    app.include_router(events_router)
-    app.include_router(inbound_router)
-    app.include_router(members_router)
-    app.include_router(notify_router)
-    app.include_router(privacy_router)
-    app.include_router(ledger_router)
-    app.include_router(tiers_router)
-    app.include_router(rewards_router)
-    app.include_router(coupons_router)
-    app.include_router(programme_router)
-    app.include_router(referrals_router)
-    app.include_router(jobs_router)
-    app.include_router(webhooks_router)
-    webhook_docs.install(app)
-    app.include_router(analytics_router)
-    app.include_router(dashboard_api_router)
-    app.include_router(bulk_router)
-    app.include_router(plans_router)
-    app.include_router(cockpit_plans_router)
-    app.include_router(admin_auth_router)
-    app.include_router(cockpit_router)
-    app.include_router(cockpit_notify_router)
-    app.include_router(admin_notify_router)
-    app.include_router(cockpit_privacy_router)
-    app.include_router(cockpit_referrals_router)
-    app.include_router(admin_ops_router)
-    app.include_router(admin_core_router)
-    app.include_router(admin_dashboard_router)
-    app.include_router(admin_privacy_router)
-    app.include_router(admin_simulator_router)
-    app.include_router(admin_clv_router)
-    app.include_router(admin_jobs_router)
-    app.include_router(admin_bulk_router)
-    app.include_router(admin_webhooks_router)
-    app.include_router(surveys_router)
-    app.include_router(gamification_router)
-    app.include_router(segments_router)
-    app.include_router(member_segments_router)
-    app.include_router(workflows_router)
-    app.include_router(cockpit_surveys_router)
-    app.include_router(cockpit_gamification_router)
-    app.include_router(admin_surveys_router)
-    app.include_router(admin_segments_router)
-    app.include_router(admin_workflows_router)
-    app.include_router(admin_referrals_router)
-    app.include_router(admin_gamification_router)
-    app.include_router(lang_router)
+    # The ops routes come first: FastAPI tries routes in order, a few µs each, and /health
+    # behind the ~250 routes of the API and the pages cost ~0.7 ms of CPU per probe.
+    ops = APIRouter()
 
-    @app.get("/health", tags=["ops"], summary="Liveness")
+    @ops.get("/health", tags=["ops"], summary="Liveness")
     async def health() -> dict[str, str]:
         """The process is up. No I/O and no thread: answers while every worker thread waits
         on the database."""
         return {"status": "ok"}
 
-    @app.get(
+    @ops.get(
         "/ready",
         tags=["ops"],
         summary="Readiness",
@@ -254,7 +215,7 @@ def create_app(
             )
         return JSONResponse({"status": "ready", "database": database.dialect})
 
-    @app.get(
+    @ops.get(
         "/metrics",
         tags=["ops"],
         summary="Prometheus metrics",
@@ -268,6 +229,60 @@ def create_app(
     )
     def metrics() -> Response:
         return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_PLAIN_0_0_4)
+
+    app.include_router(ops)
+    app.include_router(events_router)
+    app.include_router(inbound_router)
+    app.include_router(members_router)
+    app.include_router(notify_router)
+    app.include_router(privacy_router)
+    app.include_router(ledger_router)
+    app.include_router(tiers_router)
+    app.include_router(rewards_router)
+    app.include_router(coupons_router)
+    app.include_router(programme_router)
+    app.include_router(referrals_router)
+    app.include_router(jobs_router)
+    app.include_router(webhooks_router)
+    webhook_docs.install(app)
+    app.include_router(analytics_router)
+    app.include_router(dashboard_api_router)
+    app.include_router(bulk_router)
+    app.include_router(plans_router)
+    app.include_router(cockpit_plans_router)
+    app.include_router(admin_auth_router)
+    app.include_router(cockpit_router)
+    app.include_router(cockpit_notify_router)
+    app.include_router(admin_notify_router)
+    app.include_router(cockpit_privacy_router)
+    app.include_router(cockpit_referrals_router)
+    app.include_router(admin_ops_router)
+    app.include_router(admin_core_router)
+    app.include_router(admin_dashboard_router)
+    app.include_router(admin_privacy_router)
+    app.include_router(admin_simulator_router)
+    app.include_router(admin_clv_router)
+    app.include_router(admin_jobs_router)
+    app.include_router(admin_bulk_router)
+    app.include_router(admin_webhooks_router)
+    app.include_router(surveys_router)
+    app.include_router(gamification_router)
+    app.include_router(segments_router)
+    app.include_router(member_segments_router)
+    app.include_router(workflows_router)
+    app.include_router(campaigns_router)
+    app.include_router(cockpit_surveys_router)
+    app.include_router(cockpit_gamification_router)
+    app.include_router(admin_surveys_router)
+    app.include_router(admin_segments_router)
+    app.include_router(admin_campaigns_router)
+    app.include_router(campaign_link_router)
+    app.include_router(experiments_router)
+    app.include_router(admin_experiments_router)
+    app.include_router(admin_workflows_router)
+    app.include_router(admin_referrals_router)
+    app.include_router(admin_gamification_router)
+    app.include_router(lang_router)
 
     # The API docs are served from files installed with the package (fastapi-offline ships
     # Swagger UI 5, which reads OpenAPI 3.1), so /docs works with no network.

@@ -21,8 +21,10 @@ from lealta.analytics.cli import app as analytics_cli
 from lealta.analytics.report_cli import app as report_cli
 from lealta.apikeys import service as apikeys
 from lealta.bulk import cli as bulk_cli
+from lealta.campaigns.cli import app as campaigns_cli
 from lealta.config import Settings, get_settings
 from lealta.demo import service as demo
+from lealta.experiments.cli import app as experiments_cli
 from lealta.exports import service as exports
 from lealta.gamification.cli import app as gamification_cli
 from lealta.imports import service as imports
@@ -78,6 +80,8 @@ app.add_typer(members_cli, name="members")
 app.add_typer(surveys_cli, name="surveys")
 app.add_typer(gamification_cli, name="gamification")
 app.add_typer(segments_cli, name="segments")
+app.add_typer(experiments_cli, name="experiments")
+app.add_typer(campaigns_cli, name="campaigns")
 app.add_typer(workflows_cli, name="workflows")
 app.add_typer(referrals_cli, name="referrals")
 

@@ -575,17 +575,17 @@ class _Work:
 
     def catch_up(self, at: datetime) -> None:
         """Release pending lots and expire lots due by ``at``, each at its own moment."""
-        due = [lot for lot in self.lots.values() if is_due(lot, at)]
-        if not due:
+        # is_due(), inlined: this runs for every lot of every event.
+        released_due: list[Lot] = []
+        expiry_due = False
+        for lot in self.lots.values():
+            if lot.pending and lot.available_at is not None and lot.available_at <= at:
+                released_due.append(lot)
+            elif lot.remaining > 0 and lot.expires_at is not None and lot.expires_at <= at:
+                expiry_due = True
+        if not released_due and not expiry_due:
             return
-        released = sorted(
-            (
-                lot
-                for lot in due
-                if lot.pending and lot.available_at is not None and lot.available_at <= at
-            ),
-            key=lambda lot: lot_order(lot.id),
-        )
+        released = sorted(released_due, key=_lot_key)
         if released:
             moved = sum(lot.remaining for lot in released)
             for lot in released:
@@ -656,6 +656,7 @@ class _Work:
             usage=self.usage(at),
             plan=profile.plan_at(at),
             segments=profile.segments,
+            boosts=profile.boosts,
         )
 
     # the result

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from lealta.rules.engine import Boost
+
 
 class StateIncomplete(Exception):
     """The engine needs a part of the member's state that the driver did not load."""
@@ -42,6 +44,8 @@ class Profile:
     plan_until: datetime | None = None
     segments: tuple[str, ...] = ()
     """Keys of the segments the member is in (``member.segments`` in rules)."""
+    boosts: tuple[Boost, ...] = ()
+    """Campaign earning multipliers given to the member (applied by the rules engine)."""
 
     def plan_at(self, at: datetime) -> str | None:
         """The paid plan whose benefits hold at ``at`` (None: none)."""

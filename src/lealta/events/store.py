@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import operator
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -25,7 +24,20 @@ from decimal import Decimal
 from typing import Any, cast
 
 from psycopg.types.json import Jsonb
-from sqlalchemy import Integer, String, Table, and_, bindparam, func, insert, or_, select
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    Integer,
+    String,
+    Table,
+    and_,
+    any_,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.compiler import compiles
@@ -49,6 +61,7 @@ from lealta.engine.state import (
 from lealta.kit.db import UTCDateTime, fetch, insert_ignoring, json_bytes, run_on_psycopg
 from lealta.models import (
     Account,
+    CampaignRecipient,
     Event,
     LedgerEntry,
     LotAllocation,
@@ -64,7 +77,7 @@ from lealta.models import (
 from lealta.outbox.events import DomainEvent
 from lealta.programme.schema import Programme
 from lealta.programme.service import in_force_digest
-from lealta.rules.engine import compiled_for
+from lealta.rules.engine import Boost, compiled_for
 from lealta.tiers import maths as tier_maths
 
 _members = cast(Table, Member.__table__)
@@ -112,6 +125,71 @@ _SEGMENT_KEYS = (
 )
 """The member's segment keys (``member.segments`` in rules): one lookup on the
 ``segment_members`` member index, folded into the state query."""
+
+
+class _BoostsOf(FunctionElement[str]):
+    """A member's campaign multipliers as ``campaign|factor|from|until`` (epoch seconds),
+    comma-joined: ``string_agg`` on PostgreSQL, ``group_concat`` on SQLite."""
+
+    type = String()
+    inherit_cache = True
+
+
+_EPOCH_SQLITE = "((julianday({0}) - 2440587.5) * 86400.0)"
+_BAR = " || '|' || "
+
+
+@compiles(_BoostsOf)
+def _boosts_of(element: _BoostsOf, compiler: Any, **kw: Any) -> str:
+    parts = [
+        "campaign_id",
+        "boost_factor",
+        _EPOCH_SQLITE.format("reached_at"),
+        _EPOCH_SQLITE.format("boost_until"),
+    ]
+    return f"group_concat({_BAR.join(parts)}, ',')"
+
+
+@compiles(_BoostsOf, "postgresql")
+def _boosts_of_pg(element: _BoostsOf, compiler: Any, **kw: Any) -> str:
+    parts = [
+        "campaign_id",
+        "boost_factor",
+        "extract(epoch from reached_at)::text",
+        "extract(epoch from boost_until)::text",
+    ]
+    return f"string_agg({_BAR.join(parts)}, ',')"
+
+
+_recipients = cast(Table, CampaignRecipient.__table__)
+_BOOSTS = (
+    select(_BoostsOf())
+    .select_from(_recipients)
+    .where(_recipients.c.member_id == _members.c.id, _recipients.c.boost_until.is_not(None))
+    .scalar_subquery()
+    .label("boosts")
+)
+"""The member's campaign multipliers (``boosts``): a probe of the partial index on
+``campaign_recipients`` (members a multiplier reached), folded into the state query."""
+
+
+def _boosts(text: str | None) -> tuple[Boost, ...]:
+    if not text:
+        return ()
+    found = []
+    for item in text.split(","):
+        campaign_id, factor, starts, until = item.split("|")
+        found.append(
+            Boost(
+                campaign_id,
+                Decimal(factor),
+                datetime.fromtimestamp(round(float(starts), 3), UTC),
+                datetime.fromtimestamp(round(float(until), 3), UTC),
+            )
+        )
+    return tuple(sorted(found, key=lambda b: b.campaign_id))
+
+
 _PROFILE_COLUMNS = [
     _members.c.external_id,
     _members.c.tags,
@@ -121,6 +199,7 @@ _PROFILE_COLUMNS = [
     _members.c.plan_id,
     _members.c.plan_until,
     _SEGMENT_KEYS,
+    _BOOSTS,
 ]
 """A member's profile, in the order ``_profile`` reads it."""
 _P = 1 + len(_PROFILE_COLUMNS)
@@ -142,6 +221,20 @@ _LOT_COLUMNS = [
 
 def _is_pg(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
+
+
+def one_of(session: Session, column: Any, values: Iterable[Any]) -> ColumnElement[bool]:
+    """``column IN (values)``; on PostgreSQL ``column = ANY(array)``: one bound array whatever
+    the number of values, so the statement's text is the same every time (psycopg converts
+    and prepares it once, where an IN list of a thousand ids is a new statement of a
+    thousand placeholders to parse on every call)."""
+    wanted = list(values)
+    if _is_pg(session):
+        return cast(
+            ColumnElement[bool],
+            column == any_(bindparam(None, wanted, type_=ARRAY(column.type))),
+        )
+    return cast(ColumnElement[bool], column.in_(wanted))
 
 
 # --- loading ---------------------------------------------------------------------------------
@@ -309,7 +402,10 @@ def members_due(session: Session, *, at: datetime, limit: int) -> list[int]:
 
 
 def _profile(row: Sequence[Any]) -> Profile:
-    external_id, tags, attributes, timezone, language, plan_id, plan_until, segment_keys = row
+    (
+        external_id, tags, attributes, timezone, language, plan_id, plan_until, segment_keys,
+        boosts,
+    ) = row  # fmt: skip
     return Profile(
         external_id=external_id,
         tags=tuple(tags or ()),
@@ -319,6 +415,7 @@ def _profile(row: Sequence[Any]) -> Profile:
         plan_id=plan_id,
         plan_until=_utc(plan_until),
         segments=tuple(sorted(segment_keys.split(","))) if segment_keys else (),
+        boosts=_boosts(boosts),
     )
 
 
@@ -372,7 +469,7 @@ def open_lots(session: Session, member_ids: Sequence[int]) -> dict[int, tuple[Lo
     rows = session.execute(
         select(_lots.c.member_id, *_LOT_COLUMNS)
         .where(
-            _lots.c.member_id.in_(member_ids),
+            one_of(session, _lots.c.member_id, member_ids),
             or_(_lots.c.remaining > 0, _lots.c.pending.is_(True)),
         )
         .order_by(_lots.c.member_id, _lots.c.id)
@@ -386,7 +483,8 @@ def orders(session: Session, external_ids: Iterable[str]) -> dict[str, OrderStat
     """Orders by the shop's id (None for those not found), whoever they belong to."""
     wanted = sorted(set(external_ids))
     found: dict[str, OrderState | None] = dict.fromkeys(wanted)
-    for start in range(0, len(wanted), 1000):
+    step = max(1, len(wanted)) if _is_pg(session) else 1000
+    for start in range(0, len(wanted), step):
         rows = session.execute(
             select(
                 _orders.c.id,
@@ -399,7 +497,7 @@ def orders(session: Session, external_ids: Iterable[str]) -> dict[str, OrderStat
                 _orders.c.points_reversed,
                 _orders.c.occurred_at,
                 _orders.c.status,
-            ).where(_orders.c.external_id.in_(wanted[start : start + 1000]))
+            ).where(one_of(session, _orders.c.external_id, wanted[start : start + step]))
         )
         for row in rows:
             found[row.external_id] = OrderState(
@@ -438,8 +536,8 @@ def counters(
     rows = session.execute(
         select(_entries.c.member_id, _entries.c.rule_id, _entries.c.occurred_at, _entries.c.points)
         .where(
-            _entries.c.member_id.in_(list(at)),
-            _entries.c.rule_id.in_(list(rules)),
+            one_of(session, _entries.c.member_id, at),
+            one_of(session, _entries.c.rule_id, rules),
             _entries.c.entry_type == "earn",
         )
         .order_by(_entries.c.occurred_at, _entries.c.id)
@@ -489,7 +587,7 @@ def qualifying(
                 _orders.c.id,
                 _orders.c.occurred_at,
                 _orders.c.total_minor - _orders.c.refunded_minor,
-            ).where(_orders.c.member_id.in_(ids))
+            ).where(one_of(session, _orders.c.member_id, ids))
         )
         for member_id, order_id, occurred_at, net in spend_rows:
             at = cast(datetime, _utc(occurred_at))
@@ -500,7 +598,8 @@ def qualifying(
     else:
         point_rows = session.execute(
             select(_entries.c.member_id, _entries.c.occurred_at, _entries.c.points).where(
-                _entries.c.member_id.in_(ids), _entries.c.entry_type.in_(("earn", "reverse"))
+                one_of(session, _entries.c.member_id, ids),
+                _entries.c.entry_type.in_(("earn", "reverse")),
             )
         )
         for member_id, occurred_at, points in point_rows:
@@ -523,7 +622,7 @@ def tier_entries(session: Session, member_ids: Sequence[int]) -> dict[int, froze
     found: dict[int, set[str]] = {m: set() for m in member_ids}
     rows = session.execute(
         select(_entries.c.member_id, _entries.c.rule_id).where(
-            _entries.c.member_id.in_(member_ids),
+            one_of(session, _entries.c.member_id, member_ids),
             _entries.c.rule_id.like(f"{TIER_ENTRY_PREFIX}%"),
         )
     )
@@ -580,7 +679,7 @@ def load_many(
     stmt = (
         select(*_MEMBER_COLUMNS)
         .select_from(_members.join(_accounts, _accounts.c.member_id == _members.c.id))
-        .where(_members.c.id.in_(ids))
+        .where(one_of(session, _members.c.id, ids))
         .order_by(_members.c.id)
     )
     if _is_pg(session):
@@ -1066,13 +1165,12 @@ def _sqlite_tuples(
             return None
         text = formatted.get(v)
         if text is None:
-            text = formatted[v] = (
-                v.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
-            )
+            # "YYYY-MM-DD HH:MM:SS.ffffff" and the offset, which is dropped (always UTC).
+            text = formatted[v] = v.astimezone(UTC).isoformat(" ", "microseconds")[:26]
         return text
 
     def as_json(v: Any) -> str | None:
-        return None if v is None else json.dumps(v)
+        return None if v is None else _dumps(v).decode()
 
     convert: list[tuple[int, Callable[[Any], Any]]] = []
     for i, name in enumerate(columns):
@@ -1105,14 +1203,19 @@ def _copy(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
     raw = session.connection().connection.driver_connection
     assert raw is not None
     names = ", ".join(columns)
+    # JSON travels as its text (orjson), which the column's input function parses: cheaper
+    # than a Jsonb wrapper and psycopg's dumper per value.
+    as_json = [i for i, c in enumerate(columns) if c in _JSON_COLUMNS]
+    pick = operator.itemgetter(*columns)
     with raw.cursor() as cursor, cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
+        write = copy.write_row
         for row in rows:
-            copy.write_row(
-                [
-                    Jsonb(row[c]) if c in _JSON_COLUMNS and row[c] is not None else row[c]
-                    for c in columns
-                ]
-            )
+            values = list(pick(row)) if len(columns) > 1 else [pick(row)]
+            for i in as_json:
+                v = values[i]
+                if v is not None:
+                    values[i] = _dumps(v).decode()
+            write(values)
 
 
 def _update(session: Session, table: Table, rows: list[dict[str, Any]], *, key: str = "id") -> None:

@@ -15,6 +15,7 @@ unique row.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -42,10 +43,12 @@ from lealta.kit.db import dialect_insert, insert_ignore, insert_ignoring, lock_f
 from lealta.kit.errors import Conflict, InvalidInput, NotFound
 from lealta.kit.money import exponent
 from lealta.ledger import operations as ledger_ops
+from lealta.ledger.schemas import AdjustmentIn
 from lealta.models import (
     Account,
     ChallengeProgress,
     Consent,
+    Coupon,
     Event,
     GamificationApplied,
     LeaderboardProfile,
@@ -457,6 +460,151 @@ def advance_challenges(
             _reward_challenge(session, programme, member, challenge, period, done, event, now)
             completed.append((challenge.id, period))
     return completed
+
+
+def _paid_event_key(session: Session, member_id: int, order: Order) -> str | None:
+    """The key of the ``order.paid`` event that created ``order`` (one index lookup on the
+    member's events at the order's time, the order id checked in the stored body)."""
+    rows = session.execute(
+        select(Event.idempotency_key, Event.payload).where(
+            Event.member_id == member_id,
+            Event.occurred_at == order.occurred_at,
+            Event.event_type == "order.paid",
+        )
+    ).all()
+    for key, payload in rows:
+        if str(((payload or {}).get("order") or {}).get("id", "")) == order.external_id:
+            return str(key)
+    return None
+
+
+def revoke_challenges(
+    session: Session, programme: Programme, member: Member, refund: Happened, *, now: datetime
+) -> list[tuple[str, str]]:
+    """A refund takes back what its order counted toward order challenges: a spend challenge
+    loses the refunded amount, a count challenge loses the order once it is refunded in full.
+    A completed challenge that falls below its goal is revoked, once: its points are taken
+    back (as much as the member still has, like a refund's reversal) and its coupon voided
+    when unused; completing it again later rewards again. Returns the revoked (challenge,
+    period) pairs. Badges and streaks are kept: a badge marks what happened."""
+    listening = [c for c in programme.challenges if c.event_type == "order.paid"]
+    details = refund.payload.get("refund") or {}
+    order_ref = str(details.get("order_id") or "")
+    if not listening or not order_ref:
+        return []
+    order = session.scalar(
+        select(Order).where(Order.external_id == order_ref, Order.member_id == member.id)
+    )
+    if order is None:
+        return []
+    paid_key = _paid_event_key(session, member.id, order)
+    if paid_key is None:
+        return []
+    exp = exponent(programme.currency)
+    raw = details.get("amount")
+    try:
+        refunded = (
+            int((Decimal(str(raw)) * (Decimal(10) ** exp)).to_integral_value())
+            if raw is not None
+            else order.total_minor
+        )
+    except ArithmeticError:
+        refunded = 0
+    revoked = []
+    for challenge in listening:
+        counted = session.scalar(
+            select(GamificationApplied.key).where(
+                GamificationApplied.key == f"challenge:{challenge.id}:{paid_key}"[:300]
+            )
+        )
+        if counted is None:
+            continue
+        if challenge.goal.measure == "count":
+            amount = 1 if order.status == "refunded" else 0
+        else:
+            amount = min(refunded, order.total_minor)
+        if amount <= 0:
+            continue
+        period = maths.challenge_period(
+            challenge, order.occurred_at, _zone_for(challenge, member, programme)
+        )
+        claimed = insert_ignore(
+            session,
+            GamificationApplied,
+            {
+                "key": f"challenge-refund:{challenge.id}:{refund.key}"[:300],
+                "member_id": member.id,
+                "recorded_at": now,
+            },
+            conflict=["key"],
+        )
+        if period is None or claimed is None:
+            continue
+        where = and_(
+            ChallengeProgress.member_id == member.id,
+            ChallengeProgress.challenge_id == challenge.id,
+            ChallengeProgress.period == period,
+        )
+        session.execute(
+            update(ChallengeProgress)
+            .where(where)
+            .values(value=ChallengeProgress.value - amount, updated_at=now)
+        )
+        row = session.execute(
+            select(
+                ChallengeProgress.id,
+                ChallengeProgress.points,
+                ChallengeProgress.coupon_id,
+                ChallengeProgress.value < ChallengeProgress.target,
+            ).where(where, ChallengeProgress.completed_at.is_not(None))
+        ).first()
+        if row is None or not row[3]:
+            continue
+        taken = session.execute(
+            update(ChallengeProgress)
+            .where(ChallengeProgress.id == row[0], ChallengeProgress.completed_at.is_not(None))
+            .values(completed_at=None, points=0, ledger_entry_id=None, coupon_id=None)
+            .execution_options(synchronize_session=False)
+        )
+        if not getattr(taken, "rowcount", 0):
+            continue
+        reason = (
+            f"Challenge revoked: {name_in(challenge.name, 'en')} ({period}),"
+            f" order {order_ref} refunded"
+        )
+        _take_back(session, programme, member, int(row[1]), row[2], reason[:200], now=now)
+        revoked.append((challenge.id, period))
+    return revoked
+
+
+def _take_back(
+    session: Session,
+    programme: Programme,
+    member: Member,
+    points: int,
+    coupon_id: int | None,
+    reason: str,
+    *,
+    now: datetime,
+) -> None:
+    """Debit a revoked challenge's points (as many as the member still has: the rest was
+    spent, as with a refund's reversal) and void its coupon when unused."""
+    account = session.get(Account, member.id)
+    take = min(points, max(account.points_available if account is not None else 0, 0))
+    if take > 0:
+        ledger_ops.adjust(
+            session,
+            member.external_id,
+            AdjustmentIn(points=-take, reason=reason),
+            actor="gamification",
+            now=now,
+            programme=programme,
+        )
+    if coupon_id is not None:
+        coupon = session.get(Coupon, coupon_id)
+        if coupon is not None and coupon.status == "active":
+            with contextlib.suppress(Conflict):  # used at a till: the discount was had
+                coupons.void(session, coupon.id)
 
 
 def _reward_challenge(

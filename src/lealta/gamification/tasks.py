@@ -15,7 +15,7 @@ from lealta.jobs.dispatch import OutboxInfo
 from lealta.jobs.periodic import periodic
 from lealta.jobs.tasks import JobContext
 from lealta.models import Member
-from lealta.outbox.events import EventProcessed, OrderPaid, TierChanged
+from lealta.outbox.events import EventProcessed, OrderPaid, OrderRefunded, TierChanged
 from lealta.outbox.subscribers import subscribe
 from lealta.programme import service as programmes
 
@@ -55,6 +55,24 @@ def _on_event(
         return
     happened = service.happened(session, event_type, key, info.created_at, backfill=info.backfill)
     service.process(session, programme, member_id, happened, now=ctx.now)
+
+
+@subscribe(OrderRefunded, name=SUBSCRIBER, include_backfill=True)
+def on_order_refunded(ctx: JobContext, event: OrderRefunded, info: OutboxInfo) -> None:
+    """A refund takes back what its order counted toward challenges (see
+    :func:`lealta.gamification.service.revoke_challenges`)."""
+    member_id = _member_id(ctx, info, event.customer_id)
+    if member_id is None:
+        return
+    session = ctx.require_session()
+    programme = programmes.current(session, now=ctx.now)
+    member = session.get(Member, member_id)
+    if member is None or not programme.challenges:
+        return
+    refund = service.happened(
+        session, OrderRefunded.TYPE, event.event_id, info.created_at, backfill=info.backfill
+    )
+    service.revoke_challenges(session, programme, member, refund, now=ctx.now)
 
 
 @subscribe(TierChanged, name=SUBSCRIBER, include_backfill=True)

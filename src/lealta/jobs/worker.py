@@ -69,6 +69,7 @@ TASK_MODULES: tuple[str, ...] = (
     "lealta.referrals.tasks",
     "lealta.gamification.tasks",
     "lealta.workflows.tasks",
+    "lealta.campaigns.tasks",
 )
 """Modules that register tasks and outbox subscribers, imported by every worker. A capability
 with background work (notifications, webhooks, …) adds its module here."""

@@ -13,6 +13,12 @@ from lealta.models.analytics_rollup import (
 from lealta.models.api_key import ApiKey
 from lealta.models.audit import AuditLog
 from lealta.models.bulk import BulkOperation, BulkOperationRow
+from lealta.models.campaign import (
+    CAMPAIGN_STATUSES,
+    RECIPIENT_STATUSES,
+    CampaignRecipient,
+    CampaignState,
+)
 from lealta.models.clv import CLV_FIT_STATUSES, ClvFit, ClvPrediction
 from lealta.models.coupon import Coupon, CouponUse
 from lealta.models.event import Event
@@ -54,12 +60,14 @@ from lealta.models.webhook import (
 from lealta.models.workflow import RUN_STATUSES, WorkflowRun, WorkflowStep, WorkflowSwitch
 
 __all__ = [
+    "CAMPAIGN_STATUSES",
     "CHANNELS",
     "CLV_FIT_STATUSES",
     "ENTRY_TYPES",
     "ERASURE_MODES",
     "JOB_STATUSES",
     "MESSAGE_STATUSES",
+    "RECIPIENT_STATUSES",
     "REFERRAL_STATUSES",
     "ROLES",
     "RUN_STATUSES",
@@ -80,6 +88,8 @@ __all__ = [
     "AuditLog",
     "BulkOperation",
     "BulkOperationRow",
+    "CampaignRecipient",
+    "CampaignState",
     "ChallengeProgress",
     "ClvFit",
     "ClvPrediction",

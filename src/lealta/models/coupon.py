@@ -28,7 +28,9 @@ def _code_key(context: DefaultExecutionContext) -> str:
     return normalise(str(context.get_current_parameters()["code"]))  # type: ignore[no-untyped-call]
 
 
-COUPON_SOURCES = ("redemption", "threshold", "admin", "workflow", "referral", "challenge")
+COUPON_SOURCES = (
+    "redemption", "threshold", "admin", "workflow", "referral", "challenge", "campaign",
+)  # fmt: skip
 COUPON_STATUSES = ("active", "redeemed", "expired", "void")
 
 
@@ -46,7 +48,8 @@ class Coupon(Base):
             "status IN ('active', 'redeemed', 'expired', 'void')", name="ck_coupons_status"
         ),
         CheckConstraint(
-            "source IN ('redemption', 'threshold', 'admin', 'workflow', 'referral', 'challenge')",
+            "source IN ('redemption', 'threshold', 'admin', 'workflow', 'referral', 'challenge',"
+            " 'campaign')",
             name="ck_coupons_source",
         ),
         CheckConstraint("uses >= 0 AND uses <= uses_allowed", name="ck_coupons_uses"),

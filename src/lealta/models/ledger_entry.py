@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from lealta.kit.db import Base, JSONType
@@ -22,6 +22,13 @@ class LedgerEntry(Base):
             name="ck_ledger_entries_type",
         ),
         Index("ix_ledger_member_time", "member_id", "occurred_at", "id"),
+        # A campaign's points (experiment results read them by the campaign's prefix).
+        Index(
+            "ix_ledger_campaign_ref",
+            "source_ref",
+            sqlite_where=text("source_type = 'campaign'"),
+            postgresql_where=text("source_type = 'campaign'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

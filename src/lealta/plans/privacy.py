@@ -1,6 +1,8 @@
 """Paid plans in the GDPR documents: the member's subscriptions in their data export; on
-erasure a live plan ends (the payments stay, for the accounts, with their payloads scrubbed
-of the member's identifiers)."""
+erasure a live plan ends at once, here and at the payment provider (a job enqueued in the
+erasure's transaction, retried until the provider confirms: the member is never charged
+again), and the payments stay, for the accounts, with their payloads scrubbed of the
+member's identifiers."""
 
 from __future__ import annotations
 
@@ -10,8 +12,10 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from lealta.jobs import queue
 from lealta.models import PlanSubscription
 from lealta.models.plan import LIVE_STATUSES
+from lealta.plans.tasks import PROVIDER_CANCEL_TASK
 from lealta.privacy import registry
 
 registry.scrub_columns("plan_payments", "payload", member_column=None)
@@ -19,6 +23,20 @@ registry.scrub_columns("plan_payments", "payload", member_column=None)
 
 @registry.eraser("plans.subscriptions")
 def end_plans(session: Session, member_id: int, now: datetime) -> None:
+    live = session.execute(
+        select(PlanSubscription.id, PlanSubscription.provider_ref)
+        .where(PlanSubscription.member_id == member_id)
+        .where(PlanSubscription.status.in_(LIVE_STATUSES))
+    ).all()
+    for subscription_id, provider_ref in live:
+        if provider_ref:
+            queue.enqueue(
+                session,
+                PROVIDER_CANCEL_TASK,
+                {"provider_ref": provider_ref},
+                now=now,
+                dedupe_key=f"plans.erasure-cancel:{subscription_id}",
+            )
     session.execute(
         update(PlanSubscription)
         .where(PlanSubscription.member_id == member_id)

@@ -71,6 +71,7 @@ CAPABILITY_MODULES: tuple[str, ...] = (
     "lealta.nonmembers.privacy",
     "lealta.workflows.privacy",
     "lealta.segments.privacy",
+    "lealta.campaigns.privacy",
 )
 """Modules that register erasers, scrubs or export sections; :func:`load` imports them, so an
 erasure from the CLI, a job or the API sees every capability whatever was imported before.

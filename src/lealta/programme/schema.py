@@ -50,6 +50,8 @@ __all__ = [
     "json_schema",
     "name_in",
 ]
+from lealta.campaigns import schema as campaigns_schema
+from lealta.campaigns.schema import Campaign
 from lealta.referrals import schema as referrals_schema
 from lealta.referrals.schema import Referrals
 from lealta.segments import schema as segments_schema
@@ -122,6 +124,9 @@ class EarningRule(Model):
     factor: Annotated[Decimal, Field(gt=0, le=100)] | None = None
     tiers: list[Slug] | None = Field(default=None, description="Only members in these tiers.")
     tags: list[str] | None = Field(default=None, description="Only members with one of these.")
+    segments: list[Slug] | None = Field(
+        default=None, description="Only members in one of these segments (their keys)."
+    )
     window: Window | None = None
     caps: Caps | None = None
     active: bool = True
@@ -290,6 +295,9 @@ class Reward(Model):
         default=None, description="CEL over member (tier, tags, attributes); true = eligible."
     )
     tiers: list[Slug] | None = Field(default=None, description="Only members in these tiers.")
+    segments: list[Slug] | None = Field(
+        default=None, description="Only members in one of these segments (their keys)."
+    )
     per_member_limit: Annotated[int, Field(ge=1)] | None = None
     value_per_point: Money | None = Field(
         default=None, description="pay_with_points: currency value of one point."
@@ -342,6 +350,7 @@ class Programme(Model):
     leaderboards: list[Leaderboard] = Field(default_factory=list, max_length=20)
     segments: list[Segment] = Field(default_factory=list, max_length=200)
     plans: list[Plan] = Field(default_factory=list, max_length=20)
+    campaigns: list[Campaign] = Field(default_factory=list, max_length=200)
 
     @field_validator("currency")
     @classmethod
@@ -375,6 +384,7 @@ class Programme(Model):
         gamification_schema.check(self)
         segments_schema.check(self)
         plans_schema.check(self)
+        campaigns_schema.check(self)
         return self
 
     def tier(self, tier_id: str | None) -> Tier | None:

@@ -84,7 +84,7 @@ def validate(document: dict[str, Any]) -> Programme:
         programme = Programme.model_validate(document)
     except ValidationError as exc:
         problems = []
-        for err in exc.errors(include_url=False, include_context=False, include_input=False):
+        for err in exc.errors(include_url=False, include_input=False):
             path = ".".join(str(p) for p in err["loc"])
             message = err["msg"].removeprefix("Value error, ")
             # Cross-reference checks run on the whole document and name their path themselves.
@@ -92,7 +92,10 @@ def validate(document: dict[str, Any]) -> Programme:
             if named:
                 inner, message = named.group(1), named.group(2)
                 path = f"{path}.{inner}" if path else inner
-            problems.append({"path": path, "message": message})
+            problem: dict[str, Any] = {"path": path, "message": message, "type": err["type"]}
+            if err.get("ctx") and err["type"] != "value_error":
+                problem["ctx"] = {str(k): str(v) for k, v in err["ctx"].items()}
+            problems.append(problem)
         _raise(problems)
     except InvalidInput as exc:  # raised by our own field validators (e.g. currency)
         _raise([{"path": "currency", "message": exc.message}])
@@ -103,7 +106,7 @@ def validate(document: dict[str, Any]) -> Programme:
     return programme
 
 
-def _raise(problems: list[dict[str, str]]) -> None:
+def _raise(problems: list[dict[str, Any]]) -> None:
     first = problems[0]
     where = first["path"] or "document"
     more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""

@@ -44,8 +44,8 @@ async def member_rewards(
     external_id: ExternalId, principal: Reader, db: DbDep, clock: ClockDep
 ) -> MemberRewardsOut:
     """Every reward with `redeemable` and, when locked, each reason with a message:
-    `insufficient_points` (with `points_needed`), `tier_required`, `not_eligible`,
-    `out_of_stock`, `not_available_yet`, `no_longer_available`, `limit_reached`,
+    `insufficient_points` (with `points_needed`), `tier_required`, `segment_required`,
+    `not_eligible`, `out_of_stock`, `not_available_yet`, `no_longer_available`, `limit_reached`,
     `not_redeemable` (issued only by a spending threshold)."""
     # A coroutine, so that FastAPI checks and serialises the answer on the event loop: a
     # plain ``def`` endpoint costs a second trip through the thread pool for that.

@@ -14,7 +14,7 @@ class LockedReasonOut(BaseModel):
     """Why a reward cannot be redeemed now.
 
     ``code`` is one of ``not_redeemable``, ``not_available_yet``, ``no_longer_available``,
-    ``tier_required``, ``not_eligible``, ``limit_reached``, ``out_of_stock``,
+    ``tier_required``, ``segment_required``, ``not_eligible``, ``limit_reached``, ``out_of_stock``,
     ``insufficient_points`` (``details.points_needed`` says how many more).
     """
 

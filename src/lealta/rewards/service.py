@@ -48,6 +48,7 @@ LOCK_ORDER = (
     "not_available_yet",
     "no_longer_available",
     "tier_required",
+    "segment_required",
     "not_eligible",
     "limit_reached",
     "out_of_stock",
@@ -203,6 +204,7 @@ def _state(
         stock_left=stock_left,
         redeemed_by_member=redeemed_by_member,
         now=now,
+        segments=env["member"]["segments"],
     )
     return RewardState(reward, tuple(locks), stock_left, redeemed_by_member)
 
@@ -217,6 +219,7 @@ def locked_reasons(
     stock_left: int | None,
     redeemed_by_member: int,
     now: datetime,
+    segments: Sequence[str] = (),
 ) -> list[LockedReason]:
     """Pure: every reason the member cannot redeem ``reward`` now, in :data:`LOCK_ORDER`.
 
@@ -256,6 +259,14 @@ def locked_reasons(
                 {"tiers": list(reward.tiers), "tier": tier},
             )
         )
+    if reward.segments is not None and set(reward.segments).isdisjoint(segments):
+        locks.append(
+            LockedReason(
+                "segment_required",
+                "Only for members of a particular group.",
+                {"segments": list(reward.segments)},
+            )
+        )
     if not eligible:
         locks.append(LockedReason("not_eligible", "You do not meet this reward's conditions."))
     if reward.per_member_limit is not None and redeemed_by_member >= reward.per_member_limit:
@@ -289,7 +300,9 @@ def _env(
 ) -> dict[str, Any]:
     facts = EventFacts(event_type="reward.check", occurred_at=now, properties={})
     # ``member.segments`` costs a lookup: made only when an eligibility expression reads it.
-    reads = any("segments" in e.source for e in compiled_for(programme).eligibility.values())
+    reads = any(r.segments for r in programme.rewards) or any(
+        "segments" in e.source for e in compiled_for(programme).eligibility.values()
+    )
     keys = tuple(segments.segment_keys_of(session, member.id)) if reads else ()
     return activation(snapshot(programme, member, account, keys), facts, programme.currency)
 

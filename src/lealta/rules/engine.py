@@ -30,6 +30,7 @@ from lealta.rules.cel import CelCompileError, CelRuntimeError, Expression, compi
 
 BASE_RULE_ID = "base"
 PLAN_RULE_PREFIX = "plan:"
+CAMPAIGN_RULE_PREFIX = "campaign:"
 """Rule id of the points a paid plan's multiplier adds (``plan:<plan id>``)."""
 
 
@@ -42,6 +43,20 @@ class RuleUsage:
     points_lifetime: int = 0
     times_day: int = 0
     times_lifetime: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Boost:
+    """A campaign's temporary earning multiplier for one member: ``factor`` on the base points
+    of orders paid from ``starts`` (when the campaign reached the member) until ``until``."""
+
+    campaign_id: str
+    factor: Decimal
+    starts: datetime
+    until: datetime
+
+    def holds(self, at: datetime) -> bool:
+        return self.starts <= at < self.until
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +75,8 @@ class MemberSnapshot:
     """The paid plan whose benefits hold at the event (None: none)."""
     segments: tuple[str, ...] = ()
     """Keys of the member's segments (:mod:`lealta.segments`)."""
+    boosts: tuple[Boost, ...] = ()
+    """Campaign multipliers the member was given (:mod:`lealta.campaigns`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,6 +339,13 @@ def evaluate(
                 if extra > 0:
                     label = f"Plan {plan.name.es} x {plan.multiplier}"
                     postings.append(Posting(extra, f"{PLAN_RULE_PREFIX}{plan.id}", label))
+            for boost in member.boosts:
+                if boost.factor > 1 and boost.holds(event.occurred_at):
+                    extra = round_points(base_exact * (boost.factor - 1), rounding)
+                    if extra > 0:
+                        label = f"Campaign {boost.campaign_id} x {boost.factor}"
+                        rule_id = f"{CAMPAIGN_RULE_PREFIX}{boost.campaign_id}"
+                        postings.append(Posting(extra, rule_id[:100], label))
     for rule in compiled.by_event.get(event_type, ()):
         r = rule.rule
         if r.window is not None and not r.window.contains(event.occurred_at):
@@ -329,6 +353,8 @@ def evaluate(
         if r.tiers is not None and member.tier not in r.tiers:
             continue
         if rule.tags is not None and rule.tags.isdisjoint(member.tags):
+            continue
+        if r.segments is not None and r.segments and set(r.segments).isdisjoint(member.segments):
             continue
         if rule.condition is not None or rule.per is not None:
             if env is None:

@@ -26,6 +26,7 @@ from lealta.workflows import service
 from lealta.workflows.schemas import (
     DryRunIn,
     DryRunOut,
+    EnabledOut,
     RunDetail,
     RunList,
     RunOut,
@@ -150,6 +151,64 @@ def resume(
 ) -> JSONResponse:
     """Runs start again on new triggers. Requires an `Idempotency-Key`."""
     return _switch(workflow_id, False, principal, db, clock, idempotency_key)
+
+
+def _enable(
+    workflow_id: str, enabled: bool, principal: Writer, db: DbDep, clock: ClockDep, key: str
+) -> JSONResponse:
+    def effect(session: Session, now: object) -> tuple[int, dict[str, object]]:
+        version = service.set_enabled(
+            session, workflow_id, enabled=enabled, actor=principal.actor, now=clock.now()
+        )
+        out = EnabledOut(workflow_id=workflow_id, enabled=enabled, programme_version=version)
+        return 200, out.model_dump(mode="json")
+
+    return idempotent_write(
+        db,
+        clock,
+        scope=f"workflow-{'enable' if enabled else 'disable'}:{workflow_id}",
+        key=key,
+        payload={"workflow_id": workflow_id},
+        effect=effect,
+    )
+
+
+@router.post(
+    "/workflows/{workflow_id}/enable",
+    response_model=EnabledOut,
+    summary="Switch a workflow on in the programme",
+    responses=replayable(EnabledOut),
+)
+def enable(
+    workflow_id: Slug,
+    principal: Writer,
+    db: DbDep,
+    clock: ClockDep,
+    idempotency_key: RequiredIdempotencyKey,
+) -> JSONResponse:
+    """Sets `enabled: true` for this workflow in the programme document: the next programme
+    version, in force now (audited; the programme history shows the change). `409
+    programme_change_scheduled` while a version waits for a later activation. Requires an
+    `Idempotency-Key`."""
+    return _enable(workflow_id, True, principal, db, clock, idempotency_key)
+
+
+@router.post(
+    "/workflows/{workflow_id}/disable",
+    response_model=EnabledOut,
+    summary="Switch a workflow off in the programme",
+    responses=replayable(EnabledOut),
+)
+def disable(
+    workflow_id: Slug,
+    principal: Writer,
+    db: DbDep,
+    clock: ClockDep,
+    idempotency_key: RequiredIdempotencyKey,
+) -> JSONResponse:
+    """Sets `enabled: false` (a new programme version, in force now): no new runs start; runs
+    in flight finish on the version they started on. Requires an `Idempotency-Key`."""
+    return _enable(workflow_id, False, principal, db, clock, idempotency_key)
 
 
 @router.post(

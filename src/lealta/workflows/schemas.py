@@ -52,6 +52,12 @@ class SwitchOut(BaseModel):
     paused: bool
 
 
+class EnabledOut(BaseModel):
+    workflow_id: str
+    enabled: bool
+    programme_version: int
+
+
 class StepOut(BaseModel):
     seq: int
     path: str

@@ -14,9 +14,10 @@ from lealta.audit import service as audit
 from lealta.config import Settings
 from lealta.kit.errors import Conflict, LealtaError, NotFound
 from lealta.members import service as members
-from lealta.models import Member, WorkflowRun, WorkflowStep, WorkflowSwitch
+from lealta.models import Member, ProgrammeVersion, WorkflowRun, WorkflowStep, WorkflowSwitch
 from lealta.notify import service as notify
 from lealta.notify.policy import needs_consent
+from lealta.programme import service as programmes
 from lealta.programme.schema import Programme
 from lealta.workflows import plan, runs
 from lealta.workflows.schema import (
@@ -46,6 +47,10 @@ class WorkflowNotFound(NotFound):
 
 class RunNotFound(NotFound):
     code = "workflow_run_not_found"
+
+
+class ProgrammeChangeScheduled(Conflict):
+    code = "programme_change_scheduled"
 
 
 class TriggerNotDryRunnable(Conflict):
@@ -142,6 +147,48 @@ def set_paused(
     )
     session.flush()
     return paused
+
+
+def set_enabled(
+    session: Session, workflow_id: str, *, enabled: bool, actor: str, now: datetime
+) -> int:
+    """Switch a workflow on or off in the programme document: the document in force with only
+    that ``enabled`` flag changed becomes the next version, in force now (audited like every
+    apply). Returns the version in force afterwards (unchanged when already so). Refused with
+    ``409 programme_change_scheduled`` while a version waits for a later activation: a new
+    version now would silently supersede it."""
+    version, workflow = find(session, workflow_id, now=now)
+    if workflow.enabled == enabled:
+        return version
+    pending = session.scalar(
+        select(ProgrammeVersion.version).where(ProgrammeVersion.activated_at > now).limit(1)
+    )
+    if pending is not None:
+        raise ProgrammeChangeScheduled(
+            f"Programme version {pending} is scheduled for later; switch the workflow in that"
+            " document instead.",
+            details={"scheduled_version": pending},
+        )
+    programme = programmes.current(session, now=now)
+    changed = programme.model_copy(
+        update={
+            "workflows": [
+                w.model_copy(update={"enabled": enabled}) if w.id == workflow_id else w
+                for w in programme.workflows
+            ]
+        }
+    )
+    applied = programmes.apply(session, changed, actor=actor, now=now)
+    audit.record(
+        session,
+        actor=actor,
+        action="workflow.enable" if enabled else "workflow.disable",
+        target_type="workflow",
+        target_id=workflow_id,
+        now=now,
+    )
+    session.flush()
+    return applied
 
 
 def is_paused(session: Session, workflow_id: str) -> bool:

@@ -30,6 +30,7 @@ from lealta.programme.diff import diff
 from lealta.programme.schema import DEFAULT_PROGRAMME, Programme
 from lealta.rewards import service as rewards
 from lealta.staff.service import Staff, require
+from lealta.web import problems as wording
 from lealta.web.admin.deps import StaffDep
 from lealta.web.admin.routes_ops_common import (
     explain,
@@ -226,9 +227,13 @@ async def programme_validate(
             message = _("%(source)s is not valid YAML/JSON.", source=source)
         elif exc.kind == "not_mapping":
             message = _("%(source)s must be a mapping at the top level.", source=source)
+        elif problems:
+            message = wording.summary(problems, _)
         else:
             message = exc.message
-        return _invalid(request, staff, db, clock.now(), text, message, problems)
+        return _invalid(
+            request, staff, db, clock.now(), text, message, wording.translated(problems, _)
+        )
     with db.unit_of_work(write=False) as session:
         return _confirm(
             request, staff, settings, session, programme, now=clock.now(), origin="programme"
@@ -242,7 +247,7 @@ def _invalid(
     now: datetime,
     text: str,
     message: str,
-    problems: list[dict[str, str]],
+    problems: list[dict[str, Any]],
 ) -> Response:
     with db.unit_of_work(write=False) as session:
         context = _programme_context(session, now)
@@ -439,7 +444,7 @@ def reward_preview(
         index = _reward_index(programme, reward_id)
         document = programme.model_dump(mode="json")
         entry: dict[str, Any] = document["rewards"][index]
-        problems: list[dict[str, str]] = []
+        problems: list[dict[str, Any]] = []
         entry["cost"] = int(cost.strip()) if cost.strip().isdigit() else cost.strip()
         entry["stock"] = (
             None if not stock.strip() else int(stock) if stock.strip().isdigit() else stock
@@ -450,14 +455,19 @@ def reward_preview(
                 entry[name] = when.isoformat() if when else None
             except InvalidInput:
                 problems.append(
-                    {"path": f"rewards.{index}.{name}", "message": "not a date and time"}
+                    {
+                        "path": f"rewards.{index}.{name}",
+                        "message": translator(request)("not a date and time"),
+                    }
                 )
         edited: Programme | None = None
         if not problems:
             try:
                 edited = programmes.validate(document)
             except programmes.ProgrammeInvalid as exc:
-                problems = exc.details if isinstance(exc.details, list) else []
+                problems = wording.translated(
+                    exc.details if isinstance(exc.details, list) else [], translator(request)
+                )
         if edited is None:
             return render(
                 request,

@@ -143,6 +143,43 @@ def switch(
     return RedirectResponse(f"/admin/workflows/{workflow_id[:64]}", status_code=303)
 
 
+@router.post("/{workflow_id}/enabled")
+def switch_enabled(
+    request: Request,
+    workflow_id: str,
+    db: DbDep,
+    clock: ClockDep,
+    staff: StaffDep,
+    enabled: Annotated[str, Form(max_length=10)] = "",
+    csrf_token: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
+    require(staff, "marketing")
+    check_csrf(request, csrf_token)
+    on = enabled == "true"
+    try:
+        with db.unit_of_work() as session:
+            version = service.set_enabled(
+                session, workflow_id[:64], enabled=on, actor=staff.actor, now=clock.now()
+            )
+    except service.ProgrammeChangeScheduled:
+        flash = {
+            "kind": "error",
+            "text": "A programme change is scheduled for later: switch the workflow in that"
+            " document instead.",
+            "values": {},
+        }
+    else:
+        flash = {
+            "kind": "ok",
+            "text": "Workflow switched on: programme version %(version)s is in force."
+            if on
+            else "Workflow switched off: programme version %(version)s is in force.",
+            "values": {"version": version},
+        }
+    request.session[FLASH] = flash
+    return RedirectResponse(f"/admin/workflows/{workflow_id[:64]}", status_code=303)
+
+
 @router.post("/{workflow_id}/dry-run")
 def dry_run(
     request: Request,

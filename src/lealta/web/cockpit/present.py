@@ -52,6 +52,8 @@ def lock_text(_: Gettext, lock: LockedReason, programme: Programme, lang: str) -
                 t.name.get(lang) for t in (programme.tier(i) for i in details.get("tiers", [])) if t
             ]
             return _("Only for members in tier %(tiers)s.", tiers=" / ".join(names))
+        case "segment_required":
+            return _("Only for members of a particular group.")
         case "not_eligible":
             return _("You do not meet this reward's conditions.")
         case "limit_reached":

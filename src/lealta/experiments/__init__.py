@@ -1,0 +1,1 @@
+"""Experiments: variants and a holdout inside a campaign, and their measured lift."""
