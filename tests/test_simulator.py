@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from bench.orders import write_history
-from sqlalchemy import select
+from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from lealta.cli import app as cli_app
@@ -25,7 +25,8 @@ from lealta.kit.errors import LealtaError
 from lealta.kit.timestamps import EARLIEST
 from lealta.models import Account, LedgerEntry, Member
 from lealta.programme import service as programmes
-from lealta.simulator import report, service
+from lealta.segments import compiler
+from lealta.simulator import figures, report, service
 from lealta.simulator.figures import differences
 from tests.conftest import T0
 
@@ -50,6 +51,21 @@ def _variant(tmp: Path, name: str, **replace: str) -> Path:
     return path
 
 
+def _segments(db: Database, design: programmes.Programme) -> dict[str, int]:
+    """Members in each segment of ``design`` in ``db`` at T0, by the segments' compiled SQL."""
+    out: dict[str, int] = {}
+    with db.unit_of_work(write=False) as session:
+        dialect = session.get_bind().dialect.name
+        for segment in design.segments:
+            group = segment.group()
+            assert group is not None
+            query = compiler.compile_group(
+                group, dialect=dialect, now=T0, currency=design.currency
+            ).subquery()
+            out[segment.id] = session.scalar(select(func.count()).select_from(query)) or 0
+    return out
+
+
 def test_numbers_equal_a_real_import_of_the_same_file(orders_file: Path, db: Database) -> None:
     design = service.read_programme(DEMO)
     projection = service.simulate(design, orders_file, service.Options(as_of=T0, chunk_size=128))
@@ -60,6 +76,16 @@ def test_numbers_equal_a_real_import_of_the_same_file(orders_file: Path, db: Dat
     jobs.run_due(db, now=T0, backfill=True)
 
     assert (projection.rows_read, projection.imported) == (real.rows_read, real.imported)
+    reference = figures.read(
+        db,
+        design,
+        as_of=T0,
+        cost_per_point=projection.cost_per_point,
+        report=real,
+        segments=_segments(db, design),
+    )
+    reference.seconds = projection.seconds
+    assert projection == reference
     assert projection.rejected == real.rejected_count == 0
     with db.unit_of_work(write=False) as session:
         accounts = list(session.scalars(select(Account)))
@@ -126,6 +152,11 @@ def test_two_designs_side_by_side(orders_file: Path, tmp_path: Path) -> None:
     assert diff["points_issued"].change == b.points_issued - a.points_issued
     assert diff["orders"].change == 0
     assert diff["tier:basico"].change < 0
+    # members per segment, side by side: the tier segments follow the tier counts
+    assert a.members_per_segment["tier-plata"] == a.members_per_tier["plata"]
+    assert diff["segment:tier-plata"].change == diff["tier:plata"].change > 0
+    assert diff["segment:active"].change == 0  # the same orders: as active in both
+    assert sum(a.members_per_segment[k] for k in ("active", "at-risk", "inactive")) == a.members
 
     data = report.to_json([a, b])
     json.dumps(data)  # plain JSON
@@ -137,6 +168,15 @@ def test_two_designs_side_by_side(orders_file: Path, tmp_path: Path) -> None:
     assert page.count("<svg") == 6  # three charts per design
     assert 'data-figure="liability" class="worse"' in page
     assert 'data-figure="orders">' in page  # unchanged: not highlighted
+    assert (
+        '<tr data-figure="segment:tier-plata" class="better"><td>Members in segment Silver tier'
+        in page
+    )
+    table = report.terminal([a, b])
+    assert "Members in segment Top spenders (top 10 %)" in table.columns[0]._cells
+    segment_rows = [r for r in data["differences"] if r["figure"].startswith("segment:")]
+    assert len(segment_rows) == len(base.segments)
+    assert data["designs"][0]["members_per_segment"] == a.members_per_segment
     assert "<script" not in page
 
 

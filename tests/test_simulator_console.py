@@ -128,6 +128,7 @@ def test_upload_compare_and_read_the_report(
     assert not spanish_leaks(en.text)
     es = console.get(f"/admin/simulator/runs/{run_id}?lang=es")
     assert "Pasivo" in es.text and "Mezcla de niveles por mes" in es.text
+    assert "Miembros en el segmento Cerca de un premio (400-499 puntos)" in es.text
     assert not english_leaks(es.text)
     download = console.get(f"/admin/simulator/runs/{run_id}/report.html")
     assert download.status_code == 200 and "attachment" in download.headers["content-disposition"]

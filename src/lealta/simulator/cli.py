@@ -91,9 +91,9 @@ def simulate(
         typer.Option(help="End of the simulation (ISO 8601, default now): expiries up to it."),
     ] = None,
 ) -> None:
-    """Replay ORDERS through the design(s) in a throwaway database and report the projected
+    """Replay ORDERS through the design(s) in memory and report the projected
     dashboard: tier mix by month, points issued/redeemed/outstanding, liability, coupon cost,
-    members per tier. Never touches the configured database.
+    members per tier and per segment. Never touches the configured database.
 
     Exit 0: done; 1: some rows were rejected (counted in the report); 2: a design or the file
     cannot be used.
@@ -108,17 +108,18 @@ def simulate(
     except InvalidOperation:
         err.print(f"[red]error[/red] [bold]invalid_cost[/bold]: not a number: {cost_per_point}")
         raise typer.Exit(2) from None
+    try:
+        size: int | None = orders.stat().st_size
+    except OSError:
+        size = None
     settings = get_settings()
     options = service.Options(
         as_of=ensure_utc(as_of) if as_of is not None else SystemClock().now(),
         cost_per_point=cost,
         auto_enrol=True,
         max_amount=settings.max_order_amount,
+        workers=service.auto_workers(size or 0),
     )
-    try:
-        size: int | None = orders.stat().st_size
-    except OSError:
-        size = None
     projections: list[Projection] = []
     for design in designs:
         try:

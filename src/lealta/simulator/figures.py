@@ -1,4 +1,4 @@
-"""The projected dashboard of one simulated design, read from its throwaway database.
+"""The projected dashboard of one simulated design (from the replay, or from a Lealta database).
 
 Definitions (money in the design's currency, points in whole points):
 
@@ -13,6 +13,9 @@ Definitions (money in the design's currency, points in whole points):
   redemptions) and the face value of the fixed-amount ones (a percentage coupon's cost depends
   on the order it is used on: counted, not valued).
 - ``members_per_tier``: each member's tier at ``as_of``.
+- ``members_per_segment``: members in each of the design's ``segments`` at ``as_of``, by the
+  segment's compiled SQL (the recompute job's) over the final members, accounts, orders and
+  lots; a static segment (an uploaded list) holds none of the replayed members.
 - Monthly (calendar months in UTC, from the first order to ``as_of``): points issued,
   redeemed and expired in the month from the ledger, outstanding at the end of the month (the
   running ledger balance), new members and orders, and the tier mix at the end of the month
@@ -76,6 +79,9 @@ class Projection:
     coupons_issued: int = 0
     coupon_cost: Decimal = Decimal(0)
     members_per_tier: dict[str, int] = field(default_factory=dict)
+    members_per_segment: dict[str, int] = field(default_factory=dict)
+    segment_names: dict[str, str] = field(default_factory=dict)
+    segment_names_es: dict[str, str] = field(default_factory=dict)
     months: list[Month] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -117,20 +123,100 @@ def _months(first: str, last: str) -> list[str]:
     return out
 
 
-def read(
-    db: Database,
-    programme: Programme,
-    *,
-    as_of: datetime,
-    cost_per_point: Decimal,
-    report: ImportReport,
+class Tally:
+    """The monthly series, accumulated row by row (from a database or from a replay) and
+    bucketed at the end: calendar months in UTC from the first order's to ``as_of``'s."""
+
+    __slots__ = ("changes", "enrolled", "first_order", "flows", "net_minor", "order_months")
+
+    def __init__(self) -> None:
+        self.enrolled: Counter[str] = Counter()
+        self.order_months: Counter[str] = Counter()
+        self.flows: dict[str, list[int]] = {}
+        """Month -> [issued, redeemed, expired, balance change] of the ledger."""
+        self.changes: list[tuple[datetime, int, int, str]] = []
+        """(moment, sequence, member, tier) of every tier change, in the order made."""
+        self.first_order: datetime | None = None
+        self.net_minor = 0
+
+    def member(self, enrolled_at: datetime) -> None:
+        self.enrolled[_month(enrolled_at)] += 1
+
+    def order(self, at: datetime, net_minor: int) -> None:
+        self.order_months[_month(at)] += 1
+        self.net_minor += net_minor
+        if self.first_order is None or at < self.first_order:
+            self.first_order = at
+
+    def entry(self, at: datetime, kind: str, points: int) -> None:
+        label = _month(at)
+        flow = self.flows.get(label)
+        if flow is None:
+            flow = self.flows[label] = [0, 0, 0, 0]
+        flow[3] += points
+        if kind == "earn":
+            flow[0] += points
+        elif kind == "redeem":
+            flow[1] -= points
+        elif kind == "expire":
+            flow[2] -= points
+
+    def tier_change(self, at: datetime, member_id: int, tier: str) -> None:
+        self.changes.append((at, len(self.changes), member_id, tier))
+
+    def months(self, as_of: datetime, levels: list[str], shown: list[str]) -> list[Month]:
+        """The series, each month's tier mix keyed by ``shown`` (then any other tier)."""
+        if self.first_order is None:
+            return []
+        labels = _months(_month(self.first_order), _month(as_of))
+        months = {label: Month(label) for label in labels}
+        last_label = labels[-1]
+        for label, n in self.enrolled.items():
+            if (m := months.get(min(label, last_label))) is not None:
+                m.new_members += n
+        for label, n in self.order_months.items():
+            if (m := months.get(min(label, last_label))) is not None:
+                m.orders += n
+        delta: Counter[str] = Counter()
+        for label, (issued, redeemed, expired, change) in sorted(self.flows.items()):
+            label = min(label, last_label)
+            if label not in months:
+                label = labels[0]
+            m = months[label]
+            delta[label] += change
+            m.points_issued += issued
+            m.points_redeemed += redeemed
+            m.points_expired += expired
+        changes: dict[str, list[tuple[int, str]]] = {}
+        for at, _, member_id, tier in sorted(self.changes):
+            changes.setdefault(min(_month(at), last_label), []).append((member_id, tier))
+        running = 0
+        current: dict[int, str] = {}
+        base = levels[0] if levels else NO_TIER
+        enrolled = 0
+        for label in labels:
+            m = months[label]
+            running += delta[label]
+            m.points_outstanding = running
+            enrolled += m.new_members
+            for member_id, tier in changes.get(label, []):
+                current[member_id] = tier
+            mix = Counter(current.values())
+            mix[base] += enrolled - len(current)
+            m.tier_mix = {t: mix.get(t, 0) for t in shown} | {
+                t: n for t, n in mix.items() if t not in shown and n
+            }
+        return [months[label] for label in labels]
+
+
+def start(
+    programme: Programme, *, as_of: datetime, cost_per_point: Decimal, report: ImportReport
 ) -> Projection:
-    """Every figure of the projection, from the simulation's database (streamed reads)."""
-    currency = programme.currency
+    """A projection with the design's names and the replay's counts, figures still zero."""
     levels = [t.id for t in programme.tiers.levels] if programme.tiers else []
-    p = Projection(
+    return Projection(
         programme=programme.name,
-        currency=currency,
+        currency=programme.currency,
         as_of=as_of,
         cost_per_point=cost_per_point,
         tiers=levels or [NO_TIER],
@@ -138,110 +224,117 @@ def read(
         imported=report.imported,
         rejected=report.rejected_count,
         rejections=[r._asdict() for r in report.rejected[:SHOWN_REJECTIONS]],
+        segment_names={s.id: _segment_name(s) for s in programme.segments},
+        segment_names_es={s.id: _segment_name(s, "es") for s in programme.segments},
     )
+
+
+def _segment_name(segment: Any, language: str = "en") -> str:
+    name = segment.name
+    if name is None:
+        return str(segment.id)
+    if isinstance(name, str):
+        return name
+    first = getattr(name, language, None)
+    return str(first or getattr(name, "es", None) or segment.id)
+
+
+def finish(
+    p: Projection,
+    programme: Programme,
+    tally: Tally,
+    *,
+    accounts: list[tuple[int, int, int, int, int, str | None]],
+    coupons: int,
+    coupon_face_minor: int,
+    segments: dict[str, int],
+) -> Projection:
+    """Fill ``p`` from the tally, the accounts (lifetime earned, lifetime spent, expired,
+    available, pending, tier) and the coupons issued."""
+    currency = p.currency
+    levels = [t.id for t in programme.tiers.levels] if programme.tiers else []
+    p.members = len(accounts)
+    p.orders = sum(tally.order_months.values())
+    p.revenue = from_minor(tally.net_minor, currency)
+    p.points_issued = sum(a[0] for a in accounts)
+    p.points_redeemed = sum(a[1] for a in accounts)
+    p.points_expired = sum(a[2] for a in accounts)
+    p.points_outstanding = sum(a[3] for a in accounts)
+    p.points_pending = sum(a[4] for a in accounts)
+    p.liability = (Decimal(p.points_outstanding + p.points_pending) * p.cost_per_point).quantize(
+        Decimal("0.01")
+    )
+    p.coupons_issued, p.coupon_cost = coupons, from_minor(coupon_face_minor, currency)
+    tiers = Counter((a[5] or NO_TIER) for a in accounts)
+    p.members_per_tier = {t: tiers.get(t, 0) for t in p.tiers} | {
+        t: n for t, n in tiers.items() if t not in p.tiers
+    }
+    p.members_per_segment = {key: segments.get(key, 0) for key in p.segment_names}
+    p.months = tally.months(p.as_of, levels, p.tiers)
+    return p
+
+
+def read(
+    db: Database,
+    programme: Programme,
+    *,
+    as_of: datetime,
+    cost_per_point: Decimal,
+    report: ImportReport,
+    segments: dict[str, int] | None = None,
+) -> Projection:
+    """Every figure of the projection from a Lealta database (streamed reads): the reference
+    the in-memory replay is tested against (a real import into a fresh Lealta)."""
+    p = start(programme, as_of=as_of, cost_per_point=cost_per_point, report=report)
+    tally = Tally()
     with db.unit_of_work(write=False) as session:
-        p.members = session.scalar(select(func.count()).select_from(Member)) or 0
-        orders, net = session.execute(
-            select(
-                func.count(), func.coalesce(func.sum(Order.total_minor - Order.refunded_minor), 0)
+        accounts = [
+            (a, b, c, d, e, t)
+            for a, b, c, d, e, t in session.execute(
+                select(
+                    Account.lifetime_earned,
+                    Account.lifetime_spent,
+                    Account.points_expired,
+                    Account.points_available,
+                    Account.points_pending,
+                    Account.tier_id,
+                )
             )
-        ).one()
-        p.orders, p.revenue = int(orders), from_minor(int(net), currency)
-        sums = session.execute(
-            select(
-                func.coalesce(func.sum(Account.lifetime_earned), 0),
-                func.coalesce(func.sum(Account.lifetime_spent), 0),
-                func.coalesce(func.sum(Account.points_expired), 0),
-                func.coalesce(func.sum(Account.points_available), 0),
-                func.coalesce(func.sum(Account.points_pending), 0),
-            )
-        ).one()
-        (
-            p.points_issued,
-            p.points_redeemed,
-            p.points_expired,
-            p.points_outstanding,
-            p.points_pending,
-        ) = (int(v) for v in sums)
-        p.liability = (Decimal(p.points_outstanding + p.points_pending) * cost_per_point).quantize(
-            Decimal("0.01")
-        )
+        ]
         coupons, face = session.execute(
             select(func.count(), func.coalesce(func.sum(Coupon.amount_off_minor), 0))
         ).one()
-        p.coupons_issued, p.coupon_cost = int(coupons), from_minor(int(face or 0), currency)
-        tiers = Counter(
-            {
-                (tier or NO_TIER): int(n)
-                for tier, n in session.execute(
-                    select(Account.tier_id, func.count()).group_by(Account.tier_id)
-                )
-            }
-        )
-        p.members_per_tier = {t: tiers.get(t, 0) for t in p.tiers} | {
-            t: n for t, n in tiers.items() if t not in p.tiers
-        }
-        first = session.scalar(select(func.min(Order.occurred_at)))
-        if first is None:
-            return p
-        labels = _months(_month(first), _month(as_of))
-        months = {label: Month(label) for label in labels}
-        last_label = labels[-1]
-
-        def bucket(at: datetime) -> Month | None:
-            label = _month(at)
-            return months.get(label if label <= last_label else last_label)
-
         for (at,) in session.execute(
             select(Member.enrolled_at).execution_options(yield_per=STREAM)
         ):
-            if (m := bucket(at)) is not None:
-                m.new_members += 1
-        for (at,) in session.execute(select(Order.occurred_at).execution_options(yield_per=STREAM)):
-            if (m := bucket(at)) is not None:
-                m.orders += 1
-        delta: Counter[str] = Counter()
+            tally.member(at)
+        for at, net in session.execute(
+            select(Order.occurred_at, Order.total_minor - Order.refunded_minor).execution_options(
+                yield_per=STREAM
+            )
+        ):
+            tally.order(at, int(net))
         for at, kind, points in session.execute(
             select(
                 LedgerEntry.occurred_at, LedgerEntry.entry_type, LedgerEntry.points
             ).execution_options(yield_per=STREAM)
         ):
-            label = min(_month(at), last_label)
-            if label not in months:
-                label = labels[0]
-            m = months[label]
-            delta[label] += points
-            if kind == "earn":
-                m.points_issued += points
-            elif kind == "redeem":
-                m.points_redeemed -= points
-            elif kind == "expire":
-                m.points_expired -= points
-        changes: dict[str, list[tuple[int, str]]] = {}
+            tally.entry(at, kind, points)
         for member_id, at, tier in session.execute(
             select(TierChange.member_id, TierChange.occurred_at, TierChange.to_tier)
             .order_by(TierChange.occurred_at, TierChange.id)
             .execution_options(yield_per=STREAM)
         ):
-            changes.setdefault(min(_month(at), last_label), []).append((member_id, tier))
-    running = 0
-    current: dict[int, str] = {}
-    base = levels[0] if levels else NO_TIER
-    enrolled = 0
-    for label in labels:
-        m = months[label]
-        running += delta[label]
-        m.points_outstanding = running
-        enrolled += m.new_members
-        for member_id, tier in changes.get(label, []):
-            current[member_id] = tier
-        mix = Counter(current.values())
-        mix[base] += enrolled - len(current)
-        m.tier_mix = {t: mix.get(t, 0) for t in p.tiers} | {
-            t: n for t, n in mix.items() if t not in p.tiers and n
-        }
-    p.months = [months[label] for label in labels]
-    return p
+            tally.tier_change(at, member_id, tier)
+    return finish(
+        p,
+        programme,
+        tally,
+        accounts=accounts,
+        coupons=int(coupons),
+        coupon_face_minor=int(face or 0),
+        segments=segments or {},
+    )
 
 
 # --- comparison --------------------------------------------------------------------------------
@@ -279,7 +372,7 @@ class Difference:
 
 
 def differences(a: Projection, b: Projection) -> list[Difference]:
-    """Each headline figure of both designs, and of each tier's members."""
+    """Each headline figure of both designs, their members per tier and per segment."""
     out = [
         Difference(name, Decimal(getattr(a, name)), Decimal(getattr(b, name))) for name in COMPARED
     ]
@@ -289,6 +382,14 @@ def differences(a: Projection, b: Projection) -> list[Difference]:
                 f"tier:{tier}",
                 Decimal(a.members_per_tier.get(tier, 0)),
                 Decimal(b.members_per_tier.get(tier, 0)),
+            )
+        )
+    for segment in dict.fromkeys([*a.members_per_segment, *b.members_per_segment]):
+        out.append(
+            Difference(
+                f"segment:{segment}",
+                Decimal(a.members_per_segment.get(segment, 0)),
+                Decimal(b.members_per_segment.get(segment, 0)),
             )
         )
     return out

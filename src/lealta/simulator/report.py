@@ -41,10 +41,21 @@ COSTS = {
 }
 
 
-def label(figure: str) -> str:
+def label(figure: str, segments: dict[str, str] | None = None) -> str:
+    """The English name of a figure (``segments``: segment id -> name)."""
     if figure.startswith("tier:"):
         return f"Members in tier {figure[5:]}"
+    if figure.startswith("segment:"):
+        key = figure[8:]
+        return f"Members in segment {(segments or {}).get(key, key)}"
     return LABELS.get(figure, figure)
+
+
+def _names(projections: Sequence[Projection]) -> dict[str, str]:
+    names: dict[str, str] = {}
+    for p in projections:
+        names.update(p.segment_names)
+    return names
 
 
 def value_text(figure: str, value: Decimal, currency: str) -> str:
@@ -74,8 +85,9 @@ def terminal(projections: Sequence[Projection]) -> Table:
         if two
         else differences(projections[0], projections[0])
     )
+    names = _names(projections)
     for d in rows:
-        cells = [label(d.figure), value_text(d.figure, d.first, first.currency)]
+        cells = [label(d.figure, names), value_text(d.figure, d.first, first.currency)]
         if two:
             cells.append(value_text(d.figure, d.second, first.currency))
             cells.append(_change_markup(d, first.currency))
@@ -129,13 +141,14 @@ def comparison_rows(projections: Sequence[Projection]) -> list[dict[str, Any]]:
     first = projections[0]
     two = len(projections) == 2
     rows = differences(projections[0], projections[1] if two else projections[0])
+    names = _names(projections)
     out = []
     for d in rows:
         worse = (d.change > 0) == (d.figure in COSTS)
         out.append(
             {
                 "figure": d.figure,
-                "label": label(d.figure),
+                "label": label(d.figure, names),
                 "cells": [value_text(d.figure, d.first, first.currency)]
                 + ([value_text(d.figure, d.second, first.currency)] if two else []),
                 "change": (

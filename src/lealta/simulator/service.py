@@ -1,39 +1,32 @@
-"""Replay an order history through a programme design in a throwaway database.
+"""Replay an order history through a programme design, in memory, and project its dashboard.
 
-:func:`simulate` creates a fresh SQLite file in a temporary directory (never the live
-database), applies the design (in force since :data:`~lealta.kit.timestamps.EARLIEST`),
-imports the CSV with :func:`lealta.imports.service.import_orders` (the CSV format of
-``lealta import orders``, streamed in chunks through the batch driver and the real engine),
-catches up pending points, expiries and tier reviews to ``as_of``, then reads the projected
-dashboard from it (:mod:`lealta.simulator.figures`) and deletes the file.
+:func:`simulate` replays the CSV (the format of ``lealta import orders``, streamed) through the
+real engine with :func:`lealta.simulator.replay.replay`: the import's parser and checks, the
+engine's :func:`~lealta.engine.core.apply` on each member's state, then the points job's
+:func:`~lealta.engine.core.catch_up` to ``as_of``. No database is opened (members per
+segment are counted by the segments' compiled SQL over an in-memory SQLite copy of the final
+members, accounts, orders and lots).
 
-Because the replay *is* an import, the figures are those a fresh Lealta shows after importing
-the same file (the tests check it against a real import).
+The figures are those a fresh Lealta shows after importing the same file and running the
+points job: the tests check every figure against a real import on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
 
-import tempfile
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
-from sqlalchemy import event
-
-from lealta import models  # noqa: F401  (registers every table on Base.metadata)
 from lealta.imports import service as imports
-from lealta.jobs import service as jobs
-from lealta.kit.db import Base, Database
 from lealta.kit.errors import InvalidInput, LealtaError
 from lealta.kit.money import DEFAULT_MAX_AMOUNT
-from lealta.kit.timestamps import EARLIEST
 from lealta.programme import service as programmes
 from lealta.programme.schema import Programme
-from lealta.simulator import figures
+from lealta.simulator import figures, replay
 from lealta.simulator.figures import Projection
 
 DEFAULT_COST_PER_POINT = Decimal("0.01")
@@ -79,17 +72,6 @@ def default_cost_per_point(programme: Programme) -> Decimal:
     return max(values) if values else DEFAULT_COST_PER_POINT
 
 
-def _fast_sqlite(db: Database) -> None:
-    """A throwaway file needs no durability: skip the fsyncs (the data dies with the run)."""
-
-    @event.listens_for(db.engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA synchronous=OFF")
-        cur.execute("PRAGMA temp_store=MEMORY")
-        cur.close()
-
-
 @dataclass(frozen=True, slots=True)
 class Options:
     as_of: datetime
@@ -97,6 +79,30 @@ class Options:
     auto_enrol: bool = True
     max_amount: Decimal = DEFAULT_MAX_AMOUNT
     chunk_size: int = imports.DEFAULT_CHUNK_SIZE
+    workers: int = 1
+    """Processes replaying independent groups of customers (1: this process alone; the CLI
+    uses :func:`auto_workers`); the figures are the same whatever the number."""
+
+
+MIN_PARALLEL_BYTES = 4 << 20
+"""Smaller files are replayed in one process (starting another costs more than it saves)."""
+MAX_WORKERS = 4
+
+
+def auto_workers(size: int) -> int:
+    """Processes for a file of ``size`` bytes: one per CPU (at most :data:`MAX_WORKERS`) for
+    files of at least :data:`MIN_PARALLEL_BYTES`, else one."""
+    if size < MIN_PARALLEL_BYTES:
+        return 1
+    return max(
+        1,
+        min(
+            MAX_WORKERS,
+            len(os.sched_getaffinity(0))
+            if hasattr(os, "sched_getaffinity")
+            else os.cpu_count() or 1,
+        ),
+    )
 
 
 def simulate(
@@ -105,7 +111,6 @@ def simulate(
     options: Options,
     *,
     on_progress: ProgressCallback | None = None,
-    workdir: Path | None = None,
 ) -> Projection:
     """Replay ``orders`` through ``programme`` and return the projected dashboard.
 
@@ -117,36 +122,29 @@ def simulate(
         cost = default_cost_per_point(programme)
     if cost < 0:
         raise SimulatorInputError("cost_per_point must not be negative.", code="invalid_cost")
-    with tempfile.TemporaryDirectory(prefix="lealta-sim-", dir=workdir) as tmp:
-        db = Database(f"sqlite:///{Path(tmp) / 'simulation.db'}", pool_size=1, max_overflow=0)
-        try:
-            _fast_sqlite(db)
-            Base.metadata.create_all(db.engine)
-            with db.unit_of_work() as session:
-                programmes.apply(
-                    session, programme, actor=ACTOR, now=options.as_of, activate_at=EARLIEST
-                )
-            report = imports.import_orders(
-                db,
-                orders,
-                programme=programme,
-                now=options.as_of,
-                actor=ACTOR,
-                on_progress=on_progress,
-                auto_enrol=options.auto_enrol,
-                chunk_size=options.chunk_size,
-                max_amount=options.max_amount,
-            )
-            jobs.run_due(db, now=options.as_of, backfill=True)
-            projection = figures.read(
-                db,
-                programme,
-                as_of=options.as_of,
-                cost_per_point=cost,
-                report=report,
-            )
-        finally:
-            db.dispose()
+    final = replay.replay(
+        programme,
+        orders,
+        as_of=options.as_of,
+        actor=ACTOR,
+        auto_enrol=options.auto_enrol,
+        max_amount=options.max_amount,
+        on_progress=on_progress,
+        chunk_size=options.chunk_size,
+        workers=options.workers,
+    )
+    projection = figures.start(
+        programme, as_of=options.as_of, cost_per_point=cost, report=final.report
+    )
+    figures.finish(
+        projection,
+        programme,
+        final.tally,
+        accounts=final.accounts,
+        coupons=final.coupons,
+        coupon_face_minor=final.coupon_face_minor,
+        segments=replay.segment_counts(final, programme, as_of=options.as_of),
+    )
     projection.seconds = time.perf_counter() - started
     return projection
 

@@ -25,6 +25,7 @@ from lealta.programme.schema import Programme
 from lealta.simulator import report, runs, service
 from lealta.simulator.figures import differences
 from lealta.staff.service import Staff, require
+from lealta.web import i18n
 from lealta.web.admin.deps import StaffDep
 from lealta.web.admin.pages import done, show
 from lealta.web.admin.routes_ops_common import translator
@@ -183,9 +184,16 @@ async def simulator_start(
     return RedirectResponse(f"/admin/simulator/runs/{run_id}", status_code=303)
 
 
-def _rows(projections: list[Any]) -> list[dict[str, Any]]:
+def _rows(projections: list[Any], language: str) -> list[dict[str, Any]]:
     """The headline figures for the page: raw values (formatted in the reader's locale)."""
     two = len(projections) == 2
+    names = {
+        k: v
+        for p in projections
+        for k, v in (
+            p.segment_names_es if language == "es" and p.segment_names_es else p.segment_names
+        ).items()
+    }
     out = []
     for d in differences(projections[0], projections[1] if two else projections[0]):
         worse = (d.change > 0) == (d.figure in report.COSTS)
@@ -193,6 +201,11 @@ def _rows(projections: list[Any]) -> list[dict[str, Any]]:
             {
                 "figure": d.figure,
                 "tier": d.figure[5:] if d.figure.startswith("tier:") else None,
+                "segment": (
+                    names.get(d.figure[8:], d.figure[8:])
+                    if d.figure.startswith("segment:")
+                    else None
+                ),
                 "label": report.LABELS.get(d.figure, d.figure),
                 "money": d.figure in report.MONEY,
                 "values": [d.first, d.second] if two else [d.first],
@@ -214,7 +227,7 @@ def simulator_run(request: Request, run_id: int, db: DbDep, staff: StaffDep) -> 
     context = {
         "run": run,
         "projections": projections,
-        "rows": _rows(projections) if projections else [],
+        "rows": _rows(projections, i18n.negotiate(request)) if projections else [],
         "charts": [report.chart_block(p, translator(request)) for p in projections],
         "percent": min(100, round(100 * run.bytes_read / total)),
         "refresh": REFRESH_SECONDS if run.status in ("queued", "running") else None,

@@ -1,0 +1,643 @@
+"""Replay an order history through a design in memory, with the real engine.
+
+The same steps as ``lealta import orders`` into a fresh Lealta followed by the points job
+(:func:`lealta.jobs.service.run_due`), without a database:
+
+- each CSV row is read and checked by the import's own parser
+  (:mod:`lealta.imports.service`) and the batch driver's checks (key, moment, attributes);
+  a key seen before replays (same body) or is refused (``idempotency_key_reused``);
+- a new customer is enrolled by its first event the engine accepts
+  (:func:`lealta.members.service.new_member`, :func:`lealta.events.store.new_state`);
+- :func:`lealta.engine.core.apply` runs on the member's state, threaded from one event to the
+  next (each state gets the orders its event names, looked up among every order recorded so
+  far, as the batch driver does; lots with nothing left and not pending are dropped, as
+  the driver's loader never reads them);
+- every spend threshold crossed issues its reward's coupon (counted, and valued at the
+  coupon's ``amount_off`` as :func:`lealta.coupons.service.issue_many` stores it);
+- at the end :func:`lealta.engine.core.catch_up` brings every member to ``as_of`` (pending
+  releases, expiries, tier reviews), as the points job does for the members due.
+
+What the figures need is accumulated from the outcomes as they come (ledger flows by month,
+tier changes, orders, enrolments) and from the final states (accounts, orders); members per
+segment are counted by the segments' own compiled SQL over the final members, accounts,
+orders and open lots loaded into an in-memory SQLite database
+(:func:`segment_counts`). Nothing is ever written to the configured database.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import multiprocessing
+import time
+import zlib
+from collections.abc import Callable
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, cast
+
+from sqlalchemy import Select, Table, create_engine, func, select
+
+from lealta.engine import core as engine
+from lealta.engine.outcome import Crossing, Outcome
+from lealta.engine.state import Figures, Lot, MemberState, OrderState
+from lealta.events import batch, store
+from lealta.events.schemas import EventIn
+from lealta.events.service import to_engine
+from lealta.imports import service as imports
+from lealta.kit.db import Base, UTCDateTime
+from lealta.kit.errors import Conflict, LealtaError
+from lealta.kit.idempotency import check_key, request_hash
+from lealta.kit.money import DEFAULT_MAX_AMOUNT, to_minor
+from lealta.kit.timestamps import check_moment
+from lealta.members import attributes
+from lealta.members import service as members
+from lealta.models import (
+    Account,
+    ClvFit,
+    ClvPrediction,
+    Consent,
+    Event,
+    Member,
+    Order,
+    PointLot,
+)
+from lealta.programme.schema import Programme
+from lealta.segments import compiler
+from lealta.simulator.figures import Tally
+
+ProgressCallback = Callable[[int, int], None]
+
+
+Columns = dict[str, list[Any]]
+"""A table's rows column-wise: column name -> values."""
+
+
+@dataclasses.dataclass(slots=True)
+class Final:
+    """The replay's end state, as plain data: what the figures and segments are read from."""
+
+    report: imports.ImportReport
+    tally: Tally
+    accounts: list[tuple[int, int, int, int, int, str | None]]
+    """Per member: lifetime earned, lifetime spent, expired, available, pending, tier."""
+    coupons: int = 0
+    coupon_face_minor: int = 0
+    enrolled_on: list[int] = dataclasses.field(default_factory=list)
+    """The line that enrolled each member (member ``n`` at index ``n - 1``)."""
+    tables: list[Columns] = dataclasses.field(default_factory=lambda: [{}, {}, {}, {}])
+    """Members, accounts, orders and open lots for the segments (member ids from 1), only
+    the columns the segments' queries read."""
+
+
+_MISSING: Any = object()
+
+
+def _open(lots: tuple[Lot, ...]) -> tuple[Lot, ...]:
+    """The lots the batch driver's loader reads (points left, or still pending)."""
+    for lot in lots:
+        if lot.remaining <= 0 and not lot.pending:
+            return tuple(x for x in lots if x.remaining > 0 or x.pending)
+    return lots
+
+
+def _key_reused(key: str) -> Conflict:
+    return Conflict(
+        "This idempotency key was already used with a different request.",
+        code="idempotency_key_reused",
+        details={"key": key},
+    )
+
+
+def _digest(event: EventIn) -> str:
+    return request_hash(event.model_dump(mode="json", exclude_none=True))
+
+
+def _replay_part(
+    programme: Programme,
+    path: Path,
+    *,
+    as_of: datetime,
+    actor: str,
+    auto_enrol: bool,
+    max_amount: Decimal,
+    on_progress: ProgressCallback | None,
+    chunk_size: int,
+    segment_sql: str,
+    routes: dict[str, int] | None = None,
+    part: int = 0,
+) -> Final:
+    """Replay the rows of the CSV at ``path`` that belong to ``part`` (all of them when
+    ``routes`` is None; else the rows of the customers ``routes`` gives to ``part``, and to
+    part 0 the rows without a usable customer id) and catch up to ``as_of``."""
+    report = imports.ImportReport()
+    ctx = engine.Context(actor=actor, max_amount=max_amount)
+    currency = programme.currency
+    tally = Tally()
+    ids: dict[str, int] = {}
+    profiles: list[Member] = []
+    states: dict[int, MemberState] = {}
+    orders: dict[str, OrderState] = {}
+    channels: dict[str, tuple[str | None, str | None]] = {}
+    seen: dict[str, EventIn] = {}
+    final = Final(report, tally, [])
+    rewards = {r.id: r for r in programme.rewards}
+
+    def record(m: int, outcome: Outcome) -> None:
+        for e in outcome.entries:
+            tally.entry(e.occurred_at, e.entry_type, e.points)
+        for o in outcome.orders:
+            orders[o.external_id] = o
+        for new in outcome.new_orders:
+            channels[new.order.external_id] = (new.channel, new.store)
+        for move in outcome.tier_moves:
+            tally.tier_change(move.occurred_at, m, move.to_tier)
+        for ev in outcome.events:
+            if isinstance(ev, Crossing):
+                reward = rewards.get(ev.reward_id)
+                if reward is None or (reward.coupon is None and reward.type != "free_shipping"):
+                    continue
+                final.coupons += 1
+                spec = reward.coupon
+                if spec is not None and spec.amount_off is not None:
+                    final.coupon_face_minor += to_minor(spec.amount_off, currency)
+        state = outcome.state
+        lots = _open(state.lots)
+        if lots is not state.lots:
+            state = dataclasses.replace(state, lots=lots)
+        states[m] = state
+
+    with imports._open(path) as raw, imports._few_collections():
+        source = imports._Lines(raw)
+        reader = csv.reader(source, strict=True)
+        columns = imports._Columns.from_header(imports._read_header(reader))
+        rows = imports._rows(reader)
+        stopped: LealtaError | None = None
+        width, who = columns.width, columns.index["customer_id"]
+        while True:
+            chunk, stopped = imports._next_chunk(rows, chunk_size)
+            for line, cells in chunk:
+                if routes is not None:
+                    owner = routes.get(cells[who].strip(), 0) if len(cells) == width else 0
+                    if owner != part:
+                        continue
+                item = imports._to_item(columns, line, cells, report)
+                if item is None:
+                    continue
+                ev = item.event
+                try:
+                    item.key = key = check_key(item.key)
+                    check_moment(ev.occurred_at, now=as_of)
+                    if ev.customer is not None:
+                        attributes.check(programme, ev.customer.attributes)
+                    earlier = seen.get(key)
+                    if earlier is not None:
+                        if _digest(earlier) != _digest(ev):
+                            raise _key_reused(key)
+                        report.replayed += 1
+                        continue
+                    ext = ev.customer_id
+                    m = ids.get(ext)
+                    newcomer: Member | None = None
+                    ref = (
+                        ev.order.id
+                        if ev.order is not None
+                        else ev.refund.order_id
+                        if ev.refund is not None
+                        else None
+                    )
+                    known = orders.get(ref) if ref is not None else None
+                    named = {ref: known} if ref is not None else {}
+                    if m is None:
+                        if not auto_enrol:
+                            raise batch._not_enrolled(ext)
+                        newcomer = members.new_member(
+                            ext,
+                            ev.customer,
+                            channel=ev.order.channel if ev.order and ev.order.channel else "event",
+                            at=ev.occurred_at,
+                            now=as_of,
+                        )
+                        state = store.new_state(
+                            len(profiles) + 1, newcomer, programme, orders=named
+                        )
+                    else:
+                        state = states[m]
+                        # The engine reads only the order its event names: the member's own
+                        # map holds it already (the same value) unless another member has it
+                        # (a new order's id absent from the map reads as not recorded).
+                        if ref is not None:
+                            have = state.orders.get(ref, _MISSING)
+                            absent_is_none = have is _MISSING and ev.order is not None
+                            if have is not known and not (absent_is_none and known is None):
+                                state = dataclasses.replace(state, orders=named)
+                    outcome = engine.apply(programme, state, to_engine(ev, key), ctx)
+                except LealtaError as exc:
+                    report.reject(line, exc.code, exc.message)
+                    continue
+                if newcomer is not None:
+                    final.enrolled_on.append(line)
+                    profiles.append(newcomer)
+                    m = ids[ext] = len(profiles)
+                    tally.member(ev.occurred_at)
+                assert m is not None
+                seen[key] = ev
+                report.imported += 1
+                record(m, outcome)
+            if on_progress is not None:
+                on_progress(report.rows_read, source.bytes_read)
+            if stopped is not None:
+                raise stopped
+            if len(chunk) < chunk_size:
+                break
+        report.rejected.sort()
+        # The points job: releases, expiries and tier reviews due by as_of.
+        for m in range(1, len(profiles) + 1):
+            record(m, engine.catch_up(programme, states[m], as_of))
+    for o in orders.values():
+        tally.order(o.occurred_at, o.total_minor - o.refunded_minor)
+    figures_of = [states[m].figures for m in range(1, len(profiles) + 1)]
+    final.accounts = [
+        (
+            f.lifetime_earned,
+            f.lifetime_spent,
+            f.points_expired,
+            f.points_available,
+            f.points_pending,
+            f.tier_id,
+        )
+        for f in figures_of
+    ]
+    if segment_sql:
+        final.tables = _segment_tables(
+            profiles, figures_of, states, orders, channels, as_of=as_of, text=segment_sql
+        )
+    return final
+
+
+# --- members per segment -----------------------------------------------------------------------
+
+
+_FIGURES = [f.name for f in dataclasses.fields(Figures) if f.name != "member_id"]
+
+
+def _table(model: Any) -> Table:
+    return cast(Table, model.__table__)
+
+
+def _insert(raw: Any, table: Table, columns: dict[str, list[Any]], dialect: Any) -> None:
+    """Insert column-wise data into ``table`` with one ``executemany`` on the driver's
+    connection, each value converted by its column type's own bind processor (what
+    SQLAlchemy would send)."""
+    names = list(columns)
+    if not names or not columns[names[0]]:
+        return
+    converted = []
+    for name in names:
+        found = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+        values = columns[name]
+        if found is None:
+            converted.append(values)
+            continue
+        process: Callable[[Any], Any] = found
+        if isinstance(table.c[name].type, UTCDateTime):
+            process = _memo(found, {})
+        converted.append([process(v) for v in values])
+    marks = ", ".join("?" * len(names))
+    statement = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({marks})"  # noqa: S608
+    raw.executemany(statement, zip(*converted, strict=True))
+
+
+def _memo(process: Callable[[Any], Any], seen: dict[Any, Any]) -> Callable[[Any], Any]:
+    """``process`` converting each distinct value once."""
+
+    def convert(value: Any) -> Any:
+        if value is None:
+            return None
+        out = seen.get(value)
+        if out is None:
+            out = seen[value] = process(value)
+        return out
+
+    return convert
+
+
+def segment_queries(programme: Programme, *, as_of: datetime) -> dict[str, Select[Any] | None]:
+    """Each segment's compiled query on SQLite (None for a static list)."""
+    out: dict[str, Select[Any] | None] = {}
+    for segment in programme.segments:
+        group = segment.group()
+        out[segment.id] = (
+            None
+            if group is None
+            else compiler.compile_group(
+                group, dialect="sqlite", now=as_of, currency=programme.currency
+            )
+        )
+    return out
+
+
+def _segment_tables(
+    people: list[Member],
+    figs: list[Figures],
+    states: dict[int, MemberState],
+    orders: dict[str, OrderState],
+    channels: dict[str, tuple[str | None, str | None]],
+    *,
+    as_of: datetime,
+    text: str,
+) -> list[Columns]:
+    """The columns of members, accounts, orders and open lots the queries in ``text`` need
+    (members are numbered from 1 in enrolment order)."""
+    n = len(people)
+    out: list[Columns] = [
+        {
+            "id": list(range(1, n + 1)),
+            "external_id": [p.external_id for p in people],
+            "language": [p.language for p in people],
+            "timezone": [p.timezone for p in people],
+            "attributes": [p.attributes for p in people],
+            "tags": [p.tags for p in people],
+            "enrolled_at": [p.enrolled_at for p in people],
+            "enrolment_channel": [p.enrolment_channel for p in people],
+            "created_at": [p.created_at for p in people],
+            "updated_at": [p.updated_at for p in people],
+            "session_generation": [0] * n,
+            "plan_id": [p.plan_id for p in people],
+            "plan_until": [p.plan_until for p in people],
+            **{
+                name: [getattr(p, name) for p in people]
+                for name in ("email", "phone", "name", "birthday")
+                if f"members.{name}" in text
+            },
+        },
+        {
+            **{name: [getattr(f, name) for f in figs] for name in _FIGURES},
+            "member_id": list(range(1, n + 1)),
+            "updated_at": [as_of] * n,
+        },
+        {},
+        {},
+    ]
+    if "orders." in text:
+        kept = list(orders.values())
+        out[2] = {
+            "member_id": [o.member_id for o in kept],
+            "external_id": [o.external_id for o in kept],
+            "total_minor": [o.total_minor for o in kept],
+            "refunded_minor": [o.refunded_minor for o in kept],
+            "currency": [o.currency for o in kept],
+            "status": [o.status for o in kept],
+            "points_earned": [o.points_earned for o in kept],
+            "points_reversed": [o.points_reversed for o in kept],
+            "channel": [channels.get(o.external_id, (None, None))[0] for o in kept],
+            "store": [channels.get(o.external_id, (None, None))[1] for o in kept],
+            "occurred_at": [o.occurred_at for o in kept],
+            "recorded_at": [as_of] * len(kept),
+        }
+    if "point_lots." in text:
+        lots = [(m, lot) for m, state in states.items() for lot in state.lots]
+        out[3] = {
+            "member_id": [m for m, _ in lots],
+            "entry_id": [0] * len(lots),
+            "points": [lot.points for _, lot in lots],
+            "remaining": [lot.remaining for _, lot in lots],
+            "earned_at": [lot.earned_at for _, lot in lots],
+            "expires_at": [lot.expires_at for _, lot in lots],
+            "pending": [lot.pending for _, lot in lots],
+            "available_at": [lot.available_at for _, lot in lots],
+        }
+    return out
+
+
+def segment_counts(final: Final, programme: Programme, *, as_of: datetime) -> dict[str, int]:
+    """Members in each of the design's segments at ``as_of``: each dynamic segment's compiled
+    query (:func:`lealta.segments.compiler.compile_group`, the SQL the recompute job runs)
+    over the final members, accounts, orders and open lots in an in-memory SQLite database.
+    A static segment (an uploaded list) holds no replayed member: 0."""
+    queries = segment_queries(programme, as_of=as_of)
+    if not queries:
+        return {}
+    db = create_engine("sqlite://")
+    tables = [_table(Member), _table(Account), _table(Order), _table(PointLot)]
+    # Read by conditions on consents, counted events and CLV: none in a replayed history.
+    empty = [_table(Consent), _table(Event), _table(ClvFit), _table(ClvPrediction)]
+    Base.metadata.create_all(db, tables=tables + empty)
+    counts: dict[str, int] = {}
+    with db.begin() as conn:
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        for table, columns in zip(tables, final.tables, strict=True):
+            if columns and "id" not in columns and table.name in ("orders", "point_lots"):
+                size = len(next(iter(columns.values())))
+                columns = {"id": list(range(1, size + 1)), **columns}
+            _insert(raw, table, columns, db.dialect)
+        for key, query in queries.items():
+            if query is None:
+                counts[key] = 0
+                continue
+            found = conn.scalar(select(func.count()).select_from(query.subquery()))
+            counts[key] = int(found or 0)
+    db.dispose()
+    return counts
+
+
+# --- the replay, in one process or in several --------------------------------------------------
+
+
+def replay(
+    programme: Programme,
+    path: Path,
+    *,
+    as_of: datetime,
+    actor: str,
+    auto_enrol: bool = True,
+    max_amount: Decimal = DEFAULT_MAX_AMOUNT,
+    on_progress: ProgressCallback | None = None,
+    chunk_size: int = imports.DEFAULT_CHUNK_SIZE,
+    workers: int = 1,
+) -> Final:
+    """Replay the CSV at ``path`` and catch up to ``as_of``; raises the import's file errors
+    (``unreadable_file``, ``invalid_csv_header``, ``invalid_csv``).
+
+    With ``workers`` > 1 (on a system that can fork), customers are
+    split into independent groups, each replayed by a forked process: customers whose rows
+    name the same order id (a refund of someone else's order, an order id reused, hence also
+    the same idempotency key) are in one group, so every lookup a row makes (its member, the
+    order it names, its key) stays inside its group and each member's rows are replayed in
+    file order, as in one process; the parts are then added up."""
+    started = time.perf_counter()
+    queries = segment_queries(programme, as_of=as_of)
+    text = " ".join(str(q) for q in queries.values() if q is not None) or (" " if queries else "")
+    options: dict[str, Any] = {
+        "as_of": as_of,
+        "actor": actor,
+        "auto_enrol": auto_enrol,
+        "max_amount": max_amount,
+        "chunk_size": chunk_size,
+        "segment_sql": text,
+    }
+    parts = max(1, workers)
+    if parts == 1 or "fork" not in multiprocessing.get_all_start_methods():
+        final = _replay_part(programme, path, on_progress=on_progress, **options)
+    else:
+        routes = _routes(path, parts)
+        final = _merge(_in_parallel(programme, path, parts, routes, on_progress, options))
+    final.report.elapsed_seconds = time.perf_counter() - started
+    return final
+
+
+def _routes(path: Path, parts: int) -> dict[str, int]:
+    """Customer id -> part: customers linked by an order id are in the same part."""
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        root = parent.setdefault(x, x)
+        while root != parent[root]:
+            root = parent[root]
+        while parent[x] != root:
+            parent[x], x = root, parent[x]
+        return root
+
+    with imports._open(path) as raw:
+        reader = csv.reader(imports._Lines(raw), strict=True)
+        columns = imports._Columns.from_header(imports._read_header(reader))
+        width = columns.width
+        who, which = columns.index["customer_id"], columns.index["order_id"]
+        try:
+            for cells in reader:
+                if len(cells) != width:
+                    continue
+                a, b = find(cells[who].strip()), find("\0" + cells[which].strip())
+                if a != b:
+                    parent[b] = a
+        except (csv.Error, LealtaError):
+            pass  # the replay stops there too, with the error
+    return {
+        name: zlib.crc32(find(name).encode()) % parts
+        for name in list(parent)
+        if not name.startswith("\0")
+    }
+
+
+def _work(conn: Any, programme: Programme, path: Path, part: int, **kwargs: Any) -> None:
+    """A forked part: replay, send the result (or the error) back."""
+    progress = kwargs.pop("progress")
+
+    def report(rows: int, done: int) -> None:
+        progress[2 * part] = rows
+        progress[2 * part + 1] = done
+
+    try:
+        result: Any = (
+            "done",
+            _replay_part(programme, path, part=part, on_progress=report, **kwargs),
+        )
+    except LealtaError as exc:
+        result = ("error", (type(exc), exc.message, exc.code, exc.details))
+    except BaseException as exc:  # reported to the parent, which raises
+        result = ("crash", repr(exc))
+    conn.send(result)
+    conn.close()
+
+
+def _in_parallel(
+    programme: Programme,
+    path: Path,
+    parts: int,
+    routes: dict[str, int],
+    on_progress: ProgressCallback | None,
+    options: dict[str, Any],
+) -> list[Final]:
+    context = multiprocessing.get_context("fork")
+    progress = context.Array("q", 2 * parts, lock=False)  # rows and bytes read, per part
+    pipes = []
+    processes = []
+    for part in range(parts):
+        mine, theirs = context.Pipe(duplex=False)
+        process = context.Process(
+            target=_work,
+            args=(theirs, programme, path, part),
+            kwargs={**options, "routes": routes, "progress": progress},
+            daemon=True,
+        )
+        process.start()
+        theirs.close()
+        pipes.append(mine)
+        processes.append(process)
+    results: dict[int, Any] = {}
+    try:
+        while len(results) < parts:
+            for part, pipe in enumerate(pipes):
+                if part not in results and pipe.poll(0.2 / parts):
+                    results[part] = pipe.recv()
+            if on_progress is not None:
+                on_progress(sum(progress[0::2]), min(progress[1::2]))
+    except EOFError:
+        raise RuntimeError("a simulator worker process died") from None
+    finally:
+        for process in processes:
+            process.join(timeout=5)
+            if process.is_alive():
+                process.kill()
+    finals: list[Final] = []
+    for part in range(parts):
+        kind, value = results[part]
+        if kind == "error":
+            cls, message, code, details = value
+            raise cls(message, code=code, details=details)
+        if kind == "crash":
+            raise RuntimeError(f"a simulator worker failed: {value}")
+        finals.append(value)
+    return finals
+
+
+def _merge(finals: list[Final]) -> Final:
+    """One result from the parts': counts added, rejections in line order, members numbered
+    in the order of the lines that enrolled them (as one process, and a database, number
+    them: the segments' quintiles and deciles break ties by member id)."""
+    report = imports.ImportReport()
+    tally = Tally()
+    merged = Final(report, tally, [])
+    enrolments = sorted(
+        (line, part, local)
+        for part, final in enumerate(finals)
+        for local, line in enumerate(final.enrolled_on, start=1)
+    )
+    numbers: list[dict[int, int]] = [{} for _ in finals]
+    for member_id, (line, part, local) in enumerate(enrolments, start=1):
+        numbers[part][local] = member_id
+        merged.enrolled_on.append(line)
+    for final, number in zip(finals, numbers, strict=True):
+        r = final.report
+        report.rows_read += r.rows_read
+        report.imported += r.imported
+        report.replayed += r.replayed
+        report.rejected_count += r.rejected_count
+        report.out_of_order += r.out_of_order
+        report.rejected.extend(r.rejected)
+        t = final.tally
+        tally.enrolled.update(t.enrolled)
+        tally.order_months.update(t.order_months)
+        for label, flow in t.flows.items():
+            mine = tally.flows.setdefault(label, [0, 0, 0, 0])
+            for i, value in enumerate(flow):
+                mine[i] += value
+        tally.changes.extend((at, seq, number[m], tier) for at, seq, m, tier in t.changes)
+        if t.first_order is not None and (
+            tally.first_order is None or t.first_order < tally.first_order
+        ):
+            tally.first_order = t.first_order
+        tally.net_minor += t.net_minor
+        merged.accounts.extend(final.accounts)
+        merged.coupons += final.coupons
+        merged.coupon_face_minor += final.coupon_face_minor
+        for table, columns in zip(merged.tables, final.tables, strict=True):
+            for name, values in columns.items():
+                if name in ("id", "member_id"):  # members' "id"; the others' have none
+                    values = [number[v] for v in values]
+                table.setdefault(name, []).extend(values)
+    report.rejected.sort()
+    del report.rejected[imports.MAX_REJECTED_KEPT :]
+    return merged
