@@ -197,9 +197,13 @@ def machine_info(pg_version: str, workers: int) -> list[tuple[str, str]]:
 def notes(args: argparse.Namespace, total: float) -> dict[str, str]:
     """What each figure measures, keyed by the ``--only`` names it belongs to ("": always)."""
     return {
-        "": f"Closed loop: each client (a thread with its own keep-alive httpx.Client) sends its"
-        f" next request when the previous one answers; the load generator shares the"
-        f" {os.cpu_count()} cores with the server and PostgreSQL. Whole run {total:.0f} s.",
+        "": f"Closed loop: each client sends its next request when the previous one answers;"
+        f" the load generator shares the {os.cpu_count()} cores with the server and PostgreSQL."
+        f" (i), (iii), (v), (viii), (x), (xii) and /health use the lean generator (bench/load.py"
+        f" raw_loop: one asyncio loop, a keep-alive connection per client, pre-serialised"
+        f" HTTP/1.1, a minimal response parser; its own CPU per request is in the table), the"
+        f" others a thread per client with its own keep-alive httpx.Client. Whole run"
+        f" {total:.0f} s.",
         "ingest,batch,balance,workers": f"(i)-(iii) under the demo programme (PUT /v1/programme,"
         f" as shipped: tiers, CEL rules, thresholds, 14 days pending): (i) distinct order.paid"
         f" events over {args.customers} customers enrolled beforehand; (ii) POST"
@@ -424,6 +428,16 @@ def report_server(run: Run, loads: Loads, health: LoadResult, tps: float) -> Non
             f"{rate(events, 'events/s')} ({batch.count} batches, p50 {ms(batch.p50)} each)",
             *_vs_tps(events, tps),
         )  # fmt: skip
+    generator = [
+        f"{name} {result.cpu_per_request * 1e6:,.0f} µs"
+        for name, result in (("(i)", loads.ingest), ("/health", health), ("(iii)", loads.balance))
+        if result is not None and result.count
+    ]
+    report.add(
+        "load generator's own CPU per request (information)",
+        ", ".join(generator),
+        "httpx thread per client: about 1,200 µs per POST",
+    )
     if (balance := loads.balance) is not None and balance.count:
         report.add(
             f"(iii) balance read latency, {clients} clients",

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import orjson
 
-from bench.load import LoadResult, closed_loop
+from bench.load import LoadResult, RawRequest, closed_loop, raw_loop
 from bench.server import Server
 
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -70,7 +70,31 @@ def _get(client: httpx.Client, path: str) -> httpx.Response:
 def single_event_ingest(
     server: Server, customers: Customers, *, tag: str, clients: int, seconds: float
 ) -> LoadResult:
-    """``clients`` threads POST /v1/events, each event a new order of one of ``customers``."""
+    """``clients`` connections POST /v1/events, each event a new order of one of
+    ``customers`` (by the lean generator, :func:`bench.load.raw_loop`)."""
+
+    def prepare(worker: int, seq: int) -> RawRequest:
+        n = seq * clients + worker
+        event = order_paid(
+            f"{tag}-e-{worker}-{seq}",
+            customers[n],
+            f"{tag}-O-{worker}-{seq}",
+            _amount(worker, seq),
+            datetime.now(UTC),
+        )
+        return "POST", "/v1/events", orjson.dumps(event)
+
+    return raw_loop(
+        server.base_url, auth_headers(server), prepare,
+        clients=clients, seconds=seconds, expect=frozenset({201}),
+    )  # fmt: skip
+
+
+def single_event_ingest_httpx(
+    server: Server, customers: Customers, *, tag: str, clients: int, seconds: float
+) -> LoadResult:
+    """:func:`single_event_ingest` by the thread-per-client httpx generator: what the lean one
+    saves (its CPU per request is reported next to the lean one's)."""
 
     def prepare(worker: int, seq: int) -> bytes:
         n = seq * clients + worker
@@ -138,6 +162,17 @@ def batch_ingest(
 def get_load(
     server: Server, path_for: Callable[[int, int], str], *, clients: int, seconds: float
 ) -> LoadResult:
+    """``clients`` connections GET ``path_for(client, seq)`` (by the lean generator)."""
+    return raw_loop(
+        server.base_url, auth_headers(server), lambda w, s: ("GET", path_for(w, s), None),
+        clients=clients, seconds=seconds,
+    )  # fmt: skip
+
+
+def get_load_httpx(
+    server: Server, path_for: Callable[[int, int], str], *, clients: int, seconds: float
+) -> LoadResult:
+    """:func:`get_load` by the thread-per-client httpx generator (for comparison)."""
     return closed_loop(
         server.base_url, auth_headers(server), _get, path_for, clients=clients, seconds=seconds
     )

@@ -7,7 +7,6 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from lealta.analytics import clv_jobs, clv_store
 from lealta.config import get_settings
 from lealta.kit.clock import SystemClock
 from lealta.kit.db import Database
@@ -25,6 +24,9 @@ def fit_clv(
 ) -> None:
     """Fit the BG/NBD + Gamma-Gamma model on every member's history and store it (what the
     nightly job does). Exit 5 when the history is too small to fit (stored as a failed fit)."""
+    # Imported here: the model brings NumPy and SciPy, which every other command does without.
+    from lealta.analytics import clv_jobs, clv_store
+
     db = Database(get_settings().database_url)
     now = SystemClock().now()
     try:

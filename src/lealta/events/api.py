@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Body, Response
 
-from lealta.apikeys.deps import ApiWriter
+from lealta.apikeys.deps import Api, ApiWriter
 from lealta.events import batch as batch_driver
 from lealta.events import service
 from lealta.events.schemas import (
@@ -18,6 +18,7 @@ from lealta.kit.http import (
     IdempotencyKey,
     replayable,
     respond,
+    run_blocking,
 )
 from lealta.programme import service as programmes
 from lealta.programme.schema import DEFAULT_PROGRAMME
@@ -39,7 +40,7 @@ router = APIRouter(prefix="/v1/events", tags=["events"], responses=ERROR_RESPONS
         },
     },
 )
-def ingest_event(
+async def ingest_event(
     event: EventIn, api: ApiWriter, idempotency_key: IdempotencyKey = None
 ) -> Response:
     """Record an order, a refund or any custom event and apply what it earns.
@@ -51,6 +52,10 @@ def ingest_event(
     refund of a customer who is not a member answers `202` (`"member": false`): it is kept
     for the member vs non-member figures and earns nothing.
     """
+    return await run_blocking(_ingest_one, event, api, idempotency_key)
+
+
+def _ingest_one(event: EventIn, api: Api, idempotency_key: str | None) -> Response:
     settings = api.settings
     with api.db.unit_of_work() as session:
         ctx = service.IngestContext(

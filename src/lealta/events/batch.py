@@ -381,12 +381,16 @@ def _replays(session: Session, items: list[Item]) -> list[Any]:
     keys = sorted({item.key for item in items})
     ids = sorted({item.event.id for item in items if item.event.id})
     rows: list[Any] = []
-    for start in range(0, max(len(keys), len(ids)), 500):
+    most = max(len(keys), len(ids))
+    step = max(1, most) if session.get_bind().dialect.name == "postgresql" else 500
+    for start in range(0, most, step):
         clauses = []
-        if keys[start : start + 500]:
-            clauses.append(_events.c.idempotency_key.in_(keys[start : start + 500]))
-        if ids[start : start + 500]:
-            clauses.append(_events.c.external_id.in_(ids[start : start + 500]))
+        if keys[start : start + step]:
+            clauses.append(
+                store.one_of(session, _events.c.idempotency_key, keys[start : start + step])
+            )
+        if ids[start : start + step]:
+            clauses.append(store.one_of(session, _events.c.external_id, ids[start : start + step]))
         rows.extend(
             session.execute(
                 select(

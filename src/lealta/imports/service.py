@@ -62,6 +62,8 @@ from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
 from pydantic import ValidationError
+from sqlalchemy import text
+from sqlalchemy.orm import Session
 
 from lealta.events import batch
 from lealta.events.schemas import ORDER_PAID, ORDER_REFUNDED, EventIn
@@ -82,6 +84,10 @@ SUPPORTED_TYPES = (ORDER_PAID, ORDER_REFUNDED)
 DEFAULT_CHUNK_SIZE = 2000
 MAX_REJECTED_KEPT = 10_000
 _PROGRESS_EVERY = 100
+SQLITE_CACHE_KIB = 32_768
+"""SQLite page cache of the import's connection (the default is 2 MiB): a chunk's inserts
+touch pages of a dozen indexes all over the file, and a cache that holds them saves reading
+them back for every chunk. Memory stays flat: the cache is bounded, not the file."""
 _GC_THRESHOLD = 50_000
 
 # Where a field of EventIn comes from in the CSV, so validation messages name the column.
@@ -183,7 +189,11 @@ def import_orders(
         backfill=True,  # imported history: subscribers skip what must not fire for the past
     )
     lines = read_items(items_path) if items_path is not None else None
-    with _open(path) as raw, _few_collections(), _sessions(db, dry_run) as unit_of_work:
+    with (
+        _open(path) as raw,
+        _collections_between_chunks() as collect,
+        _sessions(db, dry_run) as unit_of_work,
+    ):
         source = _Lines(raw)
         reader = csv.reader(source, strict=True)
         columns = _Columns.from_header(_read_header(reader))
@@ -198,6 +208,7 @@ def import_orders(
                     if (item := _to_item(columns, line, cells, report, lines)) is not None
                 ]
                 with unit_of_work() as session:
+                    _tune(session)
                     batch.run_items(session, items, ctx, by_time=False)
                 for item in items:
                     if item.status == "rejected":
@@ -211,12 +222,21 @@ def import_orders(
                 report.rejected[kept_before:] = sorted(report.rejected[kept_before:])
                 if on_progress is not None:
                     on_progress(report.rows_read, source.bytes_read)
+                del items
+                collect()
             if stopped is not None:
                 raise stopped
             if len(chunk) < chunk_size:
                 break
     report.elapsed_seconds = time.perf_counter() - started
     return report
+
+
+def _tune(session: Session) -> None:
+    """Settings for a chunk's connection: a bigger page cache on SQLite (see
+    ``SQLITE_CACHE_KIB``). Durability is untouched (WAL, ``synchronous=NORMAL``)."""
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(text(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}"))
 
 
 class _DryRun(Exception):
@@ -313,6 +333,33 @@ def _few_collections() -> Iterator[None]:
         yield
     finally:
         gc.set_threshold(*thresholds)
+        gc.unfreeze()
+
+
+@contextmanager
+def _collections_between_chunks() -> Iterator[Callable[[], None]]:
+    """Run the import without the cyclic garbage collector, collecting between chunks.
+
+    A chunk allocates hundreds of thousands of objects, nearly all freed by reference
+    counting when the chunk is done; collections during the chunk only walk what is still
+    alive (a tenth of an import's time went to them). So automatic collection is off while
+    the import runs, and the yielded function, called after each chunk, collects the young
+    generations: by then the chunk's objects are gone, what is left to walk is little, and
+    the cycles a chunk made (ORM objects, sessions) never outlive the next chunk, so memory
+    stays flat. Objects alive when the import starts are frozen (never walked again) and
+    everything comes back as it was afterwards."""
+    enabled = gc.isenabled()
+    gc.freeze()
+    gc.disable()
+
+    def collect() -> None:
+        gc.collect(1)
+
+    try:
+        yield collect
+    finally:
+        if enabled:
+            gc.enable()
         gc.unfreeze()
 
 

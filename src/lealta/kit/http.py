@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import itertools
+import os
 import time
-import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any, Protocol, TypeVar
 
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
@@ -23,7 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lealta.config import Settings
 from lealta.kit.clock import Clock
-from lealta.kit.db import Database
+from lealta.kit.db import Database, json_bytes
 from lealta.kit.errors import LealtaError, validation_body
 from lealta.kit.idempotency import MissingIdempotencyKey, Outcome, check_key, run_once
 from lealta.kit.logging import get_logger
@@ -261,6 +265,22 @@ class BodyLimitMiddleware:
         await self.app(scope, limited, send)
 
 
+_request_ids = itertools.count()
+_request_id_prefix = ("", -1)
+
+
+def new_request_id() -> str:
+    """32 hex characters, unique across processes: a random prefix drawn once per process
+    and a counter. ``uuid4()`` reads the kernel's random source on every request, a system
+    call that also gives up the GIL mid-request under load."""
+    global _request_id_prefix
+    prefix, pid = _request_id_prefix
+    if pid != os.getpid():  # first use in this process (or a forked child)
+        prefix, pid = os.urandom(8).hex(), os.getpid()
+        _request_id_prefix = (prefix, pid)
+    return f"{prefix}{next(_request_ids) & 0xFFFF_FFFF_FFFF_FFFF:016x}"
+
+
 class ObservabilityMiddleware:
     """Request id, JSON access log line and Prometheus metrics for every request."""
 
@@ -273,7 +293,7 @@ class ObservabilityMiddleware:
             return
         start = time.perf_counter()
         headers = dict(scope.get("headers") or [])
-        request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or uuid.uuid4().hex
+        request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or new_request_id()
         status = 500
 
         async def wrapped(message: Message) -> None:
@@ -304,11 +324,41 @@ class ObservabilityMiddleware:
                 )
 
 
+class FastJSONResponse(JSONResponse):
+    """A ``JSONResponse`` rendered by orjson (a few times faster than the standard library's
+    ``json.dumps``, which Starlette uses) for bodies that are already JSON values."""
+
+    def render(self, content: Any) -> bytes:
+        return json_bytes(content)
+
+
 def respond(outcome: Outcome) -> JSONResponse:
     """The HTTP response for an idempotent write: a replay is 200 with a marker header."""
     if outcome.replayed:
-        return JSONResponse(outcome.body, status_code=200, headers={"Idempotent-Replayed": "true"})
-    return JSONResponse(outcome.body, status_code=outcome.status_code)
+        return FastJSONResponse(
+            outcome.body, status_code=200, headers={"Idempotent-Replayed": "true"}
+        )
+    return FastJSONResponse(outcome.body, status_code=outcome.status_code)
+
+
+T = TypeVar("T")
+
+_blocking = ThreadPoolExecutor(max_workers=40, thread_name_prefix="lealta-blocking")
+"""The threads of :func:`run_blocking` (as many as Starlette's default thread pool)."""
+
+
+async def run_blocking(fn: Callable[..., T], *args: Any) -> T:
+    """Run a blocking ``fn(*args)`` (database work) in a thread and await its result.
+
+    What FastAPI does for a plain ``def`` endpoint, for the hottest endpoints at about half
+    the CPU: an executor future straight on the event loop instead of anyio's thread
+    machinery (capacity limiter, cancel scopes, run-vars), which costs more CPU per request
+    than a one-row read. Context variables travel with the call, as with anyio. As with a
+    ``def`` endpoint, a request cancelled meanwhile does not stop the thread: its unit of
+    work commits or rolls back on its own.
+    """
+    context = contextvars.copy_context()
+    return await asyncio.get_running_loop().run_in_executor(_blocking, context.run, fn, *args)
 
 
 WriteEffect = Callable[[Session, datetime], tuple[int, dict[str, Any]]]

@@ -17,6 +17,7 @@ from lealta.kit.http import (
     IdempotencyKey,
     replayable,
     respond,
+    run_blocking,
 )
 from lealta.kit.idempotency import run_maybe_once
 from lealta.kit.ids import ExternalId
@@ -227,7 +228,7 @@ async def get_balance(external_id: ExternalId, api: ApiReader) -> BalanceOut:
     """Available, pending, lifetime figures, and what expires soon (with the next date)."""
     # A coroutine, so that FastAPI checks and serialises the answer on the event loop: a
     # plain ``def`` endpoint costs a second trip through the thread pool for that.
-    return await run_in_threadpool(_balance, api.db, external_id, api.clock.now())
+    return await run_blocking(_balance, api.db, external_id, api.clock.now())
 
 
 def _balance(db: Database, external_id: str, now: datetime) -> BalanceOut:
