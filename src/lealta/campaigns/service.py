@@ -41,13 +41,12 @@ from lealta.kit.db import Database, insert_ignoring, lock_for_update
 from lealta.kit.errors import Conflict, InvalidInput, LealtaError, NotFound
 from lealta.kit.logging import get_logger
 from lealta.ledger import operations
-from lealta.members import service as members
 from lealta.models import Consent, Coupon, Member, Message, Segment, SegmentMember
 from lealta.models.campaign import CampaignRecipient, CampaignState
 from lealta.models.privacy import MemberErasure
 from lealta.notify import service as notify
 from lealta.notify.policy import Cap, needs_consent
-from lealta.programme.schema import CouponSpec, Programme, name_in
+from lealta.programme.schema import CouponSpec, Programme
 from lealta.workflows import runs as workflow_runs
 from lealta.workflows.schema import (
     AwardPoints,
@@ -633,23 +632,8 @@ def _message_context(
     channel: str,
     now: datetime,
 ) -> dict[str, Any]:
-    lang = member.language if member.language in ("es", "en") else "es"
-    context: dict[str, Any] = {k: v for k, v in found.items() if k in ("points", "coupon")}
-    reward_id = found.get("reward_id")
-    if isinstance(reward_id, str):
-        reward = programme.reward(reward_id)
-        context["reward"] = {
-            "id": reward_id,
-            "name": name_in(reward.name, lang) if reward else reward_id,
-        }
-    balance = members.balance(
-        session, member, programme.currency, now=now, warn_days=programme.expiry.warn_days
-    )
-    if balance.next_expiry is not None:
-        context["expiring"] = {
-            "points": balance.next_expiry.points,
-            "on": balance.next_expiry.at.date().isoformat(),
-        }
+    values = {k: v for k, v in found.items() if k in ("points", "coupon", "reward_id")}
+    context = workflow_runs.effect_context(session, member, programme, values, now=now)
     if channel != "inapp":
         url = link_url(settings, recipient.id)
         # The tracked link stands in for the cockpit link every template already carries.

@@ -100,19 +100,31 @@ def member_runs(
         return RunList(items=[RunOut.of(r, c) for r, c in found])
 
 
-def _switch(
-    workflow_id: str, paused: bool, principal: Writer, db: DbDep, clock: ClockDep, key: str
+def _act(
+    action: Literal["pause", "resume", "enable", "disable"],
+    workflow_id: str,
+    principal: Writer,
+    db: DbDep,
+    clock: ClockDep,
+    key: str,
 ) -> JSONResponse:
+    """Pause/resume (the switch) or enable/disable (the programme's flag), once per key."""
+
     def effect(session: Session, now: object) -> tuple[int, dict[str, object]]:
-        service.set_paused(
-            session, workflow_id, paused=paused, actor=principal.actor, now=clock.now()
-        )
-        return 200, SwitchOut(workflow_id=workflow_id, paused=paused).model_dump(mode="json")
+        at, actor = clock.now(), principal.actor
+        if action in ("pause", "resume"):
+            paused = action == "pause"
+            service.set_paused(session, workflow_id, paused=paused, actor=actor, now=at)
+            return 200, SwitchOut(workflow_id=workflow_id, paused=paused).model_dump(mode="json")
+        enabled = action == "enable"
+        version = service.set_enabled(session, workflow_id, enabled=enabled, actor=actor, now=at)
+        out = EnabledOut(workflow_id=workflow_id, enabled=enabled, programme_version=version)
+        return 200, out.model_dump(mode="json")
 
     return idempotent_write(
         db,
         clock,
-        scope=f"workflow-{'pause' if paused else 'resume'}:{workflow_id}",
+        scope=f"workflow-{action}:{workflow_id}",
         key=key,
         payload={"workflow_id": workflow_id},
         effect=effect,
@@ -133,7 +145,7 @@ def pause(
     idempotency_key: RequiredIdempotencyKey,
 ) -> JSONResponse:
     """No new runs start while paused; runs in flight go on. Requires an `Idempotency-Key`."""
-    return _switch(workflow_id, True, principal, db, clock, idempotency_key)
+    return _act("pause", workflow_id, principal, db, clock, idempotency_key)
 
 
 @router.post(
@@ -150,27 +162,7 @@ def resume(
     idempotency_key: RequiredIdempotencyKey,
 ) -> JSONResponse:
     """Runs start again on new triggers. Requires an `Idempotency-Key`."""
-    return _switch(workflow_id, False, principal, db, clock, idempotency_key)
-
-
-def _enable(
-    workflow_id: str, enabled: bool, principal: Writer, db: DbDep, clock: ClockDep, key: str
-) -> JSONResponse:
-    def effect(session: Session, now: object) -> tuple[int, dict[str, object]]:
-        version = service.set_enabled(
-            session, workflow_id, enabled=enabled, actor=principal.actor, now=clock.now()
-        )
-        out = EnabledOut(workflow_id=workflow_id, enabled=enabled, programme_version=version)
-        return 200, out.model_dump(mode="json")
-
-    return idempotent_write(
-        db,
-        clock,
-        scope=f"workflow-{'enable' if enabled else 'disable'}:{workflow_id}",
-        key=key,
-        payload={"workflow_id": workflow_id},
-        effect=effect,
-    )
+    return _act("resume", workflow_id, principal, db, clock, idempotency_key)
 
 
 @router.post(
@@ -190,7 +182,7 @@ def enable(
     version, in force now (audited; the programme history shows the change). `409
     programme_change_scheduled` while a version waits for a later activation. Requires an
     `Idempotency-Key`."""
-    return _enable(workflow_id, True, principal, db, clock, idempotency_key)
+    return _act("enable", workflow_id, principal, db, clock, idempotency_key)
 
 
 @router.post(
@@ -208,7 +200,7 @@ def disable(
 ) -> JSONResponse:
     """Sets `enabled: false` (a new programme version, in force now): no new runs start; runs
     in flight finish on the version they started on. Requires an `Idempotency-Key`."""
-    return _enable(workflow_id, False, principal, db, clock, idempotency_key)
+    return _act("disable", workflow_id, principal, db, clock, idempotency_key)
 
 
 @router.post(

@@ -13,6 +13,7 @@ periodic sweep wake them, so they survive restarts and deploys.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -760,7 +761,27 @@ def message_context(
 ) -> dict[str, Any]:
     """The placeholders a workflow adds to the member's: points, coupon, reward, expiring
     points and, when the step names a survey, its signed link ``survey_url``."""
-    values = run.vars
+    context = effect_context(session, member, programme, run.vars, now=now)
+    if step.survey is not None:
+        from lealta.surveys import service as surveys
+
+        survey = surveys.get(session, step.survey)
+        token = surveys.link_token(settings.secret_key, survey, member)
+        context["survey_url"] = f"{settings.public_url.rstrip('/')}/s/{token}"
+    return context
+
+
+def effect_context(
+    session: Session,
+    member: Member,
+    programme: Programme,
+    values: Mapping[str, Any],
+    *,
+    now: datetime,
+) -> dict[str, Any]:
+    """The placeholders earlier steps' effects give a message (workflows and campaigns):
+    ``points``, ``crossed``, ``coupon``, the ``reward`` named by ``reward_id`` in the member's
+    language, and the member's next ``expiring`` points."""
     lang = member.language if member.language in ("es", "en") else "es"
     context: dict[str, Any] = {}
     for key in ("points", "crossed", "coupon"):
@@ -781,12 +802,6 @@ def message_context(
             "points": balance.next_expiry.points,
             "on": balance.next_expiry.at.date().isoformat(),
         }
-    if step.survey is not None:
-        from lealta.surveys import service as surveys
-
-        survey = surveys.get(session, step.survey)
-        token = surveys.link_token(settings.secret_key, survey, member)
-        context["survey_url"] = f"{settings.public_url.rstrip('/')}/s/{token}"
     return context
 
 
