@@ -10,6 +10,7 @@ throughput figures use (see its comment).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 import time
 from collections.abc import Callable
@@ -253,10 +254,21 @@ def raw_loop(
         runner: Callable[[Any], Any] = uvloop.run
     except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
         runner = asyncio.run
+
+    def go() -> LoadResult:
+        coroutine = _raw(host, port, encode, request_for, clients, seconds, expect, seq_offset)
+        return cast(LoadResult, runner(coroutine))
+
     cpu = time.process_time()
-    result = runner(_raw(host, port, encode, request_for, clients, seconds, expect, seq_offset))
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        result = go()
+    else:  # a loop already runs in this thread (the caller's): ours gets a thread of its own
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            result = pool.submit(go).result()
     result.cpu_seconds = time.process_time() - cpu
-    return cast(LoadResult, result)
+    return result
 
 
 async def _raw(
