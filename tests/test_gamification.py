@@ -310,6 +310,14 @@ def test_a_streak_pays_each_rung_once_and_a_missed_month_resets(
     order(api, clock, "t9", "eva", datetime(2026, 7, 5, 10, tzinfo=UTC))
     drain(db, clock, quick)
     assert points_from(db, eva, "streak") == [100, 100]  # a new run reaches 3 again
+    with db.unit_of_work(write=False) as session:
+        rewarded = session.scalars(
+            select(OutboxMessage.payload).where(OutboxMessage.topic == "streak.rewarded")
+        ).all()
+    assert [(p["streak_id"], p["months"], p["points"]) for p in rewarded] == [
+        ("monthly-orders", 3, 100),
+        ("monthly-orders", 3, 100),
+    ]
 
 
 def _join(db: Database, member_id: int, name: str, *, join: bool = True) -> None:

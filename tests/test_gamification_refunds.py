@@ -12,7 +12,7 @@ from lealta.config import Settings
 from lealta.gamification import service
 from lealta.kit.clock import FixedClock
 from lealta.kit.db import Database
-from lealta.models import LedgerEntry, Member
+from lealta.models import LedgerEntry, Member, OutboxMessage
 from lealta.programme import service as programmes
 from lealta.programme.schema import Programme
 from tests.factories import add_member, order_refunded
@@ -71,6 +71,13 @@ def test_a_partial_refund_under_the_goal_revokes_a_spend_challenge_once(
     drain(db, clock, quick)
     assert _progress(db, ria, ("spend-month", "2026-11")) == (8000, False, 0)
     assert _entries(db, ria) == [("challenge", 300), ("adjustment", -300)]
+    with db.unit_of_work(write=False) as session:
+        revoked = session.scalars(
+            select(OutboxMessage.payload).where(OutboxMessage.topic == "challenge.revoked")
+        ).all()
+    assert [(p["challenge_id"], p["period"], p["points"]) for p in revoked] == [
+        ("spend-month", "2026-11", 300)
+    ]
 
     # A re-delivery of the refund takes nothing back twice.
     with db.unit_of_work() as session:

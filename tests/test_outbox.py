@@ -97,6 +97,8 @@ SAMPLES: list[domain.DomainEvent] = [
     domain.ChallengeCompleted(
         challenge_id="three-in-november", period="2026-11", points=100, at=AT
     ),
+    domain.ChallengeRevoked(challenge_id="three-in-november", period="2026-11", points=100, at=AT),
+    domain.StreakRewarded(streak_id="monthly-orders", months=3, points=100, at=AT),
     domain.ReferralRewarded(referral_id=3, role="referrer", points=500, at=AT),
     domain.SegmentEntered(segment_key="at-risk", at=AT),
     domain.SegmentLeft(segment_key="active", at=AT),

@@ -366,9 +366,16 @@ TOPICS: tuple[type[domain.DomainEvent], ...] = (
     domain.RedemptionRolledBack,
     domain.TierChanged,
     domain.ThresholdReached,
+    domain.BadgeAwarded,
+    domain.ChallengeCompleted,
+    domain.ChallengeRevoked,
+    domain.StreakRewarded,
+    domain.ReferralRewarded,
+    domain.SurveyAnswered,
 )
-"""Events after which a member's figures may have changed (custom events and manual
-adjustments are counted at the member's next such event, or by a rebuild)."""
+"""Events after which a member's figures may have changed, the points gamification,
+referrals and surveys give included (custom events and manual adjustments are counted at
+the member's next such event, or by a rebuild)."""
 
 
 def on_event(ctx: JobContext, event: domain.DomainEvent, message: OutboxInfo) -> None:

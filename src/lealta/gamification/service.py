@@ -60,7 +60,12 @@ from lealta.models import (
     StreakState,
 )
 from lealta.outbox import service as outbox
-from lealta.outbox.events import BadgeAwarded, ChallengeCompleted
+from lealta.outbox.events import (
+    BadgeAwarded,
+    ChallengeCompleted,
+    ChallengeRevoked,
+    StreakRewarded,
+)
 from lealta.programme.schema import Programme, name_in
 from lealta.rules.cel import CelCompileError, Expression, compile_expression
 from lealta.rules.engine import EventFacts, Item, MemberSnapshot, activation
@@ -560,19 +565,26 @@ def revoke_challenges(
         ).first()
         if row is None or not row[3]:
             continue
-        taken = session.execute(
+        undone = session.execute(
             update(ChallengeProgress)
             .where(ChallengeProgress.id == row[0], ChallengeProgress.completed_at.is_not(None))
             .values(completed_at=None, points=0, ledger_entry_id=None, coupon_id=None)
             .execution_options(synchronize_session=False)
         )
-        if not getattr(taken, "rowcount", 0):
+        if not getattr(undone, "rowcount", 0):
             continue
         reason = (
             f"Challenge revoked: {name_in(challenge.name, 'en')} ({period}),"
             f" order {order_ref} refunded"
         )
-        _take_back(session, programme, member, int(row[1]), row[2], reason[:200], now=now)
+        taken = _take_back(session, programme, member, int(row[1]), row[2], reason[:200], now=now)
+        outbox.emit(
+            session,
+            ChallengeRevoked(challenge_id=challenge.id, period=period, points=taken, at=now),
+            member_id=member.id,
+            now=now,
+            backfill=refund.backfill,
+        )
         revoked.append((challenge.id, period))
     return revoked
 
@@ -586,9 +598,9 @@ def _take_back(
     reason: str,
     *,
     now: datetime,
-) -> None:
+) -> int:
     """Debit a revoked challenge's points (as many as the member still has: the rest was
-    spent, as with a refund's reversal) and void its coupon when unused."""
+    spent, as with a refund's reversal) and void its coupon when unused; the points taken."""
     account = session.get(Account, member.id)
     take = min(points, max(account.points_available if account is not None else 0, 0))
     if take > 0:
@@ -605,6 +617,7 @@ def _take_back(
         if coupon is not None and coupon.status == "active":
             with contextlib.suppress(Conflict):  # used at a till: the discount was had
                 coupons.void(session, coupon.id)
+    return take
 
 
 def _reward_challenge(
@@ -764,6 +777,13 @@ def _rungs(
                 .where(StreakRung.id == row_id)
                 .values(ledger_entry_id=result.entry.id)
             )
+        outbox.emit(
+            session,
+            StreakRewarded(streak_id=streak.id, months=rung.months, points=points, at=now),
+            member_id=member.id,
+            now=now,
+            backfill=event.backfill,
+        )
         out.append((streak.id, rung.months))
     return out
 

@@ -300,6 +300,29 @@ class ChallengeCompleted(DomainEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class ChallengeRevoked(DomainEvent):
+    """A refund took a completed challenge below its goal: its completion is undone and
+    ``points`` (as many as the member still had) were taken back."""
+
+    TYPE: ClassVar[str] = "challenge.revoked"
+    challenge_id: str
+    period: str
+    points: int
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StreakRewarded(DomainEvent):
+    """A member's streak reached a rung of its ladder (``months`` in a row), once per streak."""
+
+    TYPE: ClassVar[str] = "streak.rewarded"
+    streak_id: str
+    months: int
+    points: int
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class ReferralRewarded(DomainEvent):
     """A referral qualified and rewarded one side (``role``: referrer or friend)."""
 
@@ -346,6 +369,8 @@ EVENT_TYPES: dict[str, type[DomainEvent]] = {
         CouponUsed,
         BadgeAwarded,
         ChallengeCompleted,
+        ChallengeRevoked,
+        StreakRewarded,
         ReferralRewarded,
         SegmentEntered,
         SegmentLeft,
