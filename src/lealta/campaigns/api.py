@@ -24,6 +24,7 @@ from lealta.kit.http import (
     ClockDep,
     DbDep,
     IdempotencyKey,
+    csv_download,
     replayable,
     respond,
 )
@@ -221,14 +222,7 @@ def recipients(
     if format == "csv":
         with db.unit_of_work(write=False) as session:
             service.get(session, campaign_id)
-        return StreamingResponse(
-            service.export_csv(db, campaign_id),
-            media_type="text/csv; charset=utf-8",
-            headers={
-                "Content-Disposition": f'attachment; filename="campaign-{campaign_id}.csv"',
-                "Cache-Control": "no-store",
-            },
-        )
+        return csv_download(service.export_csv(db, campaign_id), f"campaign-{campaign_id}.csv")
     after = _cursor(cursor) if cursor else None
     with db.unit_of_work(write=False) as session:
         service.get(session, campaign_id)

@@ -7,14 +7,14 @@ import contextvars
 import itertools
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Annotated, Any, Protocol, TypeVar
 
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.routing import iter_route_contexts
 from prometheus_client import Counter, Histogram
 from pydantic import BaseModel
@@ -461,3 +461,15 @@ def replayable(model: type[BaseModel]) -> dict[int | str, dict[str, Any]]:
             },
         }
     }
+
+
+def csv_download(lines: Iterable[bytes], filename: str) -> StreamingResponse:
+    """A CSV streamed as an attachment named ``filename``, never cached."""
+    return StreamingResponse(
+        lines,
+        media_type="text/csv; charset=utf-8",
+        headers={
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            "Cache-Control": "no-store",
+        },
+    )

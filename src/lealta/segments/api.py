@@ -17,6 +17,7 @@ from lealta.kit.http import (
     ClockDep,
     DbDep,
     IdempotencyKey,
+    csv_download,
     replayable,
     respond,
 )
@@ -179,14 +180,7 @@ def list_members(
     if format == "csv":
         with db.unit_of_work(write=False) as session:
             service.get(session, key)
-        return StreamingResponse(
-            service.export_csv(db, key),
-            media_type="text/csv; charset=utf-8",
-            headers={
-                "Content-Disposition": f'attachment; filename="segment-{key}.csv"',
-                "Cache-Control": "no-store",
-            },
-        )
+        return csv_download(service.export_csv(db, key), f"segment-{key}.csv")
     after = decode_cursor(cursor) if cursor else None
     with db.unit_of_work(write=False) as session:
         row = service.get(session, key)
