@@ -97,13 +97,7 @@ def check_one(
 ) -> None:
     """Cross-references of one campaign against ``programme`` (and ``segments``: the known
     segment keys, default the programme's), as ValueError with exact paths."""
-    from lealta.notify.defaults import KEYS
-    from lealta.workflows.schema import (
-        CUSTOM_TEMPLATE_PREFIX,
-        IssueCoupon,
-        IssueReward,
-        SendMessage,
-    )
+    from lealta.workflows.schema import SendMessage, check_references
 
     known = segments if segments is not None else {s.id for s in programme.segments}
     if campaign.segment is not None and campaign.segment not in known:
@@ -120,22 +114,8 @@ def check_one(
             kind = getattr(step, "type", "")
             if kind in ONE_SHOT_REFUSED:
                 raise ValueError(f"{where}.type: {ONE_SHOT_REFUSED[kind]}")
-            if isinstance(step, IssueCoupon):
-                reward = rewards.get(step.reward)
-                if reward is None:
-                    raise ValueError(f"{where}.reward: unknown reward '{step.reward}'")
-                if reward.coupon is None and reward.type != "free_shipping":
-                    raise ValueError(f"{where}.reward: reward '{step.reward}' is not a coupon")
-            elif isinstance(step, IssueReward) and step.reward not in rewards:
-                raise ValueError(f"{where}.reward: unknown reward '{step.reward}'")
-            elif isinstance(step, SendMessage):
-                if step.template not in KEYS and not step.template.startswith(
-                    CUSTOM_TEMPLATE_PREFIX
-                ):
-                    raise ValueError(
-                        f"{where}.template: unknown template '{step.template}' (shipped:"
-                        f" {', '.join(KEYS)}; your own keys start with '{CUSTOM_TEMPLATE_PREFIX}')"
-                    )
+            check_references(step, where, rewards)
+            if isinstance(step, SendMessage):
                 if step.channel != "best" and step.channel not in campaign.channels:
                     raise ValueError(
                         f"{where}.channel: '{step.channel}' is not one of the campaign's channels"

@@ -215,9 +215,29 @@ def _cel_error(source: str) -> str | None:
     return None
 
 
+def check_references(step: Any, where: str, rewards: dict[str, Any]) -> None:
+    """A step's rewards and template exist (workflows and campaigns); ValueError at ``where``."""
+    from lealta.notify.defaults import KEYS
+
+    if isinstance(step, IssueCoupon):
+        reward = rewards.get(step.reward)
+        if reward is None:
+            raise ValueError(f"{where}.reward: unknown reward '{step.reward}'")
+        if reward.coupon is None and reward.type != "free_shipping":
+            raise ValueError(f"{where}.reward: reward '{step.reward}' is not a coupon")
+    elif isinstance(step, IssueReward) and step.reward not in rewards:
+        raise ValueError(f"{where}.reward: unknown reward '{step.reward}'")
+    elif isinstance(step, SendMessage) and (
+        step.template not in KEYS and not step.template.startswith(CUSTOM_TEMPLATE_PREFIX)
+    ):
+        raise ValueError(
+            f"{where}.template: unknown template '{step.template}' (shipped:"
+            f" {', '.join(KEYS)}; your own keys start with '{CUSTOM_TEMPLATE_PREFIX}')"
+        )
+
+
 def check(programme: Any) -> None:
     """Cross-references of the section (rewards, templates), as ValueError with exact paths."""
-    from lealta.notify.defaults import KEYS
 
     rewards = {r.id: r for r in programme.rewards}
     seen: set[str] = set()
@@ -237,21 +257,6 @@ def check(programme: Any) -> None:
             raise ValueError(f"{base}.trigger.filter: {err}")
         for path, step in walk(workflow.steps):
             where = f"{base}.{path}"
-            if isinstance(step, IssueCoupon):
-                reward = rewards.get(step.reward)
-                if reward is None:
-                    raise ValueError(f"{where}.reward: unknown reward '{step.reward}'")
-                if reward.coupon is None and reward.type != "free_shipping":
-                    raise ValueError(f"{where}.reward: reward '{step.reward}' is not a coupon")
-            elif isinstance(step, IssueReward) and step.reward not in rewards:
-                raise ValueError(f"{where}.reward: unknown reward '{step.reward}'")
-            elif isinstance(step, SendMessage):
-                if step.template not in KEYS and not step.template.startswith(
-                    CUSTOM_TEMPLATE_PREFIX
-                ):
-                    raise ValueError(
-                        f"{where}.template: unknown template '{step.template}' (shipped:"
-                        f" {', '.join(KEYS)}; your own keys start with '{CUSTOM_TEMPLATE_PREFIX}')"
-                    )
-            elif isinstance(step, Branch) and (err := _cel_error(step.condition)):
+            check_references(step, where, rewards)
+            if isinstance(step, Branch) and (err := _cel_error(step.condition)):
                 raise ValueError(f"{where}.if: {err}")
