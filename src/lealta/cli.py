@@ -3,87 +3,78 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TransferSpeedColumn,
-)
 from rich.table import Table
 
-from lealta.analytics.cli import app as analytics_cli
-from lealta.analytics.report_cli import app as report_cli
-from lealta.apikeys import service as apikeys
-from lealta.bulk import cli as bulk_cli
-from lealta.campaigns.cli import app as campaigns_cli
-from lealta.config import Settings, get_settings
-from lealta.demo import service as demo
-from lealta.experiments.cli import app as experiments_cli
-from lealta.exports import service as exports
-from lealta.gamification.cli import app as gamification_cli
-from lealta.imports import service as imports
-from lealta.inbound import cli as inbound_cli
-from lealta.jobs import service as jobs
-from lealta.kit.clock import SystemClock
-from lealta.kit.db import Database
-from lealta.kit.errors import LealtaError
-from lealta.kit.migrate import upgrade as migrate_upgrade
-from lealta.ledger import service as ledger
-from lealta.privacy.cli import app as members_cli
-from lealta.programme import service as programmes
-from lealta.programme.cli import app as programme_cli
-from lealta.referrals.cli import app as referrals_cli
-from lealta.segments.cli import app as segments_cli
-from lealta.simulator import cli as simulate_cli
-from lealta.surveys.cli import app as surveys_cli
-from lealta.web.admin.cli import app as admin_cli
-from lealta.webhooks.cli import app as webhooks_cli
-from lealta.workflows.cli import app as workflows_cli
+from lealta.kit.lazycli import lazy_group
 
-app = typer.Typer(help="Lealta: self-hosted, API-first customer loyalty.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from lealta.config import Settings
+    from lealta.demo.service import DemoReport
+    from lealta.kit.db import Database
+    from lealta.kit.errors import LealtaError
+
+# Each command module is imported when its command runs (or --help lists it): a command
+# pays only for what it uses (see lealta.kit.lazycli). The commands defined in this file
+# import their services in their bodies for the same reason.
+app = typer.Typer(
+    help="Lealta: self-hosted, API-first customer loyalty.",
+    no_args_is_help=True,
+    cls=lazy_group(
+        {
+            "inbound": "lealta.inbound.cli:app",
+            "programme": "lealta.programme.cli:app",
+            "admin": "lealta.web.admin.cli:app",
+            "bulk": "lealta.bulk.cli:app",
+            "webhooks": "lealta.webhooks.cli:app",
+            "simulate": "lealta.simulator.cli:simulate",
+            "analytics": "lealta.analytics.cli:app",
+            "report": "lealta.analytics.report_cli:app",
+            "members": "lealta.privacy.cli:app",
+            "surveys": "lealta.surveys.cli:app",
+            "gamification": "lealta.gamification.cli:app",
+            "segments": "lealta.segments.cli:app",
+            "experiments": "lealta.experiments.cli:app",
+            "campaigns": "lealta.campaigns.cli:app",
+            "workflows": "lealta.workflows.cli:app",
+            "referrals": "lealta.referrals.cli:app",
+        }
+    ),
+)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
-apikey_app = typer.Typer(help="API keys.", no_args_is_help=True)
+apikey_app = typer.Typer(
+    help="API keys.",
+    no_args_is_help=True,
+    cls=lazy_group({"origin": "lealta.inbound.cli:origin_app"}),
+)
 ledger_app = typer.Typer(help="Points ledger.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(apikey_app, name="apikey")
-apikey_app.add_typer(inbound_cli.origin_app, name="origin")
-app.add_typer(inbound_cli.app, name="inbound")
 app.add_typer(ledger_app, name="ledger")
-import_app = typer.Typer(help="Import history from files.", no_args_is_help=True)
+import_app = typer.Typer(
+    help="Import history from files.",
+    no_args_is_help=True,
+    cls=lazy_group(
+        {
+            "members": "lealta.bulk.cli:import_members",
+            "balances": "lealta.bulk.cli:import_balances",
+        }
+    ),
+)
 export_app = typer.Typer(help="Export data to files.", no_args_is_help=True)
 demo_app = typer.Typer(help="The demo programme and data.", no_args_is_help=True)
 app.add_typer(import_app, name="import")
 app.add_typer(export_app, name="export")
 app.add_typer(demo_app, name="demo")
-app.add_typer(programme_cli, name="programme")
-app.add_typer(admin_cli, name="admin")
 jobs_app = typer.Typer(
     help="Background jobs: the queue, and the points catch-up.", no_args_is_help=True
 )
 app.add_typer(jobs_app, name="jobs")
 tiers_app = typer.Typer(help="Tiers.", no_args_is_help=True)
 app.add_typer(tiers_app, name="tiers")
-app.add_typer(bulk_cli.app, name="bulk")
-import_app.command("members")(bulk_cli.import_members)
-import_app.command("balances")(bulk_cli.import_balances)
-app.add_typer(webhooks_cli, name="webhooks")
-app.command("simulate")(simulate_cli.simulate)
-app.add_typer(analytics_cli, name="analytics")
-app.add_typer(report_cli, name="report")
-app.add_typer(members_cli, name="members")
-app.add_typer(surveys_cli, name="surveys")
-app.add_typer(gamification_cli, name="gamification")
-app.add_typer(segments_cli, name="segments")
-app.add_typer(experiments_cli, name="experiments")
-app.add_typer(campaigns_cli, name="campaigns")
-app.add_typer(workflows_cli, name="workflows")
-app.add_typer(referrals_cli, name="referrals")
 
 console = Console()
 err = Console(stderr=True)
@@ -92,6 +83,9 @@ EXIT_CODES = {400: 2, 401: 3, 403: 3, 404: 4, 409: 5, 413: 2, 422: 2}
 
 
 def _database() -> Database:
+    from lealta.config import get_settings
+    from lealta.kit.db import Database
+
     settings = get_settings()
     return Database(settings.database_url)
 
@@ -118,7 +112,9 @@ def run(
     """Serve the API (and its docs at /docs)."""
     import uvicorn
 
+    from lealta.config import get_settings
     from lealta.kit.logging import configure as configure_logging
+    from lealta.kit.migrate import upgrade as migrate_upgrade
     from lealta.serve import serve_workers, worker_count
 
     settings = get_settings()
@@ -153,6 +149,9 @@ def run(
 @db_app.command("upgrade")
 def db_upgrade(revision: str = "head") -> None:
     """Apply migrations up to REVISION (default: the newest)."""
+    from lealta.config import get_settings
+    from lealta.kit.migrate import upgrade as migrate_upgrade
+
     settings = get_settings()
     migrate_upgrade(settings.database_url, revision)
     console.print(f"[green]database at {revision}[/green] ({_redact(settings.database_url)})")
@@ -167,6 +166,10 @@ def apikey_create(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the key.")] = False,
 ) -> None:
     """Create an API key. The secret is shown once; only its digest is stored."""
+    from lealta.apikeys import service as apikeys
+    from lealta.kit.clock import SystemClock
+    from lealta.kit.errors import LealtaError
+
     if scope not in apikeys.SCOPES:
         raise fail(
             LealtaError(
@@ -187,6 +190,8 @@ def apikey_create(
 @apikey_app.command("list")
 def apikey_list() -> None:
     """List keys (prefixes only)."""
+    from lealta.apikeys import service as apikeys
+
     database = _database()
     with database.unit_of_work(write=False) as session:
         rows = apikeys.list_keys(session)
@@ -205,6 +210,10 @@ def apikey_list() -> None:
 @apikey_app.command("revoke")
 def apikey_revoke(prefix: str) -> None:
     """Revoke the key with PREFIX; it stops working at once."""
+    from lealta.apikeys import service as apikeys
+    from lealta.kit.clock import SystemClock
+    from lealta.kit.errors import LealtaError
+
     database = _database()
     try:
         with database.unit_of_work() as session:
@@ -217,6 +226,8 @@ def apikey_revoke(prefix: str) -> None:
 @ledger_app.command("verify")
 def ledger_verify() -> None:
     """Check that every cached balance equals what the ledger and lots add up to."""
+    from lealta.ledger import service as ledger
+
     database = _database()
     with database.unit_of_work(write=False) as session:
         checked, problems = ledger.verify(session)
@@ -258,6 +269,20 @@ def import_orders(
     Exit code 0: all rows imported; 1: some rows rejected (listed with line numbers);
     2: the file cannot be read or its header lacks a required column.
     """
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TransferSpeedColumn,
+    )
+
+    from lealta.config import get_settings
+    from lealta.imports import service as imports
+    from lealta.kit.clock import SystemClock
+    from lealta.kit.errors import LealtaError
+    from lealta.programme import service as programmes
+
     settings = get_settings()
     database = _database()
     with database.unit_of_work(write=False) as session:
@@ -329,6 +354,10 @@ def export_members(
     file: Annotated[Path, typer.Argument(help="Where to write the CSV (replaced if present).")],
 ) -> None:
     """Write every member's tier, balance buckets, qualifying spend and next expiry to FILE."""
+    from lealta.exports import service as exports
+    from lealta.kit.clock import SystemClock
+    from lealta.kit.errors import LealtaError
+
     database = _database()
     try:
         count = exports.export_members(database, file, now=SystemClock().now())
@@ -346,6 +375,14 @@ def demo_up() -> None:
     Safe to run again: data already there is kept; each run issues a new 'demo' API key and
     revokes the older ones.
     """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from lealta.config import get_settings
+    from lealta.demo import service as demo
+    from lealta.kit.clock import SystemClock
+    from lealta.kit.errors import LealtaError
+    from lealta.kit.migrate import upgrade as migrate_upgrade
+
     settings = get_settings()
     migrate_upgrade(settings.database_url)
     database = _database()
@@ -372,7 +409,7 @@ def demo_up() -> None:
     _print_demo(report, settings)
 
 
-def _print_demo(report: demo.DemoReport, settings: Settings) -> None:
+def _print_demo(report: DemoReport, settings: Settings) -> None:
     if report.members_created:
         console.print(
             f"[green]demo loaded[/green]: {report.members_created:,} members,"
@@ -431,7 +468,9 @@ def jobs_run(
     import time
     from datetime import datetime
 
-    from lealta.kit.clock import ensure_utc
+    from lealta.jobs import service as jobs
+    from lealta.kit.clock import SystemClock, ensure_utc
+    from lealta.kit.errors import LealtaError
 
     try:
         fixed = ensure_utc(datetime.fromisoformat(at)) if at else None
@@ -486,7 +525,11 @@ def worker(
     import os
     import signal
 
+    from lealta.config import get_settings
     from lealta.jobs.worker import Worker
+    from lealta.kit.clock import SystemClock
+    from lealta.kit.db import Database
+    from lealta.kit.errors import LealtaError
     from lealta.kit.logging import configure as configure_logging
 
     settings = get_settings()
@@ -558,6 +601,8 @@ def jobs_list(
 ) -> None:
     """Queue depth per status and per task, then the newest jobs (filtered)."""
     from lealta.jobs import queue as job_queue
+    from lealta.kit.clock import SystemClock
+    from lealta.kit.errors import LealtaError
 
     database = _database()
     try:
@@ -589,6 +634,8 @@ def jobs_list(
 def _job_action(job_id: int, action: str) -> None:
     from lealta.audit import service as audit
     from lealta.jobs import queue as job_queue
+    from lealta.kit.clock import SystemClock
+    from lealta.kit.errors import LealtaError
 
     database = _database()
     try:
@@ -628,6 +675,8 @@ def jobs_discard(job_id: Annotated[int, typer.Argument(min=1)]) -> None:
 @tiers_app.command("refresh")
 def tiers_refresh() -> None:
     """After a programme edit: upgrade members who now qualify. Never downgrades."""
+    from lealta.kit.clock import SystemClock
+    from lealta.programme import service as programmes
     from lealta.tiers import service as tiers
 
     database = _database()

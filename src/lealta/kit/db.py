@@ -53,6 +53,13 @@ def json_bytes(value: Any, default: Callable[[Any], Any] | None = None) -> bytes
         return json.dumps(value, default=default, separators=(",", ":")).encode()
 
 
+def sqlite_moment(value: datetime) -> str:
+    """What :class:`UTCDateTime` stores on SQLite for ``value``: naive UTC as SQLAlchemy's
+    SQLite ``DATETIME`` writes it, ``YYYY-MM-DD HH:MM:SS.ffffff`` (bulk writers format
+    moments with this instead of the per-value bind processors)."""
+    return value.astimezone(UTC).isoformat(" ", "microseconds")[:26]
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC datetimes on every database (SQLite stores naive UTC)."""
 

@@ -106,7 +106,18 @@ class Projection:
 
 
 def _month(at: datetime) -> str:
-    return f"{at.astimezone(UTC).year:04d}-{at.astimezone(UTC).month:02d}"
+    """``YYYY-MM`` of ``at`` in UTC (called for every ledger line replayed: labels are
+    made once per month)."""
+    if at.tzinfo is not UTC:
+        at = at.astimezone(UTC)
+    key = at.year * 12 + at.month
+    label = _LABELS.get(key)
+    if label is None:
+        label = _LABELS[key] = f"{at.year:04d}-{at.month:02d}"
+    return label
+
+
+_LABELS: dict[int, str] = {}
 
 
 def _months(first: str, last: str) -> list[str]:

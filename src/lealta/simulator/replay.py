@@ -28,7 +28,10 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import multiprocessing
+import operator
+import re
 import time
 import zlib
 from collections.abc import Callable
@@ -37,7 +40,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, create_engine, func, select
+from sqlalchemy import Column, MetaData, Select, Table, create_engine, func, select
 
 from lealta.engine import core as engine
 from lealta.engine.outcome import Crossing, Outcome
@@ -46,7 +49,7 @@ from lealta.events import batch, store
 from lealta.events.schemas import EventIn
 from lealta.events.service import to_engine
 from lealta.imports import service as imports
-from lealta.kit.db import Base, UTCDateTime
+from lealta.kit.db import Base, UTCDateTime, sqlite_moment
 from lealta.kit.errors import Conflict, LealtaError
 from lealta.kit.idempotency import check_key, request_hash
 from lealta.kit.money import DEFAULT_MAX_AMOUNT, to_minor
@@ -300,27 +303,14 @@ def _insert(raw: Any, table: Table, columns: dict[str, list[Any]], dialect: Any)
         if found is None:
             converted.append(values)
             continue
-        process: Callable[[Any], Any] = found
         if isinstance(table.c[name].type, UTCDateTime):
-            process = _memo(found, {})
+            converted.append([None if v is None else sqlite_moment(v) for v in values])
+            continue
+        process: Callable[[Any], Any] = found
         converted.append([process(v) for v in values])
     marks = ", ".join("?" * len(names))
     statement = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({marks})"  # noqa: S608
     raw.executemany(statement, zip(*converted, strict=True))
-
-
-def _memo(process: Callable[[Any], Any], seen: dict[Any, Any]) -> Callable[[Any], Any]:
-    """``process`` converting each distinct value once."""
-
-    def convert(value: Any) -> Any:
-        if value is None:
-            return None
-        out = seen.get(value)
-        if out is None:
-            out = seen[value] = process(value)
-        return out
-
-    return convert
 
 
 def segment_queries(programme: Programme, *, as_of: datetime) -> dict[str, Select[Any] | None]:
@@ -338,6 +328,13 @@ def segment_queries(programme: Programme, *, as_of: datetime) -> dict[str, Selec
     return out
 
 
+def _used(text: str) -> Callable[[str], bool]:
+    """Whether a column name appears as a word in the segments' SQL ``text`` (qualified or
+    under an alias: over-inclusion costs a little, a missing column would fail the query)."""
+    words = set(re.findall(r"\w+", text))
+    return words.__contains__
+
+
 def _segment_tables(
     people: list[Member],
     figs: list[Figures],
@@ -348,67 +345,82 @@ def _segment_tables(
     as_of: datetime,
     text: str,
 ) -> list[Columns]:
-    """The columns of members, accounts, orders and open lots the queries in ``text`` need
-    (members are numbered from 1 in enrolment order)."""
+    """The columns of members, accounts, orders and open lots the queries in ``text`` read
+    (members are numbered from 1 in enrolment order); a table no query names is left empty."""
+    used = _used(text)
     n = len(people)
-    out: list[Columns] = [
-        {
-            "id": list(range(1, n + 1)),
-            "external_id": [p.external_id for p in people],
-            "language": [p.language for p in people],
-            "timezone": [p.timezone for p in people],
-            "attributes": [p.attributes for p in people],
-            "tags": [p.tags for p in people],
-            "enrolled_at": [p.enrolled_at for p in people],
-            "enrolment_channel": [p.enrolment_channel for p in people],
-            "created_at": [p.created_at for p in people],
-            "updated_at": [p.updated_at for p in people],
-            "session_generation": [0] * n,
-            "plan_id": [p.plan_id for p in people],
-            "plan_until": [p.plan_until for p in people],
-            **{
-                name: [getattr(p, name) for p in people]
-                for name in ("email", "phone", "name", "birthday")
-                if f"members.{name}" in text
-            },
-        },
-        {
-            **{name: [getattr(f, name) for f in figs] for name in _FIGURES},
-            "member_id": list(range(1, n + 1)),
-            "updated_at": [as_of] * n,
-        },
-        {},
-        {},
-    ]
-    if "orders." in text:
+    out: list[Columns] = [{}, {}, {}, {}]
+
+    def fill(i: int, columns: dict[str, Callable[[], list[Any]]]) -> None:
+        out[i] = {name: make() for name, make in columns.items() if used(name)}
+        if out[i]:  # the key the tables are joined on, and counted by
+            out[i].setdefault("member_id" if i else "id", columns["member_id" if i else "id"]())
+
+    if used("members"):
+        member_columns: dict[str, Callable[[], list[Any]]] = {
+            "id": lambda: list(range(1, n + 1)),
+            "session_generation": lambda: [0] * n,
+        }
+        for name in _MEMBER_COLUMNS:
+            member_columns[name] = functools.partial(_attribute_of, people, name)
+        fill(0, member_columns)
+    if used("accounts"):
+        account_columns: dict[str, Callable[[], list[Any]]] = {
+            "member_id": lambda: list(range(1, n + 1)),
+            "updated_at": lambda: [as_of] * n,
+        }
+        for name in _FIGURES:
+            account_columns[name] = functools.partial(_attribute_of, figs, name)
+        fill(1, account_columns)
+    if used("orders"):
         kept = list(orders.values())
-        out[2] = {
-            "member_id": [o.member_id for o in kept],
-            "external_id": [o.external_id for o in kept],
-            "total_minor": [o.total_minor for o in kept],
-            "refunded_minor": [o.refunded_minor for o in kept],
-            "currency": [o.currency for o in kept],
-            "status": [o.status for o in kept],
-            "points_earned": [o.points_earned for o in kept],
-            "points_reversed": [o.points_reversed for o in kept],
-            "channel": [channels.get(o.external_id, (None, None))[0] for o in kept],
-            "store": [channels.get(o.external_id, (None, None))[1] for o in kept],
-            "occurred_at": [o.occurred_at for o in kept],
-            "recorded_at": [as_of] * len(kept),
+        order_columns: dict[str, Callable[[], list[Any]]] = {
+            "channel": lambda: [channels.get(o.external_id, (None, None))[0] for o in kept],
+            "store": lambda: [channels.get(o.external_id, (None, None))[1] for o in kept],
+            "recorded_at": lambda: [as_of] * len(kept),
         }
-    if "point_lots." in text:
+        for name in _ORDER_COLUMNS:
+            order_columns[name] = functools.partial(_attribute_of, kept, name)
+        fill(2, order_columns)
+    if used("point_lots"):
         lots = [(m, lot) for m, state in states.items() for lot in state.lots]
-        out[3] = {
-            "member_id": [m for m, _ in lots],
-            "entry_id": [0] * len(lots),
-            "points": [lot.points for _, lot in lots],
-            "remaining": [lot.remaining for _, lot in lots],
-            "earned_at": [lot.earned_at for _, lot in lots],
-            "expires_at": [lot.expires_at for _, lot in lots],
-            "pending": [lot.pending for _, lot in lots],
-            "available_at": [lot.available_at for _, lot in lots],
+        lot_columns: dict[str, Callable[[], list[Any]]] = {
+            "member_id": lambda: [m for m, _ in lots],
+            "entry_id": lambda: [0] * len(lots),
         }
+        for name in _LOT_COLUMNS:
+            lot_columns[name] = functools.partial(_attribute_of, [lot for _, lot in lots], name)
+        fill(3, lot_columns)
     return out
+
+
+_MEMBER_COLUMNS = (
+    "external_id", "language", "timezone", "attributes", "tags", "enrolled_at",
+    "enrolment_channel", "created_at", "updated_at", "plan_id", "plan_until", "email", "phone",
+    "name", "birthday",
+)  # fmt: skip
+_ORDER_COLUMNS = (
+    "member_id", "external_id", "total_minor", "refunded_minor", "currency", "status",
+    "points_earned", "points_reversed", "occurred_at",
+)  # fmt: skip
+_LOT_COLUMNS = ("points", "remaining", "earned_at", "expires_at", "pending", "available_at")
+
+
+def _attribute_of(rows: list[Any], name: str) -> list[Any]:
+    get = operator.attrgetter(name)
+    return [get(row) for row in rows]
+
+
+def _slim(table: Table, columns: Columns, metadata: MetaData) -> Table:
+    """``table`` with only ``columns`` and its primary key (which the queries join on),
+    without other constraints: the segments' queries read nothing else, and filling every
+    column cost more than the counting."""
+    wanted = {*columns, *(c.name for c in table.primary_key)}
+    return Table(
+        table.name,
+        metadata,
+        *(Column(c.name, c.type, primary_key=c.primary_key) for c in table.c if c.name in wanted),
+    )
 
 
 def segment_counts(final: Final, programme: Programme, *, as_of: datetime) -> dict[str, int]:
@@ -420,18 +432,18 @@ def segment_counts(final: Final, programme: Programme, *, as_of: datetime) -> di
     if not queries:
         return {}
     db = create_engine("sqlite://")
-    tables = [_table(Member), _table(Account), _table(Order), _table(PointLot)]
+    metadata = MetaData()
+    models = [_table(Member), _table(Account), _table(Order), _table(PointLot)]
+    tables = [_slim(m, c, metadata) for m, c in zip(models, final.tables, strict=True)]
     # Read by conditions on consents, counted events and CLV: none in a replayed history.
     empty = [_table(Consent), _table(Event), _table(ClvFit), _table(ClvPrediction)]
-    Base.metadata.create_all(db, tables=tables + empty)
+    metadata.create_all(db)
+    Base.metadata.create_all(db, tables=empty)
     counts: dict[str, int] = {}
     with db.begin() as conn:
         raw = conn.connection.driver_connection
         assert raw is not None
         for table, columns in zip(tables, final.tables, strict=True):
-            if columns and "id" not in columns and table.name in ("orders", "point_lots"):
-                size = len(next(iter(columns.values())))
-                columns = {"id": list(range(1, size + 1)), **columns}
             _insert(raw, table, columns, db.dialect)
         for key, query in queries.items():
             if query is None:

@@ -1,0 +1,56 @@
+"""Typer command groups whose subcommands are imported when first used.
+
+Importing every command module up front made every ``lealta`` invocation pay for the whole
+application (2 to 3 s of imports: the web console, analytics with NumPy, every service) before
+doing anything; ``lealta simulate`` and ``lealta import orders`` are measured against a raw
+bulk load that starts in a tenth of that. A group made with :func:`lazy_group` names some of
+its subcommands by ``"module:attribute"`` and imports the module only when that subcommand
+runs, or when ``--help`` lists it (this is Click's documented "lazily loading subcommands"
+pattern, on Typer's group class so that help keeps Typer's formatting).
+
+The attribute is a :class:`typer.Typer` (a subgroup) or a plain function (one command).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import ClassVar
+
+import typer
+from typer import _click as click  # Typer vendors Click: its groups are typed with it
+from typer.core import TyperGroup
+
+
+class LazyGroup(TyperGroup):
+    """A Typer group with subcommands imported on first use (see :func:`lazy_group`)."""
+
+    lazy: ClassVar[dict[str, str]] = {}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        eager = super().list_commands(ctx)
+        return [*eager, *(name for name in self.lazy if name not in eager)]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        found = self.commands.get(cmd_name)
+        if found is None and cmd_name in self.lazy:
+            found = self.commands[cmd_name] = _load(self.lazy[cmd_name], cmd_name)
+        return found
+
+
+def lazy_group(commands: dict[str, str]) -> type[LazyGroup]:
+    """A group class for ``typer.Typer(cls=...)`` with these lazy subcommands
+    (name -> ``"module:attribute"``)."""
+    return type("LazyGroup", (LazyGroup,), {"lazy": dict(commands)})
+
+
+def _load(target: str, name: str) -> click.Command:
+    module, _, attribute = target.partition(":")
+    found = getattr(importlib.import_module(module), attribute)
+    if isinstance(found, typer.Typer):
+        command: click.Command = typer.main.get_group(found)
+    else:
+        single = typer.Typer(add_completion=False)
+        single.command(name)(found)
+        command = typer.main.get_command(single)
+    command.name = name
+    return command

@@ -1,0 +1,60 @@
+"""The ``lealta`` command imports a command's module only when that command runs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import typer
+from typer.testing import CliRunner
+
+from lealta.cli import app
+from lealta.kit.lazycli import LazyGroup
+
+DOMAIN = ("lealta.models", "lealta.web", "lealta.analytics", "lealta.engine", "lealta.kit.db")
+
+
+def _loaded_after(code: str) -> set[str]:
+    probe = f"import sys\n{code}\nprint(' '.join(m for m in sys.modules if m.startswith('lealta')))"
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
+    )
+    return set(done.stdout.split())
+
+
+def test_importing_the_command_loads_no_domain_package() -> None:
+    loaded = _loaded_after("import lealta.cli")
+    assert not [m for m in loaded if m.startswith(DOMAIN)]
+
+
+def test_a_command_loads_only_what_it_uses() -> None:
+    loaded = _loaded_after(
+        "from lealta.cli import app\n"
+        "try:\n    app(['simulate', '--help'])\nexcept SystemExit:\n    pass"
+    )
+    assert "lealta.simulator.cli" in loaded
+    assert "lealta.engine.core" in loaded  # the simulator replays through the engine
+    assert not [m for m in loaded if m.startswith(("lealta.web", "lealta.analytics"))]
+
+
+def test_every_lazy_command_resolves_and_help_lists_it() -> None:
+    group = typer.main.get_command(app)
+    assert isinstance(group, LazyGroup)
+    context = typer.Context(group)
+    groups = [group]
+    while groups:
+        current = groups.pop()
+        assert isinstance(current, typer.core.TyperGroup)
+        for name in current.list_commands(context):
+            command = current.get_command(context, name)
+            assert command is not None, name
+            assert command.name == name
+            if isinstance(command, typer.core.TyperGroup):
+                groups.append(command)
+    shown = CliRunner().invoke(app, ["--help"], terminal_width=200)
+    assert shown.exit_code == 0
+    for name in [*LazyGroup.lazy, *type(group).lazy]:
+        assert f" {name} " in shown.output
+    origin = CliRunner().invoke(app, ["apikey", "origin", "--help"])
+    assert origin.exit_code == 0, origin.output
+    assert "apikey origin [OPTIONS]" in origin.output
