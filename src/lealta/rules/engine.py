@@ -16,7 +16,7 @@ Each posting is rounded on its own by the programme's rounding policy (default: 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -127,6 +127,14 @@ class CompiledRule:
     tags: frozenset[str] | None = None
     label: str = ""
     """The posting's reason (the rule's English name)."""
+    starts: datetime | None = None
+    ends: datetime | None = None
+    """The rule's window in UTC (an instant compares the same in any zone; UTC compares
+    fastest)."""
+
+    def in_window(self, at: datetime) -> bool:
+        """As ``rule.window.contains(at)``; True without a window."""
+        return (self.starts is None or at >= self.starts) and (self.ends is None or at < self.ends)
 
 
 @dataclass(frozen=True)
@@ -150,7 +158,10 @@ def compile_programme(programme: Programme) -> CompiledProgramme:
         condition = _compile(f"rules.{i}.condition", rule.condition)
         per = _compile(f"rules.{i}.per", rule.per)
         tags = frozenset(rule.tags) if rule.tags is not None else None
-        compiled.append(CompiledRule(rule, condition, per, tags, rule.label("en")))
+        window = rule.window
+        starts = window.starts_at.astimezone(UTC) if window and window.starts_at else None
+        ends = window.ends_at.astimezone(UTC) if window and window.ends_at else None
+        compiled.append(CompiledRule(rule, condition, per, tags, rule.label("en"), starts, ends))
     eligibility: dict[str, Expression] = {}
     for i, reward in enumerate(programme.rewards):
         expr = _compile(f"rewards.{i}.eligibility", reward.eligibility)
@@ -184,6 +195,7 @@ def _compile(path: str, source: str | None) -> Expression | None:
 
 
 _NAMES = ("event", "order", "items", "member", "time")
+_ORDER_FIELDS = ("id", "total", "currency", "channel", "store", "items")
 
 
 class Activation(Mapping[str, Any]):
@@ -245,18 +257,38 @@ class Activation(Mapping[str, Any]):
         ]
 
     def _order(self) -> dict[str, Any]:
+        return self._order_fields(_ORDER_FIELDS)
+
+    def part(self, name: str, keys: Iterable[str]) -> Any:
+        """``{k: self[name][k] for k in keys if k in self[name]}`` of a map variable (any
+        other value whole), computing only those fields of ``order`` (a condition on
+        ``order.total`` alone needs neither the items nor the rest)."""
+        if name == "order" and name not in self._values:
+            return self._order_fields(keys)
+        value = self[name]
+        return {k: value[k] for k in keys if k in value} if isinstance(value, dict) else value
+
+    def _order_fields(self, keys: Iterable[str]) -> dict[str, Any]:
+        """The fields ``keys`` of the ``order`` variable (empty for an event without one)."""
         event = self._event
         if event.order_total_minor is None:
             return {}
-        exp = exponent(self._currency)
-        return {
-            "id": event.order_id or "",
-            "total": float(Decimal(event.order_total_minor).scaleb(-exp)),
-            "currency": event.currency or self._currency,
-            "channel": event.channel or "",
-            "store": event.store or "",
-            "items": self["items"],
-        }
+        out: dict[str, Any] = {}
+        for key in keys:
+            if key == "id":
+                out[key] = event.order_id or ""
+            elif key == "total":
+                exp = exponent(self._currency)
+                out[key] = float(Decimal(event.order_total_minor).scaleb(-exp))
+            elif key == "currency":
+                out[key] = event.currency or self._currency
+            elif key == "channel":
+                out[key] = event.channel or ""
+            elif key == "store":
+                out[key] = event.store or ""
+            elif key == "items":
+                out[key] = self["items"]
+        return out
 
     def _member_part(self) -> dict[str, Any]:
         member = self._member
@@ -293,19 +325,26 @@ def activation(member: MemberSnapshot, event: EventFacts, currency: str) -> dict
 
 
 _compiled_cache: OrderedDict[int, CompiledProgramme] = OrderedDict()
+_compiled_last: list[CompiledProgramme | None] = [None]
+"""The programme compiled last: nearly every call asks for it again."""
 
 
 def compiled_for(programme: Programme | CompiledProgramme) -> CompiledProgramme:
     """The compiled form of ``programme``, compiled once and kept (LRU of 32 versions)."""
     if isinstance(programme, CompiledProgramme):
         return programme
+    last = _compiled_last[0]
+    if last is not None and last.programme is programme:
+        return last
     key = id(programme)
     hit = _compiled_cache.get(key)
     if hit is not None and hit.programme is programme:
         _compiled_cache.move_to_end(key)
+        _compiled_last[0] = hit
         return hit
     compiled = compile_programme(programme)
     _compiled_cache[key] = compiled
+    _compiled_last[0] = compiled
     while len(_compiled_cache) > 32:
         _compiled_cache.popitem(last=False)
     return compiled
@@ -348,7 +387,7 @@ def evaluate(
                         postings.append(Posting(extra, rule_id[:100], label))
     for rule in compiled.by_event.get(event_type, ()):
         r = rule.rule
-        if r.window is not None and not r.window.contains(event.occurred_at):
+        if r.window is not None and not rule.in_window(event.occurred_at):
             continue
         if r.tiers is not None and member.tier not in r.tiers:
             continue
