@@ -277,7 +277,9 @@ def to_engine(event: EventIn, key: str) -> engine.EngineEvent:
             order_id=o.id,
             total=o.total,
             currency=o.currency,
-            lines=tuple(engine.Line(i.sku, i.category, i.quantity, i.unit_price) for i in o.items),
+            lines=tuple([engine.Line(i.sku, i.category, i.quantity, i.unit_price) for i in o.items])
+            if o.items
+            else (),
             channel=o.channel,
             store=o.store,
             properties=event.properties,
