@@ -20,7 +20,8 @@ from sqlalchemy.orm import Session
 
 from lealta.coupons import codes
 from lealta.coupons.schemas import CartIn, CouponOut, CouponUseOut, ValidationOut
-from lealta.kit.db import insert_ignoring, lock_for_update
+from lealta.events import store
+from lealta.kit.db import lock_for_update
 from lealta.kit.errors import Conflict, NotFound
 from lealta.kit.money import from_minor, normalise_currency, to_minor
 from lealta.models import Coupon, CouponUse, Member
@@ -264,22 +265,24 @@ def issue_many(
     again in the next attempt. Members' coupons are announced (``coupon.issued``) with one
     more statement."""
     table = cast(Table, Coupon.__table__)
-    stmt = insert_ignoring(session, table).returning(table.c.code, table.c.id)
     issued: list[str | None] = [None] * len(wanted)
     ids: dict[str, int] = {}
     pending = list(range(len(wanted)))
     for _ in range(MAX_CODE_ATTEMPTS):
-        drawn: dict[int, str] = {}
+        drawn: dict[int, tuple[str, str]] = {}
         keys: set[str] = set()
         for i in pending:
             code = codes.generate(wanted[i].spec.code_pattern)
-            if normalise(code) not in keys:  # a clash within this call: draw it next time
-                keys.add(normalise(code))
-                drawn[i] = code
-        rows = [_values(wanted[i], code, now) for i, code in drawn.items()]
-        inserted = {r[0]: r[1] for r in session.execute(stmt, rows)} if rows else {}
+            key = normalise(code)
+            if key not in keys:  # a clash within this call: draw it next time
+                keys.add(key)
+                drawn[i] = code, key
+        rows = [
+            {**_values(wanted[i], code, now), "code_key": key} for i, (code, key) in drawn.items()
+        ]
+        inserted = dict(store.insert_new(session, table, rows, ("code", "id")))
         ids.update(inserted)
-        for i, code in drawn.items():
+        for i, (code, _) in drawn.items():
             if code in inserted:
                 issued[i] = code
         pending = [i for i in pending if issued[i] is None]

@@ -211,7 +211,11 @@ def _process(
         done.append((item, m, outcome))
     if newcomers:
         ids, created = members.enrol_many(
-            session, list(newcomers.values()), now=ctx.now, backfill=ctx.backfill
+            session,
+            list(newcomers.values()),
+            now=ctx.now,
+            backfill=ctx.backfill,
+            looked_up=True,
         )
         if len(created) != len(newcomers):  # enrolled meanwhile by a concurrent request
             raise Conflict(

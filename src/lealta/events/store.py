@@ -237,6 +237,16 @@ def one_of(session: Session, column: Any, values: Iterable[Any]) -> ColumnElemen
     return cast(ColumnElement[bool], column.in_(wanted))
 
 
+def _among(column: Any, name: str, pg: bool) -> ColumnElement[bool]:
+    """:func:`one_of` for a statement built once and run by ``kit.db.fetch``: ``column``
+    among the values bound to ``name`` (an array on PostgreSQL, an expanding IN on SQLite).
+    The batch driver reads thousands of rows this way, without SQLAlchemy's per-row
+    result processing on PostgreSQL."""
+    if pg:
+        return cast(ColumnElement[bool], column == any_(bindparam(name, type_=ARRAY(column.type))))
+    return cast(ColumnElement[bool], column.in_(bindparam(name, expanding=True)))
+
+
 # --- loading ---------------------------------------------------------------------------------
 
 
@@ -466,17 +476,21 @@ def load_part(
 def open_lots(session: Session, member_ids: Sequence[int]) -> dict[int, tuple[Lot, ...]]:
     """Every lot with points left or still pending, per member."""
     found: dict[int, list[Lot]] = {m: [] for m in member_ids}
-    rows = session.execute(
+    for row in fetch(session, _open_lots_statement(_is_pg(session)), {"ids": list(member_ids)}):
+        found[row[0]].append(_lot(row[1:]))
+    return {m: tuple(lots) for m, lots in found.items()}
+
+
+@functools.cache
+def _open_lots_statement(pg: bool) -> Any:
+    return (
         select(_lots.c.member_id, *_LOT_COLUMNS)
         .where(
-            one_of(session, _lots.c.member_id, member_ids),
+            _among(_lots.c.member_id, "ids", pg),
             or_(_lots.c.remaining > 0, _lots.c.pending.is_(True)),
         )
         .order_by(_lots.c.member_id, _lots.c.id)
     )
-    for row in rows:
-        found[row[0]].append(_lot(row[1:]))
-    return {m: tuple(lots) for m, lots in found.items()}
 
 
 def orders(session: Session, external_ids: Iterable[str]) -> dict[str, OrderState | None]:
@@ -533,14 +547,8 @@ def counters(
         out[member_id] = {rule: RuleCounter(since=start) for rule in rules}
     if not rules or not at:
         return out
-    rows = session.execute(
-        select(_entries.c.member_id, _entries.c.rule_id, _entries.c.occurred_at, _entries.c.points)
-        .where(
-            one_of(session, _entries.c.member_id, at),
-            one_of(session, _entries.c.rule_id, rules),
-            _entries.c.entry_type == "earn",
-        )
-        .order_by(_entries.c.occurred_at, _entries.c.id)
+    rows = fetch(
+        session, _counters_statement(_is_pg(session)), {"ids": list(at), "rules": list(rules)}
     )
     for member_id, rule_id, occurred_at, points in rows:
         occurred = cast(datetime, _utc(occurred_at))
@@ -553,6 +561,19 @@ def counters(
             times_lifetime=c.times_lifetime + 1,
         )
     return out
+
+
+@functools.cache
+def _counters_statement(pg: bool) -> Any:
+    return (
+        select(_entries.c.member_id, _entries.c.rule_id, _entries.c.occurred_at, _entries.c.points)
+        .where(
+            _among(_entries.c.member_id, "ids", pg),
+            _among(_entries.c.rule_id, "rules", pg),
+            _entries.c.entry_type == "earn",
+        )
+        .order_by(_entries.c.occurred_at, _entries.c.id)
+    )
 
 
 def _since(programme: Programme, figures: Figures, first: datetime, last: datetime) -> datetime:
@@ -580,29 +601,16 @@ def qualifying(
     ids = list(since)
     recent: dict[int, list[Contribution]] = defaultdict(list)
     base: dict[int, int] = defaultdict(int)
+    rows = fetch(session, _qualifying_statement(tiers.basis, _is_pg(session)), {"ids": ids})
     if tiers.basis == "spend":
-        spend_rows = session.execute(
-            select(
-                _orders.c.member_id,
-                _orders.c.id,
-                _orders.c.occurred_at,
-                _orders.c.total_minor - _orders.c.refunded_minor,
-            ).where(one_of(session, _orders.c.member_id, ids))
-        )
-        for member_id, order_id, occurred_at, net in spend_rows:
+        for member_id, order_id, occurred_at, net in rows:
             at = cast(datetime, _utc(occurred_at))
             if at > since[member_id]:
                 recent[member_id].append(Contribution(at, int(net), order_id))
             else:
                 base[member_id] += int(net)
     else:
-        point_rows = session.execute(
-            select(_entries.c.member_id, _entries.c.occurred_at, _entries.c.points).where(
-                one_of(session, _entries.c.member_id, ids),
-                _entries.c.entry_type.in_(("earn", "reverse")),
-            )
-        )
-        for member_id, occurred_at, points in point_rows:
+        for member_id, occurred_at, points in rows:
             at = cast(datetime, _utc(occurred_at))
             if at > since[member_id]:
                 recent[member_id].append(Contribution(at, int(points)))
@@ -615,6 +623,24 @@ def qualifying(
             recent=tuple(sorted(recent[member_id], key=lambda c: c.at)),
         )
     return out
+
+
+@functools.cache
+def _qualifying_statement(basis: str, pg: bool) -> Any:
+    """The qualifying history of members: their orders' net spend (``spend``), else their
+    earned and reversed points."""
+    if basis == "spend":
+        return select(
+            _orders.c.member_id,
+            _orders.c.id,
+            _orders.c.occurred_at,
+            _orders.c.total_minor - _orders.c.refunded_minor,
+        ).where(_among(_orders.c.member_id, "ids", pg))
+    return select(_entries.c.member_id, _entries.c.occurred_at, _entries.c.points).where(
+        _among(_entries.c.member_id, "ids", pg),
+        # Not IN (…): its expanding parameter cannot run precompiled (kit.db.PgStatement).
+        or_(_entries.c.entry_type == "earn", _entries.c.entry_type == "reverse"),
+    )
 
 
 def tier_entries(session: Session, member_ids: Sequence[int]) -> dict[int, frozenset[str]]:
@@ -676,15 +702,7 @@ def load_many(
     states: dict[int, MemberState] = {}
     if not ids:
         return states
-    stmt = (
-        select(*_MEMBER_COLUMNS)
-        .select_from(_members.join(_accounts, _accounts.c.member_id == _members.c.id))
-        .where(one_of(session, _members.c.id, ids))
-        .order_by(_members.c.id)
-    )
-    if _is_pg(session):
-        stmt = stmt.with_for_update(of=_accounts)
-    rows = session.execute(stmt).all()
+    rows = fetch(session, _states_statement(_is_pg(session)), {"ids": ids})
     lots = open_lots(session, ids)
     found_orders = dict(orders or {})
     rules = _capped_rules(programme)
@@ -712,6 +730,18 @@ def load_many(
             tier_entries_paid=entries_paid.get(member_id, frozenset()),
         )
     return states
+
+
+@functools.cache
+def _states_statement(pg: bool) -> Any:
+    """Members' profiles and figures (:func:`load_many`), their accounts locked in id order."""
+    stmt = (
+        select(*_MEMBER_COLUMNS)
+        .select_from(_members.join(_accounts, _accounts.c.member_id == _members.c.id))
+        .where(_among(_members.c.id, "ids", pg))
+        .order_by(_members.c.id)
+    )
+    return stmt.with_for_update(of=_accounts) if pg else stmt
 
 
 # --- writing ---------------------------------------------------------------------------------
@@ -1149,6 +1179,36 @@ def insert_rows(session: Session, table: Table, rows: list[dict[str, Any]], *, b
         _executemany_sqlite(session, table, rows)
     else:
         session.connection().execute(_insert_statement(table), rows)
+
+
+def insert_new(
+    session: Session, table: Table, rows: list[dict[str, Any]], returning: Sequence[str]
+) -> list[tuple[Any, ...]]:
+    """Insert ``rows`` (all with the same keys) but those a unique key refuses; the
+    ``returning`` columns of the rows inserted, in no particular order.
+
+    On PostgreSQL one prepared statement whatever the number of rows: the rows travel as one
+    JSON document (as :func:`_send_as_one` sends them), where an executemany with RETURNING
+    is a new statement of thousands of placeholders for psycopg to parse on every call. Ids
+    from the table's sequence are still drawn in the order of ``rows``."""
+    if not rows:
+        return []
+    if _is_pg(session):
+        sql = _insert_new_statement(table.name, tuple(rows[0]), tuple(returning))
+        return run_on_psycopg(session, sql, {"rows": Jsonb(rows, dumps=_dumps)})
+    stmt = insert_ignoring(session, table).returning(*[table.c[c] for c in returning])
+    return [tuple(row) for row in session.execute(stmt, rows)]
+
+
+@functools.cache
+def _insert_new_statement(table: str, columns: tuple[str, ...], returning: tuple[str, ...]) -> str:
+    names = ", ".join(columns)
+    # Table and column names come from the models, never from input.
+    return (
+        f"INSERT INTO {table} ({names}) SELECT {names}"  # noqa: S608
+        f" FROM jsonb_populate_recordset(NULL::{table}, %(rows)s::jsonb)"
+        f" ON CONFLICT DO NOTHING RETURNING {', '.join(returning)}"
+    )
 
 
 def _sqlite_tuples(

@@ -11,7 +11,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
-from lealta.kit.db import UTCDateTime, fetch, insert_ignoring
+from lealta.events import store
+from lealta.kit.db import UTCDateTime, fetch
 from lealta.kit.errors import Conflict, NotFound
 from lealta.kit.money import from_minor
 from lealta.kit.timestamps import check_birthday
@@ -481,7 +482,12 @@ def new_member(
 
 
 def enrol_many(
-    session: Session, new: Sequence[Member], *, now: datetime, backfill: bool = False
+    session: Session,
+    new: Sequence[Member],
+    *,
+    now: datetime,
+    backfill: bool = False,
+    looked_up: bool = False,
 ) -> tuple[dict[str, int], set[int]]:
     """Insert the members in ``new`` (built by :func:`new_member`) that do not exist yet, with
     their accounts; returns every one's member id and the ids this call created. Each
@@ -489,20 +495,27 @@ def enrol_many(
 
     Set-based: one insert per table, whatever the number of customers (the batch driver
     enrols a chunk's new customers at once). A customer enrolled concurrently by another
-    transaction is found, not created (the caller decides what that means).
+    transaction is found, not created (the caller decides what that means). ``looked_up``:
+    the caller has just looked ``new`` up in this transaction and found none of them, so
+    they are not looked up again (one enrolled since is still found: the insert skips it).
     """
     wanted = [m.external_id for m in new]
-    ids = member_ids(session, wanted)
+    ids = {} if looked_up else member_ids(session, wanted)
     fresh = [m for m in new if m.external_id not in ids]
     created: dict[str, int] = {}
     if fresh:
-        stmt = _insert_ignoring(session, Member).returning(Member.id, Member.external_id)
-        rows = [_columns(m) for m in fresh]
-        created = {ext: member_id for member_id, ext in session.execute(stmt, rows)}
+        inserted = store.insert_new(
+            session, _members, [_columns(m) for m in fresh], ("id", "external_id")
+        )
+        created = {ext: member_id for member_id, ext in inserted}
         if created:
-            session.execute(
-                _insert_ignoring(session, Account),
-                [_columns(_new_account(member_id, now)) for member_id in created.values()],
+            # Plain rows, COPY on PostgreSQL: no account can exist for a member just created.
+            account = _columns(_new_account(0, now))
+            store.insert_rows(
+                session,
+                _accounts,
+                [{**account, "member_id": member_id} for member_id in created.values()],
+                bulk=True,
             )
         ids.update(created)
         outbox.emit_many(
@@ -543,15 +556,13 @@ def _columns(row: Member | Account) -> dict[str, Any]:
     """The row's column values for a Core insert, column defaults filled in as a flush would."""
     table = cast(Table, type(row).__table__)
     values: dict[str, Any] = {}
+    # The instance's own attributes: a new object's unset ones are None, as getattr says.
+    given = vars(row)
     for c in table.columns:
-        value = getattr(row, c.key)
+        value = given.get(c.key)
         if value is None and isinstance(c.default, ScalarElementColumnDefault):
             value = c.default.arg
         if c.key == "id" and value is None:
             continue
         values[c.key] = value
     return values
-
-
-def _insert_ignoring(session: Session, model: type[Member] | type[Account]) -> Any:
-    return insert_ignoring(session, cast(Table, model.__table__))

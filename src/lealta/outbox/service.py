@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert
+from sqlalchemy import Table
 from sqlalchemy.orm import Session
 
+from lealta.events import store
 from lealta.models import OutboxMessage
 from lealta.outbox.events import DomainEvent
+
+_outbox = cast(Table, OutboxMessage.__table__)
 
 
 def _row(
@@ -50,8 +53,9 @@ def emit_many(
     now: datetime,
     backfill: bool,
 ) -> int:
-    """Record several ``(event, member_id)`` pairs with one executemany; returns how many."""
+    """Record several ``(event, member_id)`` pairs with one statement (COPY on PostgreSQL for
+    many rows, a driver-level executemany on SQLite: the batch driver announces a chunk's
+    enrolments and coupons with it); returns how many."""
     rows = [_row(e, member_id=m, now=now, backfill=backfill) for e, m in events]
-    if rows:
-        session.execute(insert(OutboxMessage), rows)
+    store.insert_rows(session, _outbox, rows, bulk=True)
     return len(rows)
