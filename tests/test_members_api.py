@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
+from starlette.routing import Match
 
 from lealta.kit.clock import FixedClock
 from lealta.kit.db import Database
+from lealta.members import api as members_api
 from lealta.models import Account, Member
 from tests.conftest import T0
 
@@ -246,3 +249,39 @@ def test_attributes_declared_by_the_programme_are_typed(client: TestClient) -> N
     assert client.get("/v1/members/t1").json()["attributes"]["kids"] == 2
     removed = client.patch("/v1/members/t1", json={"attributes": {"kids": None}})
     assert removed.status_code == 200 and "kids" not in removed.json()["attributes"]
+
+
+def test_the_balance_lane_answers_as_the_documented_route(client: TestClient) -> None:
+    """``GET /v1/members/{id}/balance`` is served by ``balance_lane`` ahead of FastAPI's
+    routing; every answer (found, unknown, invalid id, another method, no key) is the one
+    the documented route gives without the lane, byte for byte."""
+    create(client, external_id="c1")
+    requests = [
+        ("GET", "/v1/members/c1/balance", True),
+        ("GET", "/v1/members/%20c1%20/balance", True),  # trimmed, as ExternalId does
+        ("GET", "/v1/members/nobody/balance", True),
+        ("GET", "/v1/members/a%25b/balance", False),  # invalid: FastAPI's 422
+        ("HEAD", "/v1/members/c1/balance", False),
+        ("PATCH", "/v1/members/c1/balance", False),
+    ]
+    routes = client.app.router.routes  # type: ignore[attr-defined]
+    lane = members_api.balance_lane
+    assert lane in routes
+    answers = []
+    for with_lane in (True, False):
+        if not with_lane:
+            routes.remove(lane)
+        seen = []
+        for method, path, served in requests:
+            scope = {"type": "http", "method": method, "path": unquote(path), "root_path": ""}
+            assert (lane.matches(scope)[0] == Match.FULL) is served
+            seen.append(_answer(client.request(method, path)))
+        seen.append(_answer(client.get("/v1/members/c1/balance", headers={"Authorization": ""})))
+        answers.append(seen)
+    assert answers[0] == answers[1]
+    assert [a[0] for a in answers[0]] == [200, 200, 404, 422, 405, 405, 401]
+
+
+def _answer(response: Any) -> tuple[int, bytes, list[tuple[str, str]]]:
+    headers = [(k, v) for k, v in response.headers.items() if k != "x-request-id"]
+    return response.status_code, response.content, headers

@@ -49,6 +49,7 @@ from lealta.kit.logging import configure as configure_logging
 from lealta.kit.logging import get_logger
 from lealta.kit.redact import install_access_log_filter
 from lealta.ledger.api import router as ledger_router
+from lealta.members.api import balance_lane as members_balance_lane
 from lealta.members.api import router as members_router
 from lealta.notify.api import router as notify_router
 from lealta.plans.api import router as plans_router
@@ -157,8 +158,9 @@ def create_app(
         app, error_page=web_errors.error_page, unavailable_page=web_errors.db_unavailable_page
     )
     openapi.install(app, get_principal, get_any_principal, get_api_reader, get_api_writer)
-    # The ops routes come first: FastAPI tries routes in order, a few µs each, and /health
-    # behind the ~250 routes of the API and the pages cost ~0.7 ms of CPU per probe.
+    # The ops routes come first (after the balance lane below, one regular expression):
+    # FastAPI tries routes in order, a few µs each, and /health behind the ~250 routes of
+    # the API and the pages cost ~0.7 ms of CPU per probe.
     ops = APIRouter()
 
     @ops.get("/health", tags=["ops"], summary="Liveness")
@@ -230,6 +232,9 @@ def create_app(
     def metrics() -> Response:
         return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_PLAIN_0_0_4)
 
+    # The hottest read goes first, on a lane past FastAPI's routing (see ``FastLane``): it
+    # declines anything but its own GET path with one regular expression.
+    app.router.routes.append(members_balance_lane)
     app.include_router(ops)
     app.include_router(events_router)
     app.include_router(inbound_router)
