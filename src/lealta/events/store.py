@@ -58,7 +58,14 @@ from lealta.engine.state import (
     RuleCounter,
     StateIncomplete,
 )
-from lealta.kit.db import UTCDateTime, fetch, insert_ignoring, json_bytes, run_on_psycopg
+from lealta.kit.db import (
+    UTCDateTime,
+    fetch,
+    insert_ignoring,
+    json_bytes,
+    run_on_psycopg,
+    sqlite_moment,
+)
 from lealta.models import (
     Account,
     CampaignRecipient,
@@ -1225,8 +1232,7 @@ def _sqlite_tuples(
             return None
         text = formatted.get(v)
         if text is None:
-            # "YYYY-MM-DD HH:MM:SS.ffffff" and the offset, which is dropped (always UTC).
-            text = formatted[v] = v.astimezone(UTC).isoformat(" ", "microseconds")[:26]
+            text = formatted[v] = sqlite_moment(v)
         return text
 
     def as_json(v: Any) -> str | None:
