@@ -17,7 +17,7 @@ from sqlalchemy import text
 
 from lealta.apikeys import service as apikeys
 from lealta.app import create_app
-from lealta.config import Settings
+from lealta.config import Settings, get_settings
 from lealta.kit.clock import FixedClock
 from lealta.kit.db import Base, Database
 from lealta.kit.migrate import upgrade
@@ -39,6 +39,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+
+
+@pytest.fixture(autouse=True)
+def _fresh_settings() -> Iterator[None]:
+    """Settings are read from the environment once per process (``get_settings`` is cached);
+    a test that sets ``LEALTA_*`` variables (the CLI's tests) must not see settings cached by
+    an earlier test for another database."""
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
 
 
 @pytest.fixture(scope="session")

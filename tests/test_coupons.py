@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -49,9 +48,7 @@ class TestCodes:
 
     def test_a_million_default_codes_have_no_duplicates(self) -> None:
         n = 1_000_000
-        start = time.perf_counter()
         drawn = {codes.generate(DEFAULT_PATTERN) for _ in range(n)}
-        elapsed = time.perf_counter() - start
         assert len(drawn) == n
         # Birthday bound for the default pattern (12 random characters, 31^12 ≈ 7.9e17 codes):
         # the chance that a million codes repeat at all is about 6e-7; the database's unique
@@ -61,7 +58,6 @@ class TestCodes:
         # Why the default is 12 characters: with 8 (31^8 ≈ 8.5e11) a million codes would
         # repeat with probability ~0.44, and one guess in a million would hit a live code.
         assert 0.4 < codes.collision_probability(n, "LEA-####-####") < 0.5
-        assert elapsed < 30
 
     def test_normalise_accepts_what_people_type(self) -> None:
         assert normalise("  lea-abcd-efgh ") == "LEAABCDEFGH"

@@ -171,7 +171,10 @@ def _replay_part(
             state = dataclasses.replace(state, lots=lots)
         states[m] = state
 
-    with imports._open(path) as raw, imports._few_collections():
+    with (
+        imports._open(path) as raw,
+        imports._collections_between_chunks(survivors_stay=True) as collect,
+    ):
         source = imports._Lines(raw)
         reader = csv.reader(source, strict=True)
         columns = imports._Columns.from_header(imports._read_header(reader))
@@ -248,6 +251,7 @@ def _replay_part(
                 seen[key] = ev
                 report.imported += 1
                 record(m, outcome)
+            collect()
             if on_progress is not None:
                 on_progress(report.rows_read, source.bytes_read)
             if stopped is not None:
