@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections import OrderedDict
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from operator import attrgetter
+from operator import attrgetter, indexOf
 from typing import Any
 
 from lealta.engine.errors import (
@@ -237,8 +237,10 @@ def lot_order(lot_id: int) -> tuple[int, int]:
     return (1, -lot_id) if lot_id < 0 else (0, lot_id)
 
 
-_LOT_ID = attrgetter("id")
+_ID = attrgetter("id")
 _EXPIRES_AT = attrgetter("expires_at")
+_ORDER_ID = attrgetter("order_id")
+_POINTS = attrgetter("points")
 
 
 def _in_lot_order(lots: Collection[Lot]) -> list[Lot]:
@@ -246,11 +248,25 @@ def _in_lot_order(lots: Collection[Lot]) -> list[Lot]:
     created), without a Python call per lot: stored and new lots are sorted apart."""
     stored = [lot for lot in lots if lot.id >= 0]
     new = [lot for lot in lots if lot.id < 0]
-    stored.sort(key=_LOT_ID)
+    stored.sort(key=_ID)
     if new:
-        new.sort(key=_LOT_ID, reverse=True)
+        new.sort(key=_ID, reverse=True)
         stored.extend(new)
     return stored
+
+
+def _ids_in_lot_order(ids: Iterable[int]) -> bool:
+    """Whether ``ids`` come in :func:`lot_order` (stored ids ascending, then new ones
+    descending), checked without building a key per id."""
+    last: int | None = None
+    for lot_id in ids:
+        if last is not None:
+            if last >= 0 and 0 <= lot_id <= last:  # a stored id after a greater one
+                return False
+            if last < 0 and lot_id >= last:  # a stored id, or an older new one, after a new one
+                return False
+        last = lot_id
+    return True
 
 
 def is_due(lot: Lot, at: datetime) -> bool:
@@ -266,6 +282,30 @@ def is_due(lot: Lot, at: datetime) -> bool:
 class _Work:
     """A member's state being changed by one application; turned into an Outcome at the end."""
 
+    __slots__ = (
+        "_own_counters",
+        "_own_orders",
+        "allocations",
+        "counters",
+        "ctx",
+        "design",
+        "entries",
+        "entries_paid",
+        "events",
+        "fig",
+        "lots",
+        "lots_ordered",
+        "moves",
+        "new_orders",
+        "next_ref",
+        "orders",
+        "programme",
+        "qualifying",
+        "state",
+        "touched_lots",
+        "touched_orders",
+    )
+
     def __init__(self, programme: Programme, state: MemberState, ctx: Context) -> None:
         self.programme = programme
         self.design = _design(programme)
@@ -273,6 +313,9 @@ class _Work:
         self.state = state
         self.fig = state.figures.copy()
         self.lots: dict[int, Lot] = {lot.id: lot for lot in state.lots}
+        # Whether self.lots iterates in lot order, so that a list read from it needs no sort:
+        # true of every state the engine made, and kept by put_lot (new ids count down).
+        self.lots_ordered = _ids_in_lot_order(self.lots)
         self.touched_lots: dict[int, Lot] = {}
         # The state's orders and counters are shared until changed (copied on first write).
         self.orders: Mapping[str, OrderState | None] = state.orders
@@ -309,8 +352,16 @@ class _Work:
     # lots
 
     def put_lot(self, lot: Lot) -> None:
-        self.lots[lot.id] = lot
+        lots = self.lots
+        if self.lots_ordered and lots and lot.id not in lots:
+            # A new lot goes last: is that still lot order? (A changed lot keeps its place.)
+            self.lots_ordered = lot_order(next(reversed(lots))) < lot_order(lot.id)
+        lots[lot.id] = lot
         self.touched_lots[lot.id] = lot
+
+    def in_lot_order(self, lots: list[Lot]) -> list[Lot]:
+        """``lots``, read from self.lots in its order, sorted by :func:`lot_order`."""
+        return lots if self.lots_ordered else _in_lot_order(lots)
 
     def credit(
         self,
@@ -350,7 +401,7 @@ class _Work:
             order_id,
             rule_id,
             actor,
-            dict(details or {}),  # details
+            dict(details) if details else {},  # details
             occurred_at,
         )
         self.entries.append(entry)
@@ -412,6 +463,7 @@ class _Work:
             take = min(ranked[0].remaining, points)
             taken_by_rank = [(0, take)] if take > 0 else []
             shortfall = points - take if take > 0 else points
+            taken_pending = take if take > 0 and ranked[0].pending else 0
         else:
             own = prefer_order_id
             candidates = [
@@ -421,7 +473,7 @@ class _Work:
                 and (not lot.pending or (own is not None and lot.order_id == own))
             ]
             # FIFO ties break on creation order: rank the lots so new (negative) ids sort last.
-            ranked = _in_lot_order(candidates)
+            ranked = self.in_lot_order(candidates)
             prefer = (
                 [rank for rank, lot in enumerate(ranked) if lot.order_id == own]
                 if own is not None
@@ -435,10 +487,10 @@ class _Work:
                 points,
                 prefer=prefer,
             )
+            taken_pending = sum(amount for rank, amount in taken_by_rank if ranked[rank].pending)
         if shortfall and not allow_shortfall:  # only an expiry of a lot with less left
             raise RuntimeError(f"lots cover {points - shortfall} of {points} points")
         taken = points - shortfall
-        taken_pending = sum(amount for rank, amount in taken_by_rank if ranked[rank].pending)
         fig.points_available -= taken - taken_pending
         fig.points_pending -= taken_pending
         fig.points_shortfall += shortfall
@@ -460,7 +512,7 @@ class _Work:
             order_id,
             None,  # rule_id
             actor,
-            dict(details or {}),  # details
+            dict(details) if details else {},  # details
             occurred_at,
             only_lot,  # source_lot
         )
@@ -489,11 +541,12 @@ class _Work:
             return
         q = self.qualifying
         recent = q.recent
-        for i, c in enumerate(recent):
-            if c.order_id == order.id:
-                changed = Contribution(c.at, c.amount + amount, c.order_id)
-                self.qualifying = q.with_recent((*recent[:i], changed, *recent[i + 1 :]))
-                return
+        if order.id in map(_ORDER_ID, recent):  # a refund (found without a Python loop)
+            i = indexOf(map(_ORDER_ID, recent), order.id)
+            c = recent[i]
+            changed = Contribution(c.at, c.amount + amount, c.order_id)
+            self.qualifying = q.with_recent((*recent[:i], changed, *recent[i + 1 :]))
+            return
         if amount > 0 or q.horizon is None or order.occurred_at > q.horizon:
             self.qualifying = q.with_recent(
                 (*recent, Contribution(order.occurred_at, amount, order.id))
@@ -668,12 +721,11 @@ class _Work:
         for lot in self.lots.values():
             if lot.pending and lot.available_at is not None and lot.available_at <= at:
                 released_due.append(lot)
-            elif lot.remaining > 0 and lot.expires_at is not None and lot.expires_at <= at:
+            # (A release changes neither ``remaining`` nor ``expires_at``.)
+            if lot.remaining > 0 and lot.expires_at is not None and lot.expires_at <= at:
                 expiry_due = True
-        if not released_due and not expiry_due:
-            return
-        released = _in_lot_order(released_due)
-        if released:
+        if released_due:
+            released = self.in_lot_order(released_due)
             moved = sum(lot.remaining for lot in released)
             for lot in released:
                 self.put_lot(lot.released())
@@ -681,9 +733,11 @@ class _Work:
             self.fig.points_available += moved
             if moved:
                 self.events.append(domain.PointsReleased(points=moved))
+        if not expiry_due:
+            return
         # By expiry, then creation order (a stable sort of lots in creation order).
         expiring = sorted(
-            _in_lot_order(
+            self.in_lot_order(
                 [
                     lot
                     for lot in self.lots.values()
@@ -757,7 +811,8 @@ class _Work:
         *,
         forfeited: int = 0,
     ) -> Outcome:
-        lots = _in_lot_order(self.lots.values())
+        values = self.lots.values()
+        lots = values if self.lots_ordered else _in_lot_order(values)
         before = self.state
         # Every field of MemberState, in order (a test keeps this list complete): cheaper than
         # dataclasses.replace, which the engine would otherwise pay on every event. The hot
@@ -766,7 +821,7 @@ class _Work:
             before.member_id,
             before.profile,
             self.fig,  # figures
-            tuple(lot for lot in lots if lot.remaining > 0 or lot.pending),  # lots
+            tuple([lot for lot in lots if lot.remaining > 0 or lot.pending]),  # lots
             before.lots_complete,
             self.orders,
             self.counters,
@@ -774,7 +829,11 @@ class _Work:
             self.entries_paid,  # tier_entries_paid
             self.next_ref,
         )
-        postings = postings or []
+        if postings:
+            posting_ids = tuple(map(_ID, postings))
+            delta = _sum(postings)
+        else:
+            posting_ids, delta = (), 0
         return Outcome(
             state,
             tuple(self.entries),  # entries
@@ -784,8 +843,8 @@ class _Work:
             tuple(self.new_orders),  # new_orders
             tuple(self.moves),  # tier_moves
             tuple(self.events),  # events
-            tuple(e.id for e in postings),  # postings
-            sum(e.points for e in postings),  # points_delta
+            posting_ids,  # postings
+            delta,  # points_delta
             forfeited,  # thresholds_forfeited
         )
 
@@ -960,7 +1019,7 @@ def apply(
 
 
 def _sum(entries: list[NewEntry]) -> int:
-    return sum(e.points for e in entries)
+    return sum(map(_POINTS, entries))
 
 
 def _currency(programme: Programme, currency: str) -> str:
@@ -998,7 +1057,8 @@ def _earn(
         return []
     at = facts.occurred_at
     expires_at = expiry_for(programme, at)
-    until = pending_until(programme, at) if pending else None
+    window = work.design.pending
+    until = at + window if pending and window is not None else None
     entries = []
     for p in postings:
         entries.append(
