@@ -59,7 +59,16 @@ class Expression:
     """Variables read only as ``name.field`` (never whole, never called on): the fields read.
     Of a map-valued variable listed here the expression is given only these keys."""
     _results: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
-    """Plain results by the frozen bindings that gave them (see :func:`_frozen`)."""
+    """Plain results by the frozen bindings that gave them (see :func:`_frozen`), or by the
+    key of them an activation's ``memo_key`` made (behind ``_BY_PARTS``: the two never meet)."""
+    _reads: tuple[tuple[str, frozenset[str] | None], ...] = field(
+        init=False, compare=False, repr=False
+    )
+    """Each of ``names`` with its ``fields`` entry (None: read whole), for ``memo_key``."""
+
+    def __post_init__(self) -> None:
+        reads = tuple((name, self.fields.get(name)) for name in self.names or ())
+        object.__setattr__(self, "_reads", reads)
 
     def evaluate(self, activation: Mapping[str, Any]) -> Any:
         """The result as plain Python, or raises :class:`CelRuntimeError`.
@@ -68,13 +77,23 @@ class Expression:
         compute its values lazily (only the variables the expression names are read).
         """
         try:
-            bindings = self.bindings(activation)
-            key = _frozen(bindings)
+            # An activation that can key what it would hand over (see Activation.memo_key)
+            # does so without building it: the bindings are built only on a miss.
+            memo_key = getattr(activation, "memo_key", None)
+            bindings: dict[str, Any] | None = None
+            if memo_key is not None and self.names is not None:
+                part_key = memo_key(self._reads)
+                key = None if part_key is None else (_BY_PARTS, part_key)
+            else:
+                bindings = self.bindings(activation)
+                key = _frozen(bindings)
             results = self._results
             if key is not None:
                 known = results.get(key, _UNKNOWN)
                 if known is not _UNKNOWN:
                     return known
+            if bindings is None:
+                bindings = self.bindings(activation)
             value = self._program.execute(bindings)
         except Exception as exc:  # the bindings raise KeyError, TypeError, ValueError, …
             raise CelRuntimeError(f"{self.source}: {exc}") from exc
@@ -114,6 +133,8 @@ class Expression:
 
 
 _UNKNOWN = object()
+_BY_PARTS = object()
+"""Heads the keys made by an activation's ``memo_key`` (a ``_frozen`` key never starts so)."""
 _RESULTS_KEPT = 65_536
 """Results an expression keeps (then it starts over): a few MB at most."""
 _PLAIN = frozenset((bool, int, float, str, type(None)))

@@ -16,7 +16,7 @@ Each posting is rounded on its own by the programme's rounding policy (default: 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -25,8 +25,15 @@ from zoneinfo import ZoneInfo
 
 from lealta.kit.money import exponent
 from lealta.ledger.maths import round_points
+from lealta.plans.schema import Plan
 from lealta.programme.schema import EarningRule, Programme
-from lealta.rules.cel import CelCompileError, CelRuntimeError, Expression, compile_expression
+from lealta.rules.cel import (
+    CelCompileError,
+    CelRuntimeError,
+    Expression,
+    _frozen,
+    compile_expression,
+)
 
 BASE_RULE_ID = "base"
 PLAN_RULE_PREFIX = "plan:"
@@ -131,6 +138,8 @@ class CompiledRule:
     ends: datetime | None = None
     """The rule's window in UTC (an instant compares the same in any zone; UTC compares
     fastest)."""
+    segments: frozenset[str] | None = None
+    """The rule's segments; None when it has none (an empty list, too, means any member)."""
 
     def in_window(self, at: datetime) -> bool:
         """As ``rule.window.contains(at)``; True without a window."""
@@ -146,6 +155,8 @@ class CompiledProgramme:
     """The active rules listening to each event type, in programme order."""
     base: Mapping[str | None, tuple[Decimal, str]] = field(default_factory=dict)
     """Per tier id (None and unknown ids: no tier) the base multiplier and posting reason."""
+    plans: Mapping[str, Plan] = field(default_factory=dict)
+    """The programme's plans by id (the first with an id, as Programme.plan() finds it)."""
 
     def rules_for(self, event_type: str) -> list[CompiledRule]:
         return list(self.by_event.get(event_type, ()))
@@ -161,7 +172,9 @@ def compile_programme(programme: Programme) -> CompiledProgramme:
         window = rule.window
         starts = window.starts_at.astimezone(UTC) if window and window.starts_at else None
         ends = window.ends_at.astimezone(UTC) if window and window.ends_at else None
-        compiled.append(CompiledRule(rule, condition, per, tags, rule.label("en"), starts, ends))
+        segments = frozenset(rule.segments) if rule.segments else None
+        label = rule.label("en")
+        compiled.append(CompiledRule(rule, condition, per, tags, label, starts, ends, segments))
     eligibility: dict[str, Expression] = {}
     for i, reward in enumerate(programme.rewards):
         expr = _compile(f"rewards.{i}.eligibility", reward.eligibility)
@@ -182,6 +195,7 @@ def compile_programme(programme: Programme) -> CompiledProgramme:
         eligibility,
         {event: tuple(rules) for event, rules in by_event.items()},
         base,
+        {plan.id: plan for plan in reversed(programme.plans)},
     )
 
 
@@ -290,6 +304,69 @@ class Activation(Mapping[str, Any]):
                 out[key] = self["items"]
         return out
 
+    def memo_key(self, reads: Iterable[tuple[str, frozenset[str] | None]]) -> Hashable | None:
+        """A key equal for two activations only if ``Expression.bindings`` would hand CEL the
+        same values for ``reads`` (each name with the fields read, None: whole), or None (not
+        to be remembered). ``order`` and ``items`` are keyed by the event's raw fields, without
+        building them; the other variables by their frozen value."""
+        out: list[Hashable] = []
+        for name, keys in reads:
+            if name not in _NAMES:
+                continue  # a comprehension variable: never bound
+            if name == "order":
+                key = self._order_key(_ORDER_FIELDS if keys is None else keys)
+            elif name == "items":
+                key = self._items_key()
+            else:
+                key = _frozen(self[name] if keys is None else self.part(name, keys))
+            if key is None:
+                return None
+            out.append(key)
+        return tuple(out)
+
+    def _order_key(self, keys: Collection[str]) -> Hashable | None:
+        """The key of ``_order_fields(keys)``: the raw values its fields are made of."""
+        event = self._event
+        if event.order_total_minor is None:
+            return ("order",)  # no order: {}
+        out: list[Hashable] = ["order"]
+        for key in keys:
+            if key == "total":
+                if type(event.order_total_minor) is not int:
+                    return self._frozen_order(keys)
+                out.append((event.order_total_minor, self._currency))
+            elif key == "items":
+                items = self._items_key()
+                if items is None:
+                    return None
+                out.append(items)
+            elif key in _ORDER_FIELDS:
+                text = self._order_fields((key,))[key]
+                if type(text) is not str:
+                    return self._frozen_order(keys)
+                out.append(text)
+        return tuple(out)
+
+    def _items_key(self) -> Hashable | None:
+        """The key of ``_items()``: each item's raw fields (exact types only, else frozen)."""
+        out: list[Hashable] = ["items", self._currency]
+        for i in self._event.items:
+            sku, category, quantity, price = i.sku, i.category, i.quantity, i.unit_price_minor
+            if (
+                type(sku) is not str
+                or (category is not None and type(category) is not str)
+                or type(quantity) is not int
+                or type(price) is not int
+            ):
+                frozen: Hashable | None = _frozen(self["items"])
+                return frozen
+            out.append((sku, category, quantity, price))
+        return tuple(out)
+
+    def _frozen_order(self, keys: Collection[str]) -> Hashable | None:
+        frozen: Hashable | None = _frozen(self._order_fields(keys))
+        return frozen
+
     def _member_part(self) -> dict[str, Any]:
         member = self._member
         exp = exponent(self._currency)
@@ -372,7 +449,7 @@ def evaluate(
             points = round_points(base_exact, rounding)
             if points > 0:
                 postings.append(Posting(points, BASE_RULE_ID, reason))
-            plan = programme.plan(member.plan) if member.plan is not None else None
+            plan = compiled.plans.get(member.plan) if member.plan is not None else None
             if plan is not None and plan.multiplier != 1:
                 extra = round_points(base_exact * (plan.multiplier - 1), rounding)
                 if extra > 0:
@@ -393,7 +470,7 @@ def evaluate(
             continue
         if rule.tags is not None and rule.tags.isdisjoint(member.tags):
             continue
-        if r.segments is not None and r.segments and set(r.segments).isdisjoint(member.segments):
+        if rule.segments is not None and rule.segments.isdisjoint(member.segments):
             continue
         if rule.condition is not None or rule.per is not None:
             if env is None:
@@ -412,11 +489,15 @@ def evaluate(
             if quantity is None:
                 continue
             exact = r.points * quantity
-        usage = member.usage.get(r.id, RuleUsage()) if r.caps is not None else RuleUsage()
+        usage = member.usage.get(r.id, _NO_USAGE) if r.caps is not None else _NO_USAGE
         points = _apply_caps(r, usage, round_points(exact, rounding))
         if points > 0:
             postings.append(Posting(points, r.id, rule.label))
     return postings
+
+
+_NO_USAGE = RuleUsage()
+"""What a rule gave a member who has no usage recorded for it (immutable, so shared)."""
 
 
 def _quantity(expr: Expression, env: Mapping[str, Any]) -> Decimal | None:
