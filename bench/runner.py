@@ -27,7 +27,13 @@ from bench import webhooks as webhooks_bench
 from bench import workflow_triggers as workflow_triggers_bench
 from bench.importing import ImportFailed, ImportResult, import_history
 from bench.load import LoadResult
-from bench.pg import pgbench_tpcb, server_version, throwaway_database
+from bench.pg import (
+    autovacuum,
+    pgbench_tpcb,
+    server_version,
+    throwaway_database,
+    vacuum_analyze,
+)
 from bench.report import Report, ms, rate, times
 from bench.rules import rule_evaluation
 from bench.server import ROOT, Server, running_server
@@ -169,7 +175,7 @@ def _psycopg_url(url: str) -> str:
     return url.replace("postgresql+psycopg://", "postgresql://", 1)
 
 
-def machine_info(pg_version: str, workers: int) -> list[tuple[str, str]]:
+def machine_info(pg_version: str, workers: int, vacuum: str = "?") -> list[tuple[str, str]]:
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -190,6 +196,8 @@ def machine_info(pg_version: str, workers: int) -> list[tuple[str, str]]:
         ("machine", f"{os.cpu_count()} cores, {cpu}; load average at start {load}"),
         ("software", f"Python {platform.python_version()}, PostgreSQL {pg_version},"
                      f" {platform.system()} {platform.release()}"),
+        ("postgresql autovacuum", f"{vacuum} (each server figure starts after VACUUM (ANALYZE)"
+                                  " of its database, as autovacuum would have done)"),
         ("lealta", f"commit {commit or '?'}; `lealta run` with {workers} worker(s), loopback HTTP"),
     ]  # fmt: skip
 
@@ -259,7 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     except psycopg.Error as exc:
         console.print(f"[red]PostgreSQL not reachable at {args.admin_url}: {exc}[/red]")
         return 2
-    run.report.header = machine_info(pg_version, args.workers)
+    run.report.header = machine_info(
+        pg_version, args.workers, autovacuum(_psycopg_url(args.admin_url))
+    )
     if args.only != frozenset(FIGURES):
         run.report.header.append(("figures", "only " + ", ".join(sorted(args.only))))
     try:
@@ -345,6 +355,7 @@ def server_loads(
     """Put the loads named in ``figures`` (ingest, batch, health, balance) on ``server``."""
     args, clients, loads = run.args, run.args.clients, Loads()
     at = f"{server.workers} worker(s)"
+    vacuum_analyze(server.database_url)
     if "ingest" in figures:
         run.step(f"(i) single-event ingest, {at}: {clients} clients, {args.seconds:.0f} s")
         single_event_ingest(server, customers, tag=f"{tag}w", clients=clients, seconds=1.0)
@@ -352,6 +363,7 @@ def server_loads(
             server, customers, tag=f"{tag}i", clients=clients, seconds=args.seconds
         )
         run.check(f"single-event ingest, {at}", loads.ingest)
+        vacuum_analyze(server.database_url)
     if "batch" in figures:
         run.step(
             f"(ii) batch ingest, {at}: {args.batch_clients} clients x {args.batch_size} events,"
@@ -362,6 +374,7 @@ def server_loads(
             seconds=args.batch_seconds,
         )  # fmt: skip
         run.check(f"batch ingest, {at}", loads.batch)
+        vacuum_analyze(server.database_url)
     if "health" in figures:
         run.step(f"baseline GET /health, {at}: {clients} clients, {args.read_seconds:.0f} s")
         get_load(server, lambda w, s: "/health", clients=clients, seconds=1.0)

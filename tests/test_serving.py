@@ -18,8 +18,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from lealta.config import Settings
+from lealta.kit.db import Database, autovacuum_off
 from lealta.serve import MAX_DEFAULT_WORKERS, available_cpus, default_workers, worker_count
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -187,3 +189,16 @@ def test_run_serves_from_its_default_number_of_processes(tmp_path: Path, databas
             assert _worker_pids(server.pid) == set()  # no supervisor: it serves itself
     assert len(workers) == expected, log.read_text()
     assert answered == workers, (answered, workers, log.read_text())
+    # The operator is told when PostgreSQL will not vacuum (this machine's CI cluster runs so).
+    assert ("autovacuum off" in log.read_text()) == autovacuum_off(database_url)
+
+
+def test_autovacuum_off_reads_the_servers_setting(db: Database, database_url: str) -> None:
+    if db.dialect != "postgresql":
+        assert autovacuum_off(database_url) is False
+        return
+    with db.unit_of_work(write=False) as session:
+        setting = session.execute(text("SHOW autovacuum")).scalar_one()
+    assert autovacuum_off(database_url) is (setting == "off")
+    # An unreachable server is advice not given, never an error at start-up.
+    assert autovacuum_off("postgresql+psycopg://nobody@127.0.0.1:1/nowhere") is False

@@ -113,6 +113,7 @@ def run(
     import uvicorn
 
     from lealta.config import get_settings
+    from lealta.kit.db import AUTOVACUUM_OFF_HINT, autovacuum_off
     from lealta.kit.logging import configure as configure_logging
     from lealta.kit.migrate import upgrade as migrate_upgrade
     from lealta.serve import serve_workers, worker_count
@@ -120,6 +121,8 @@ def run(
     settings = get_settings()
     if migrate:
         migrate_upgrade(settings.database_url)
+    if autovacuum_off(settings.database_url):
+        err.print(f"[yellow]warning[/yellow] {AUTOVACUUM_OFF_HINT}", soft_wrap=True)
     count = worker_count(workers, settings.workers, settings.database_url)
     if count <= 1:
         uvicorn.run(

@@ -27,7 +27,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -166,6 +166,29 @@ def make_engine(
 
 PING_AFTER_IDLE_SECONDS = 10.0
 """A pooled connection idle longer than this is pinged before use (see ``_ping_when_idle``)."""
+
+
+AUTOVACUUM_OFF_HINT = (
+    "PostgreSQL runs with autovacuum off: the rows every event updates (accounts, lots) pile up"
+    " dead versions and the planner never learns the tables' sizes, so ingest slows down about"
+    " tenfold after some thousands of events. Turn autovacuum on, or run VACUUM (ANALYZE)"
+    " regularly (see README, Running on PostgreSQL)."
+)
+
+
+def autovacuum_off(database_url: str) -> bool:
+    """Whether the PostgreSQL server at ``database_url`` runs with ``autovacuum = off`` (False
+    for SQLite, or when the setting cannot be read: this is advice, never an obstacle)."""
+    url = make_url(database_url)
+    if not url.drivername.startswith("postgresql"):
+        return False
+    dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    try:
+        with psycopg.connect(dsn, connect_timeout=5, autocommit=True) as conn:
+            row = conn.execute("SHOW autovacuum").fetchone()
+    except psycopg.Error:
+        return False
+    return row is not None and str(row[0]) == "off"
 
 
 def _ping_when_idle(engine: Engine, *, idle_seconds: float) -> None:
