@@ -27,6 +27,11 @@ def server_version(admin_url: str) -> str:
     return str(row[0]) if row else "?"
 
 
+def psycopg_url(url: str) -> str:
+    """A SQLAlchemy URL (``postgresql+psycopg://``) as psycopg takes it."""
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
 def autovacuum(admin_url: str) -> str:
     """The server's ``autovacuum`` setting (``on``/``off``)."""
     with psycopg.connect(admin_url, autocommit=True) as conn:
@@ -40,7 +45,7 @@ def vacuum_analyze(url: str) -> None:
     that every event updates pile up dead versions and the planner never learns the tables'
     sizes; after ~10,000 events the ingest statement took 20 ms instead of 0.2 ms here, and a
     figure measured then says more about the missing vacuum than about Lealta."""
-    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://", 1)) as conn:
+    with psycopg.connect(psycopg_url(url)) as conn:
         conn.autocommit = True
         conn.execute("VACUUM (ANALYZE)")
 

@@ -30,6 +30,7 @@ from bench.load import LoadResult
 from bench.pg import (
     autovacuum,
     pgbench_tpcb,
+    psycopg_url,
     server_version,
     throwaway_database,
     vacuum_analyze,
@@ -171,10 +172,6 @@ class Loads:
     balance: LoadResult | None = None
 
 
-def _psycopg_url(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://", 1)
-
-
 def machine_info(pg_version: str, workers: int, vacuum: str = "?") -> list[tuple[str, str]]:
     cpu = platform.processor() or platform.machine()
     try:
@@ -263,12 +260,12 @@ def main(argv: list[str] | None = None) -> int:
         console = Console(width=150)
     run = Run(args, console, Report("Lealta benchmark"), time.perf_counter(), [])
     try:
-        pg_version = server_version(_psycopg_url(args.admin_url))
+        pg_version = server_version(psycopg_url(args.admin_url))
     except psycopg.Error as exc:
         console.print(f"[red]PostgreSQL not reachable at {args.admin_url}: {exc}[/red]")
         return 2
     run.report.header = machine_info(
-        pg_version, args.workers, autovacuum(_psycopg_url(args.admin_url))
+        pg_version, args.workers, autovacuum(psycopg_url(args.admin_url))
     )
     if args.only != frozenset(FIGURES):
         run.report.header.append(("figures", "only " + ", ".join(sorted(args.only))))
@@ -301,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
 def measure(run: Run) -> None:
     """Every figure ``--only`` asks for, each with the baselines it is compared with."""
     args = run.args
-    admin = _psycopg_url(args.admin_url)
+    admin = psycopg_url(args.admin_url)
     tps = pgbench_figure(run, admin) if run.wants(*NEEDS_PGBENCH) else 0.0
     health = server_figures(run, admin, tps) if run.wants(*NEEDS_SERVER) else None
     if run.wants("import"):

@@ -59,7 +59,7 @@ class Expression:
     """Variables read only as ``name.field`` (never whole, never called on): the fields read.
     Of a map-valued variable listed here the expression is given only these keys."""
     _results: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
-    """Plain results by the frozen bindings that gave them (see :func:`_frozen`), or by the
+    """Plain results by the frozen bindings that gave them (see :func:`memo_key_of`), or by the
     key of them an activation's ``memo_key`` made (behind ``_BY_PARTS``: the two never meet)."""
     _reads: tuple[tuple[str, frozenset[str] | None], ...] = field(
         init=False, compare=False, repr=False
@@ -86,7 +86,7 @@ class Expression:
                 key = None if part_key is None else (_BY_PARTS, part_key)
             else:
                 bindings = self.bindings(activation)
-                key = _frozen(bindings)
+                key = memo_key_of(bindings)
             results = self._results
             if key is not None:
                 known = results.get(key, _UNKNOWN)
@@ -134,14 +134,14 @@ class Expression:
 
 _UNKNOWN = object()
 _BY_PARTS = object()
-"""Heads the keys made by an activation's ``memo_key`` (a ``_frozen`` key never starts so)."""
+"""Heads the keys made by an activation's ``memo_key`` (a ``memo_key_of`` key never starts so)."""
 _RESULTS_KEPT = 65_536
 """Results an expression keeps (then it starts over): a few MB at most."""
 _PLAIN = frozenset((bool, int, float, str, type(None)))
 _SCALARS = frozenset((bool, int, str, bytes, type(None), timedelta))
 
 
-def _frozen(value: Any) -> Any:
+def memo_key_of(value: Any) -> Any:
     """A hashable key that is equal for two values only if CEL sees them as the same (type
     included: ``1``, ``1.0`` and ``True`` are equal in Python, not in CEL); None for a value
     of a type not handled here (its result is then not remembered)."""
@@ -156,8 +156,8 @@ def _frozen(value: Any) -> Any:
     if kind is dict:
         items = []
         for k, v in value.items():
-            fk = (str, k) if type(k) is str else _frozen(k)
-            fv = (type(v), v) if type(v) in scalars else _frozen(v)
+            fk = (str, k) if type(k) is str else memo_key_of(k)
+            fv = (type(v), v) if type(v) in scalars else memo_key_of(v)
             if fk is None or fv is None:
                 return None
             items.append((fk, fv))
@@ -165,7 +165,7 @@ def _frozen(value: Any) -> Any:
     if kind is list or kind is tuple:
         parts = []
         for v in value:
-            fv = (type(v), v) if type(v) in scalars else _frozen(v)
+            fv = (type(v), v) if type(v) in scalars else memo_key_of(v)
             if fv is None:
                 return None
             parts.append(fv)

@@ -31,8 +31,8 @@ from lealta.rules.cel import (
     CelCompileError,
     CelRuntimeError,
     Expression,
-    _frozen,
     compile_expression,
+    memo_key_of,
 )
 
 BASE_RULE_ID = "base"
@@ -318,7 +318,7 @@ class Activation(Mapping[str, Any]):
             elif name == "items":
                 key = self._items_key()
             else:
-                key = _frozen(self[name] if keys is None else self.part(name, keys))
+                key = memo_key_of(self[name] if keys is None else self.part(name, keys))
             if key is None:
                 return None
             out.append(key)
@@ -358,13 +358,13 @@ class Activation(Mapping[str, Any]):
                 or type(quantity) is not int
                 or type(price) is not int
             ):
-                frozen: Hashable | None = _frozen(self["items"])
+                frozen: Hashable | None = memo_key_of(self["items"])
                 return frozen
             out.append((sku, category, quantity, price))
         return tuple(out)
 
     def _frozen_order(self, keys: Collection[str]) -> Hashable | None:
-        frozen: Hashable | None = _frozen(self._order_fields(keys))
+        frozen: Hashable | None = memo_key_of(self._order_fields(keys))
         return frozen
 
     def _member_part(self) -> dict[str, Any]:
