@@ -19,6 +19,7 @@ from pathlib import Path
 import psycopg
 
 from bench.orders import HistoryStats, write_history
+from bench.pg import psycopg_url
 from bench.proc import Measured, run_measured
 from bench.server import LEALTA, ROOT, lealta_env
 
@@ -64,7 +65,7 @@ def _count(url: str, query: str) -> int:
         finally:
             conn.close()
     else:
-        with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://", 1)) as pg:
+        with psycopg.connect(psycopg_url(url)) as pg:
             row = pg.execute(query).fetchone()
     return int(row[0]) if row else 0
 

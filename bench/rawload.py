@@ -22,6 +22,7 @@ from pathlib import Path
 import psycopg
 
 from bench.orders import COLUMNS
+from bench.pg import psycopg_url
 
 TABLE = "bench_raw_orders"
 PG_TYPES = {"occurred_at": "timestamptz", "amount": "numeric(14, 2)", "currency": "char(3)"}
@@ -36,8 +37,7 @@ def _columns(types: dict[str, str], default: str) -> str:
 
 def load_postgres(url: str, path: Path) -> int:
     """COPY ``path`` into a fresh ``bench_raw_orders``; return the rows loaded."""
-    url = url.replace("postgresql+psycopg://", "postgresql://", 1)
-    with psycopg.connect(url) as conn, conn.cursor() as cur:
+    with psycopg.connect(psycopg_url(url)) as conn, conn.cursor() as cur:
         cur.execute(f"DROP TABLE IF EXISTS {TABLE}")
         cur.execute(f"CREATE TABLE {TABLE} ({_columns(PG_TYPES, 'text')})")
         names = ", ".join(COLUMNS)

@@ -61,9 +61,15 @@ from lealta.kit.periods import add_months, end_of
 from lealta.ledger.errors import InsufficientPoints
 from lealta.ledger.maths import OpenLot, allocate, reversal_points
 from lealta.outbox import events as domain
-from lealta.plans.schema import Plan
 from lealta.programme.schema import Programme, Tier
-from lealta.rules.engine import EventFacts, Item, MemberSnapshot, RuleUsage, evaluate
+from lealta.rules.engine import (
+    EventFacts,
+    Item,
+    MemberSnapshot,
+    RuleUsage,
+    compiled_for,
+    evaluate,
+)
 from lealta.tiers import maths as tier_maths
 
 ORDER_PAID = "order.paid"
@@ -162,15 +168,17 @@ class _Design:
         for i, level in enumerate(self.levels):
             self.rank.setdefault(level.id, i)
             self.tier_by_id.setdefault(level.id, level)
-        self.plans: dict[str | None, Plan] = {}
-        for plan in programme.plans:
-            self.plans.setdefault(plan.id, plan)
+        self.plans = compiled_for(programme).plans
         days = programme.pending.days
         self.pending = timedelta(days=days) if days else None
         self.exp = exp = exponent(programme.currency)
         self.thresholds = tuple(
             (rule, int(rule.every.scaleb(exp))) for rule in programme.thresholds if rule.active
         )
+
+    def pending_until(self, occurred_at: datetime) -> datetime | None:
+        """When order points earned at ``occurred_at`` are released (None: no window)."""
+        return occurred_at + self.pending if self.pending is not None else None
 
     def tier_rank(self, tier_id: str | None) -> int:
         """As :func:`lealta.tiers.maths.rank`: unknown or None ranks as the entry tier."""
@@ -228,8 +236,7 @@ def _utc_offset_zero(at: datetime) -> bool:
 
 def pending_until(programme: Programme, occurred_at: datetime) -> datetime | None:
     """Order points wait out the return window; None when there is none."""
-    window = _design(programme).pending
-    return occurred_at + window if window is not None else None
+    return _design(programme).pending_until(occurred_at)
 
 
 def lot_order(lot_id: int) -> tuple[int, int]:
@@ -1057,8 +1064,7 @@ def _earn(
         return []
     at = facts.occurred_at
     expires_at = expiry_for(programme, at)
-    window = work.design.pending
-    until = at + window if pending and window is not None else None
+    until = work.design.pending_until(at) if pending else None
     entries = []
     for p in postings:
         entries.append(

@@ -155,8 +155,9 @@ class CompiledProgramme:
     """The active rules listening to each event type, in programme order."""
     base: Mapping[str | None, tuple[Decimal, str]] = field(default_factory=dict)
     """Per tier id (None and unknown ids: no tier) the base multiplier and posting reason."""
-    plans: Mapping[str, Plan] = field(default_factory=dict)
-    """The programme's plans by id (the first with an id, as Programme.plan() finds it)."""
+    plans: Mapping[str | None, Plan] = field(default_factory=dict)
+    """The programme's plans by id (the first with an id, as Programme.plan() finds it; the
+    engine reads them too)."""
 
     def rules_for(self, event_type: str) -> list[CompiledRule]:
         return list(self.by_event.get(event_type, ()))
