@@ -50,11 +50,15 @@ def counting(db: Database) -> Iterator[list[str]]:
 
     for engine in db.engines:
         event.listen(engine, "before_cursor_execute", record)
+    if db.hot_reads is not None:  # the balance read on the event loop (PostgreSQL)
+        db.hot_reads.observers.append(statements.append)
     try:
         yield statements
     finally:
         for engine in db.engines:
             event.remove(engine, "before_cursor_execute", record)
+        if db.hot_reads is not None:
+            db.hot_reads.observers.remove(statements.append)
 
 
 def revoke_elsewhere(db: Database, key: str, clock: FixedClock) -> None:

@@ -65,13 +65,22 @@ def recording(db: Database) -> Iterator[dict[str, list[str]]]:
             (engine.pool, "checkout", checkout),
         )
     ]
+
+    def hot(sql: str) -> None:  # the balance read on the event loop (PostgreSQL): its
+        seen["checkouts"].append("checkout")  # pool's connection, and its statement
+        seen["statements"].append(sql)
+
     for target, name, fn in listeners:
         event.listen(target, name, fn)
+    if db.hot_reads is not None:
+        db.hot_reads.observers.append(hot)
     try:
         yield seen
     finally:
         for target, name, fn in listeners:
             event.remove(target, name, fn)
+        if db.hot_reads is not None:
+            db.hot_reads.observers.remove(hot)
 
 
 def with_tiers(programme: Programme, **tiers: Any) -> Programme:
@@ -177,21 +186,33 @@ def test_prepared_statements_survive_reads_and_refusals(
             for _ in range(6):  # psycopg prepares a statement on its fifth run
                 for path in HOT_READS:
                     assert one.get(f"/v1/members/ana/{path}").status_code == 200
-            before = _prepared(single)
-            assert len(before) >= len(HOT_READS)
+            before = _prepared(single) | _prepared_hot(one, single)
+            # Each read's statement, the balance's on the event loop's pool (and the
+            # listing's own there, prepared to run it).
+            assert len(before) >= len(HOT_READS) + 1
+            assert any(where == "hot" for where, _ in before)
             for path in HOT_READS:
                 assert one.get(f"/v1/members/nobody/{path}").status_code == 404
                 assert one.get(f"/v1/members/ana/{path}").status_code == 200
-            assert _prepared(single) >= before
+            assert _prepared(single) | _prepared_hot(one, single) >= before
     finally:
         single.dispose()
 
 
-def _prepared(db: Database) -> set[str]:
+def _prepared(db: Database) -> set[tuple[str, str]]:
     with db.read_engine.connect() as conn:
         names = set(conn.scalars(text("SELECT name FROM pg_prepared_statements")))
         conn.commit()
-    return names
+    return {("thread", name) for name in names}
+
+
+def _prepared_hot(client: TestClient, db: Database) -> set[tuple[str, str]]:
+    """The prepared statements of the balance's event-loop pool (one connection here)."""
+    assert db.hot_reads is not None and client.portal is not None
+    listing = text("SELECT name FROM pg_prepared_statements")
+    rows = client.portal.call(db.hot_reads.rows, listing, {})
+    assert rows is not None
+    return {("hot", name) for (name,) in rows}
 
 
 # --- authentication from the cache -------------------------------------------------------------

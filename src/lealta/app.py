@@ -137,7 +137,11 @@ def create_app(
             )
             jobs_worker.start()
         app.state.jobs_worker = jobs_worker
+        if database.hot_reads is not None:
+            await database.hot_reads.open()
         yield
+        if database.hot_reads is not None:
+            await database.hot_reads.close()
         if jobs_worker is not None:
             jobs_worker.stop()
         if db is None:

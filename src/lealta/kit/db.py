@@ -9,6 +9,7 @@ the database lock up front instead of failing half-way; on PostgreSQL rows are l
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import math
@@ -17,11 +18,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import orjson
-import psycopg
-from psycopg.rows import namedtuple_row, tuple_row
 from sqlalchemy import JSON, DateTime, Engine, Select, Table, create_engine, event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -31,6 +30,13 @@ from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg_pool import AsyncConnectionPool
+
+# psycopg (and its pool) are imported where they are used: commands that never open a
+# PostgreSQL connection (the simulator, SQLite) start without them.
 
 T = TypeVar("T")
 
@@ -134,7 +140,27 @@ def make_engine(
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    connect_args: dict[str, Any] = {
+    engine = create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_timeout=pool_timeout,
+        connect_args=pg_connect_args(connect_timeout, statement_timeout),
+        json_serializer=json_text,
+        json_deserializer=orjson.loads,
+        **({"isolation_level": "AUTOCOMMIT"} if autocommit else {}),
+    )
+    _ping_when_idle(engine, idle_seconds=PING_AFTER_IDLE_SECONDS)
+    return engine
+
+
+def pg_connect_args(connect_timeout: float, statement_timeout: float | None) -> dict[str, Any]:
+    """The libpq connection parameters of every PostgreSQL connection Lealta opens (the
+    engines' and :class:`HotReads`'): bounded waits and sessions in UTC."""
+    options = ["-c TimeZone=UTC"]
+    if statement_timeout:
+        options.append(f"-c statement_timeout={max(1, round(statement_timeout * 1000))}")
+    return {
         # libpq counts whole seconds (and at least 2).
         "connect_timeout": max(1, math.ceil(connect_timeout)),
         "keepalives": 1,
@@ -143,25 +169,10 @@ def make_engine(
         "keepalives_count": 3,
         # Data unacknowledged for 30 s means the peer is gone (milliseconds).
         "tcp_user_timeout": 30_000,
+        # Sessions in UTC: timestamps come back in UTC (psycopg's own timezone.utc), also
+        # where a hot read bypasses SQLAlchemy's result processing (see PgStatement).
+        "options": " ".join(options),
     }
-    # Sessions in UTC: timestamps come back in UTC (psycopg's own timezone.utc), also where a
-    # hot read bypasses SQLAlchemy's result processing (see PgStatement).
-    options = ["-c TimeZone=UTC"]
-    if statement_timeout:
-        options.append(f"-c statement_timeout={max(1, round(statement_timeout * 1000))}")
-    connect_args["options"] = " ".join(options)
-    engine = create_engine(
-        url,
-        pool_size=pool_size,
-        max_overflow=max_overflow,
-        pool_timeout=pool_timeout,
-        connect_args=connect_args,
-        json_serializer=json_text,
-        json_deserializer=orjson.loads,
-        **({"isolation_level": "AUTOCOMMIT"} if autocommit else {}),
-    )
-    _ping_when_idle(engine, idle_seconds=PING_AFTER_IDLE_SECONDS)
-    return engine
 
 
 PING_AFTER_IDLE_SECONDS = 10.0
@@ -184,6 +195,8 @@ def autovacuum_off(database_url: str) -> bool:
         return False
     dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
     try:
+        import psycopg
+
         with psycopg.connect(dsn, connect_timeout=5, autocommit=True) as conn:
             row = conn.execute("SHOW autovacuum").fetchone()
     except psycopg.Error:
@@ -273,6 +286,16 @@ class Database:
                 connect_timeout=connect_timeout,
                 statement_timeout=statement_timeout,
                 autocommit=True,
+            )
+        # The balance read's asyncio pool (PostgreSQL; see HotReads), opened by the app.
+        self.hot_reads: HotReads | None = None
+        if self.dialect == "postgresql":
+            self.hot_reads = HotReads(
+                url,
+                size=max(1, pool_size // 2),
+                timeout=pool_timeout,
+                connect_timeout=connect_timeout,
+                statement_timeout=statement_timeout,
             )
         write_engine = self.engine.execution_options(**{_WRITE_OPTION: True})
         self._read = sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
@@ -398,6 +421,8 @@ class PgStatement:
     def rows(
         self, session: Session, params: Mapping[str, Any], *, named: bool = False
     ) -> list[Any]:
+        from psycopg.rows import namedtuple_row
+
         return run_on_psycopg(
             session, self.sql, {**self.defaults, **params}, namedtuple_row if named else None
         )
@@ -409,6 +434,9 @@ def run_on_psycopg(session: Session, sql: str, params: Any, row_factory: Any = N
 
     SQLAlchemy's ``before_cursor_execute``/``after_cursor_execute`` listeners see it as they
     see any statement (tracing, statement counts in tests)."""
+    import psycopg
+    from psycopg.rows import tuple_row
+
     conn = session.connection()
     raw = conn.connection.driver_connection
     assert raw is not None
@@ -434,3 +462,107 @@ def run_on_psycopg(session: Session, sql: str, params: Any, row_factory: Any = N
 
 
 _PG_DIALECT = psycopg_dialect.dialect()  # type: ignore[no-untyped-call]
+
+
+HOT_READS_APPLICATION = "lealta-hot-reads"
+
+
+class HotReads:
+    """The hottest read (a member's balance) on PostgreSQL, awaited on the event loop.
+
+    Through a worker thread, a one-row read costs the thread hop, a session and its unit of
+    work: over a millisecond of CPU per request with a long tail, where the read itself is
+    a tenth of that. Here it runs on an asyncio pool of autocommit psycopg connections
+    (``psycopg_pool``), as :class:`PgStatement` runs it (compiled once, prepared, plain rows).
+
+    The pool belongs to one event loop: the application's lifespan opens it (:meth:`open`)
+    and closes it (:meth:`close`); while it is not open in the running loop, :meth:`rows`
+    answers None and the caller reads through a thread as before. Connections are opened on
+    demand (none at start, at most ``size``), with the engines' connection parameters
+    (:func:`pg_connect_args`); a request waits at most ``timeout`` for one, then the
+    database is unavailable (``503``). Errors come wrapped as SQLAlchemy's (see
+    :func:`run_on_psycopg`); a read that finds its pooled connection dead (the server
+    restarted) is tried once more on a new one.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        size: int,
+        timeout: float,
+        connect_timeout: float,
+        statement_timeout: float | None,
+    ) -> None:
+        self._conninfo = (
+            make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        )
+        self._kwargs: dict[str, Any] = {
+            **pg_connect_args(connect_timeout, statement_timeout),
+            "autocommit": True,
+            "application_name": HOT_READS_APPLICATION,  # in pg_stat_activity
+        }
+        self._size = size
+        self._timeout = timeout
+        self._pool: AsyncConnectionPool | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.observers: list[Callable[[str], None]] = []
+        """Called with each statement's SQL before it runs (the tests count statements)."""
+
+    async def open(self) -> None:
+        """Open the pool in the running event loop (no connection yet). While it is open in
+        another loop (two test clients of one app), that loop keeps it."""
+        if self._pool is not None and self._loop is not None and not self._loop.is_closed():
+            return
+        from psycopg_pool import AsyncConnectionPool
+
+        pool = AsyncConnectionPool(
+            self._conninfo,
+            kwargs=self._kwargs,
+            min_size=0,
+            max_size=self._size,
+            timeout=self._timeout,
+            open=False,
+            name="lealta-hot-reads",
+        )
+        await pool.open()
+        self._pool, self._loop = pool, asyncio.get_running_loop()
+
+    async def close(self) -> None:
+        """Close the pool, from the event loop that opened it (elsewhere: nothing to do)."""
+        if self._pool is None or self._loop is not asyncio.get_running_loop():
+            return
+        pool, self._pool, self._loop = self._pool, None, None
+        await pool.close(timeout=1.0)
+
+    async def rows(
+        self, statement: Any, params: Mapping[str, Any], *, named: bool = False
+    ) -> list[Any] | None:
+        """The rows of a hot Core ``statement`` (as :func:`fetch` gives them), or None when
+        the pool is not open in the running event loop."""
+        pool = self._pool
+        if pool is None or self._loop is not asyncio.get_running_loop():
+            return None
+        import psycopg
+        from psycopg.rows import namedtuple_row, tuple_row
+
+        compiled = _pg_statement(statement)
+        sql, values = compiled.sql, {**compiled.defaults, **params}
+        factory = namedtuple_row if named else tuple_row
+        for attempt in (1, 2):
+            conn: psycopg.AsyncConnection[Any] | None = None
+            try:
+                async with pool.connection() as conn:
+                    for observe in self.observers:
+                        observe(sql)
+                    cursor = conn.cursor(row_factory=factory)
+                    await cursor.execute(sql, values, prepare=True)
+                    found: list[Any] = await cursor.fetchall()
+                    return found
+            except psycopg.Error as exc:
+                if attempt == 1 and conn is not None and conn.broken:
+                    continue
+                raise DBAPIError.instance(
+                    sql, values, exc, psycopg.Error, dialect=_PG_DIALECT
+                ) from exc
+        raise AssertionError("unreachable")  # pragma: no cover

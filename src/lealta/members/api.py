@@ -237,9 +237,16 @@ async def get_balance(external_id: ExternalId, api: ApiReader) -> Response:
 
 async def _balance_response(api: Api, external_id: str) -> Response:
     """The answer of the balance read, serialised once from our own model (FastAPI would
-    validate it again against ``response_model`` first). A coroutine, so that only the
-    read itself goes to a thread."""
-    body = await run_blocking(_balance, api.db, external_id, api.clock.now())
+    validate it again against ``response_model`` first): on the event loop where it can
+    (``service.read_balance_hot``), else through a thread."""
+    now = api.clock.now()
+    out = await service.read_balance_hot(
+        api.db, external_id, now=now, programme_at=datetime.now(UTC)
+    )
+    if out is not None:
+        body = out.__pydantic_serializer__.to_json(out)
+    else:
+        body = await run_blocking(_balance, api.db, external_id, now)
     return Response(body, media_type="application/json")
 
 

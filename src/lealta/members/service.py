@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
 from lealta.events import store
-from lealta.kit.db import UTCDateTime, fetch
+from lealta.kit.db import Database, UTCDateTime, fetch
 from lealta.kit.errors import Conflict, NotFound
 from lealta.kit.money import from_minor
 from lealta.kit.timestamps import check_birthday
@@ -29,6 +29,7 @@ from lealta.models import Account, Consent, Member, PointLot
 from lealta.outbox import service as outbox
 from lealta.outbox.events import MemberEnrolled
 from lealta.programme import service as programmes
+from lealta.programme.schema import Programme
 
 
 class MemberNotFound(NotFound):
@@ -168,25 +169,62 @@ def read_balance(
     member_not_found``."""
     global _warn_days
     warn_days = _warn_days
-    params = {
-        "external_id": external_id,
-        "programme_at": programme_at,
-        "now": now,
-        "horizon": now + timedelta(days=warn_days),
-    }
+    params = _balance_params(external_id, now, programme_at, warn_days)
     rows = fetch(session, BALANCE_READ, params, named=True)
     if not rows:
         raise _not_found(external_id)
     row = rows[0]
     programme = programmes.by_digest(session, row.digest)
+    if programme.expiry.warn_days == warn_days:
+        return _balance_read(external_id, row, programme)
+    _warn_days = programme.expiry.warn_days
+    out = _balance_read(external_id, row, programme)
+    return with_expiry(session, out, row.id, now=now, warn_days=_warn_days)
+
+
+async def read_balance_hot(
+    db: Database, external_id: str, *, now: datetime, programme_at: datetime
+) -> BalanceOut | None:
+    """:func:`read_balance` on the event loop (PostgreSQL, :class:`~lealta.kit.db.HotReads`),
+    the same statement and answer; or None where it takes the session: on SQLite, while the
+    pool is not open in this loop, or under a programme version or warning window this
+    process has not read yet (:func:`read_balance` reads it, and the next read is hot)."""
+    if db.hot_reads is None:
+        return None
+    warn_days = _warn_days
+    rows = await db.hot_reads.rows(
+        BALANCE_READ, _balance_params(external_id, now, programme_at, warn_days), named=True
+    )
+    if rows is None:
+        return None
+    if not rows:
+        raise _not_found(external_id)
+    row = rows[0]
+    programme = programmes.cached(row.digest)
+    if programme is None or programme.expiry.warn_days != warn_days:
+        return None
+    return _balance_read(external_id, row, programme)
+
+
+def _balance_params(
+    external_id: str, now: datetime, programme_at: datetime, warn_days: int
+) -> dict[str, Any]:
+    return {
+        "external_id": external_id,
+        "programme_at": programme_at,
+        "now": now,
+        "horizon": now + timedelta(days=warn_days),
+    }
+
+
+def _balance_read(external_id: str, row: Any, programme: Programme) -> BalanceOut:
+    """The balance from a row of :data:`BALANCE_READ` whose expiring points were counted
+    within ``programme``'s warning window."""
     out = balance_of(external_id, row, programme.currency)
     if row.next_expiry_at is not None:
         out.next_expiry = NextExpiry(at=row.next_expiry_at, points=int(row.next_expiry_points))
-    if programme.expiry.warn_days == warn_days:
-        out.expiring_soon = int(row.expiring_soon)
-        return out
-    _warn_days = programme.expiry.warn_days
-    return with_expiry(session, out, row.id, now=now, warn_days=_warn_days)
+    out.expiring_soon = int(row.expiring_soon)
+    return out
 
 
 def find(session: Session, external_id: str) -> Member | None:

@@ -146,6 +146,11 @@ def by_digest(session: Session, digest: str | None) -> Programme:
     return programme
 
 
+def cached(digest: str | None) -> Programme | None:
+    """:func:`by_digest` without the database: the programme if this process has read it."""
+    return DEFAULT_PROGRAMME if digest is None else _cache.get(digest)
+
+
 def in_force(session: Session, *, now: datetime) -> ProgrammeVersion | None:
     """The stored version governing at ``now`` (None: nothing applied yet, the default rules)."""
     return session.scalars(

@@ -1,0 +1,210 @@
+"""The balance read on the event loop (PostgreSQL): ``kit.db.HotReads``.
+
+On PostgreSQL the balance is read on an asyncio pool of its own instead of through a worker
+thread. These tests check that it answers what the thread path answers, that it is the path
+taken once the process knows the programme, that it fails the way the rest does (a
+``503 database_unavailable`` family error, bounded in time) and survives a server that
+dropped its connections. The black-hole test needs no database server; the others run on
+the real PostgreSQL of the suite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
+
+from lealta.kit.clock import FixedClock
+from lealta.kit.db import HOT_READS_APPLICATION, Database, HotReads
+from lealta.members import service
+from tests.factories import order_paid
+from tests.test_programme_engine import START, no_pending, post, use
+from tests.test_rules_engine import DEMO
+
+
+@pytest.fixture
+def black_hole() -> Iterator[int]:
+    """The port of a server that accepts TCP connections and never answers."""
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            held.append(conn)
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield int(server.getsockname()[1])
+    server.close()
+    for conn in held:
+        conn.close()
+
+
+def test_a_database_that_never_answers_is_an_operational_error_in_bounded_time(
+    black_hole: int,
+) -> None:
+    reads = HotReads(
+        f"postgresql://lealta@127.0.0.1:{black_hole}/lealta",
+        size=2,
+        timeout=1.0,
+        connect_timeout=1.0,
+        statement_timeout=None,
+    )
+
+    async def scenario() -> float:
+        await reads.open()
+        try:
+            start = time.perf_counter()
+            with pytest.raises(OperationalError):
+                await reads.rows(text("SELECT 1"), {})
+            return time.perf_counter() - start
+        finally:
+            await reads.close()
+
+    elapsed = asyncio.run(scenario())
+    assert elapsed < 5  # the pool's timeout (1 s), not libpq's default of minutes
+
+
+@pytest.mark.postgres_only
+def test_a_pool_not_open_in_the_running_loop_answers_none(database_url: str) -> None:
+    reads = HotReads(database_url, size=1, timeout=1.0, connect_timeout=1.0, statement_timeout=None)
+
+    async def never_opened() -> Any:
+        return await reads.rows(text("SELECT 1"), {})
+
+    assert asyncio.run(never_opened()) is None
+
+    async def open_here() -> Any:
+        await reads.open()
+        return await reads.rows(text("SELECT 1"), {})
+
+    loop = asyncio.new_event_loop()
+    try:
+        assert loop.run_until_complete(open_here()) == [(1,)]
+
+        # Another event loop (another test client, another thread) reads through a thread,
+        # and neither opens nor closes the pool of the first.
+        async def elsewhere() -> Any:
+            await reads.open()
+            found = await reads.rows(text("SELECT 1"), {})
+            await reads.close()
+            return found
+
+        assert asyncio.run(elsewhere()) is None
+        assert loop.run_until_complete(reads.rows(text("SELECT 1"), {})) == [(1,)]
+        loop.run_until_complete(reads.close())
+        assert loop.run_until_complete(never_opened()) is None
+    finally:
+        loop.close()
+
+    async def after() -> Any:
+        await reads.open()
+        try:
+            return await reads.rows(text("SELECT 3"), {})
+        finally:
+            await reads.close()
+
+    assert asyncio.run(after()) == [(3,)]
+
+
+def test_sqlite_has_no_event_loop_pool(tmp_path: Any) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'x.db'}")
+    try:
+        assert db.hot_reads is None
+    finally:
+        db.dispose()
+
+
+# --- on the suite's PostgreSQL -----------------------------------------------------------------
+
+
+def _shop(client: TestClient, clock: FixedClock) -> None:
+    for n, (days, total) in enumerate([(0, "300.00"), (120, "80.50"), (250, "1200.00")]):
+        at = START + timedelta(days=days)
+        post(client, clock, order_paid(f"ana-e{n}", "ana", f"ana-O{n}", total, at))
+    clock.set(START + timedelta(days=430))
+
+
+@pytest.mark.postgres_only
+def test_the_event_loop_read_answers_what_the_thread_read_answers(
+    db: Database, client: TestClient, clock: FixedClock
+) -> None:
+    assert db.hot_reads is not None
+    use(db, no_pending(DEMO))
+    _shop(client, clock)
+    client.get("/v1/members/ana/balance")  # this process reads the programme once
+    seen: list[str] = []
+    db.hot_reads.observers.append(seen.append)
+    try:
+        body = client.get("/v1/members/ana/balance").json()
+        missing = client.get("/v1/members/nobody/balance")
+    finally:
+        db.hot_reads.observers.remove(seen.append)
+    assert len(seen) == 2  # both answered on the event loop, one statement each
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "member_not_found"
+    with db.unit_of_work(write=False) as session:
+        expected = service.read_balance(
+            session, "ana", now=clock.now(), programme_at=datetime.now(UTC)
+        )
+    assert body == expected.model_dump(mode="json")
+    assert body["available"] > 0 and body["next_expiry"] is not None
+
+
+@pytest.mark.postgres_only
+def test_a_connection_the_server_dropped_is_replaced_without_an_error(
+    db: Database, client: TestClient, clock: FixedClock
+) -> None:
+    assert db.hot_reads is not None
+    use(db, no_pending(DEMO))
+    _shop(client, clock)
+    first = client.get("/v1/members/ana/balance")
+    assert first.status_code == 200
+    # The server ends every session of the pool (as a restart or a failover would).
+    with db.engine.connect() as conn:
+        ended = conn.execute(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE application_name = :name AND datname = current_database()"
+            ),
+            {"name": HOT_READS_APPLICATION},
+        ).scalar_one()
+        conn.commit()
+    assert ended >= 1
+    for _ in range(3):
+        again = client.get("/v1/members/ana/balance")
+        assert again.status_code == 200, again.text
+        assert again.content == first.content
+
+
+@pytest.mark.postgres_only
+def test_a_statement_timeout_is_an_operational_error(database_url: str) -> None:
+    reads = HotReads(database_url, size=1, timeout=2.0, connect_timeout=2.0, statement_timeout=0.2)
+
+    async def scenario() -> None:
+        await reads.open()
+        try:
+            with pytest.raises(OperationalError, match="statement timeout"):
+                await reads.rows(text("SELECT pg_sleep(3)"), {})
+            # The connection is still good for the next read.
+            assert await reads.rows(text("SELECT 2"), {}) == [(2,)]
+        finally:
+            await reads.close()
+
+    start = time.perf_counter()
+    asyncio.run(scenario())
+    assert time.perf_counter() - start < 2.5
