@@ -13,7 +13,6 @@ job run before an event changes nothing of what the event does.
 from __future__ import annotations
 
 import copy
-import dataclasses
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import event as record_event
@@ -174,27 +174,27 @@ def _load(full: MemberState, state: MemberState, missing: StateIncomplete) -> Me
     """``state`` with the part the engine asked for, taken from the complete ``full``; the
     qualifying history is cut at the window start asked for (older values summed)."""
     if missing.part == "lots":
-        return dataclasses.replace(state, lots=full.lots, lots_complete=True)
+        return msgspec.structs.replace(state, lots=full.lots, lots_complete=True)
     if missing.part == "orders":
         order_id = missing.detail
-        return dataclasses.replace(
+        return msgspec.structs.replace(
             state, orders={**state.orders, order_id: full.orders.get(order_id)}
         )
     if missing.part == "counters":
-        return dataclasses.replace(state, counters=full.counters)
+        return msgspec.structs.replace(state, counters=full.counters)
     if missing.part == "tier_entries":
-        return dataclasses.replace(state, tier_entries_paid=full.tier_entries_paid)
+        return msgspec.structs.replace(state, tier_entries_paid=full.tier_entries_paid)
     assert missing.part == "qualifying", missing.part
     q, start = full.qualifying, missing.detail
     assert q is not None and q.horizon is None
     if start is None:
-        return dataclasses.replace(state, qualifying=q)
+        return msgspec.structs.replace(state, qualifying=q)
     cut = Qualifying(
         horizon=start,
         base=q.base + sum(c.amount for c in q.recent if c.at <= start),
         recent=tuple(c for c in q.recent if c.at > start),
     )
-    return dataclasses.replace(state, qualifying=cut)
+    return msgspec.structs.replace(state, qualifying=cut)
 
 
 def _money(cents: int) -> Decimal:
@@ -281,7 +281,7 @@ class Run:
         if step.kind == "unknown" or not self.orders:
             order_id = f"UNKNOWN{self.serial}"
             # The driver looked the order up and did not find it.
-            self.state = dataclasses.replace(
+            self.state = msgspec.structs.replace(
                 self.state, orders={**self.state.orders, order_id: None}
             )
             event = engine.Refund(self.key(), self.clock, order_id, _money(1), step.currency)
@@ -347,7 +347,7 @@ class Run:
         moment, nothing else), loading each part the engine asks for, exactly as asked, gives
         the outcome the complete state gives."""
         full = self.state
-        state = dataclasses.replace(
+        state = msgspec.structs.replace(
             full,
             lots=tuple(lot for lot in full.lots if engine.is_due(lot, event.occurred_at)),
             lots_complete=False,

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 import random
 from datetime import UTC, datetime, timedelta, timezone
@@ -18,6 +17,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import cel
+import msgspec
 import pytest
 
 from lealta.engine import core
@@ -154,7 +154,7 @@ def test_field_reads(source: str, expected: dict[str, set[str]]) -> None:
 def _distinct(cls: type[Any]) -> Any:
     """An instance whose every field holds a value of its own."""
     values: dict[str, Any] = {}
-    for n, f in enumerate(dataclasses.fields(cls)):
+    for n, f in enumerate(msgspec.structs.fields(cls)):
         kind = str(f.type)
         if "datetime" in kind:
             values[f.name] = AT + timedelta(minutes=n)
@@ -171,19 +171,19 @@ def _distinct(cls: type[Any]) -> Any:
 
 def test_cheap_copies_keep_every_field() -> None:
     fig = _distinct(Figures)
-    assert dataclasses.asdict(fig.copy()) == dataclasses.asdict(fig)
+    assert msgspec.structs.asdict(fig.copy()) == msgspec.structs.asdict(fig)
     assert fig.copy() is not fig
     lot = _distinct(Lot)
-    assert lot.with_remaining(3) == dataclasses.replace(lot, remaining=3)
-    assert lot.released() == dataclasses.replace(lot, pending=False)
+    assert lot.with_remaining(3) == msgspec.structs.replace(lot, remaining=3)
+    assert lot.released() == msgspec.structs.replace(lot, pending=False)
     q = _distinct(Qualifying)
     recent = (Contribution(AT, 5, 9),)
-    assert q.with_recent(recent) == dataclasses.replace(q, recent=recent)
+    assert q.with_recent(recent) == msgspec.structs.replace(q, recent=recent)
 
 
 def test_the_outcome_names_every_field_of_the_member_state() -> None:
     # _Work.outcome builds the new MemberState field by field: a new field needs adding there.
-    assert [f.name for f in dataclasses.fields(MemberState)] == [
+    assert [f.name for f in msgspec.structs.fields(MemberState)] == [
         "member_id",
         "profile",
         "figures",

@@ -21,14 +21,14 @@ Semantics, in order, for one event at moment ``t``:
 
 from __future__ import annotations
 
-import dataclasses
 from collections import OrderedDict
 from collections.abc import Collection, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from operator import attrgetter, indexOf
 from typing import Any
+
+import msgspec
 
 from lealta.engine.errors import (
     OrderAlreadyRecorded,
@@ -79,16 +79,14 @@ SYSTEM = "system"
 # --- inputs ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Line:
+class Line(msgspec.Struct, frozen=True, gc=False):
     sku: str
     category: str | None
     quantity: int
     unit_price: Decimal
 
 
-@dataclass(frozen=True, slots=True)
-class PaidOrder:
+class PaidOrder(msgspec.Struct, frozen=True, gc=False):
     """``order.paid``: amounts as sent (major units); the engine checks and converts them."""
 
     key: str
@@ -99,11 +97,10 @@ class PaidOrder:
     lines: tuple[Line, ...] = ()
     channel: str | None = None
     store: str | None = None
-    properties: Mapping[str, Any] = field(default_factory=dict)
+    properties: Mapping[str, Any] = msgspec.field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class Refund:
+class Refund(msgspec.Struct, frozen=True, gc=False):
     """``order.refunded``: ``amount`` None refunds whatever is left of the order."""
 
     key: str
@@ -111,24 +108,22 @@ class Refund:
     order_id: str
     amount: Decimal | None = None
     currency: str | None = None
-    properties: Mapping[str, Any] = field(default_factory=dict)
+    properties: Mapping[str, Any] = msgspec.field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class Custom:
+class Custom(msgspec.Struct, frozen=True, gc=False):
     """Any other event type: it earns by the rules that listen to it."""
 
     key: str
     type: str
     occurred_at: datetime
-    properties: Mapping[str, Any] = field(default_factory=dict)
+    properties: Mapping[str, Any] = msgspec.field(default_factory=dict)
 
 
 EngineEvent = PaidOrder | Refund | Custom
 
 
-@dataclass(frozen=True, slots=True)
-class Context:
+class Context(msgspec.Struct, frozen=True, gc=False):
     """What the caller decides: who acts, and the largest amount accepted (major units)."""
 
     actor: str = SYSTEM
@@ -559,7 +554,7 @@ class _Work:
                 (*recent, Contribution(order.occurred_at, amount, order.id))
             )
         else:
-            self.qualifying = dataclasses.replace(q, base=q.base + amount)
+            self.qualifying = msgspec.structs.replace(q, base=q.base + amount)
 
     def qualifying_value(self, end: datetime) -> Decimal:
         """Net spend (currency units) or points earned in the tier window ending at ``end``."""
@@ -822,7 +817,7 @@ class _Work:
         lots = values if self.lots_ordered else _in_lot_order(values)
         before = self.state
         # Every field of MemberState, in order (a test keeps this list complete): cheaper than
-        # dataclasses.replace, which the engine would otherwise pay on every event. The hot
+        # msgspec.structs.replace, which the engine would otherwise pay on every event. The hot
         # constructors of the engine take their fields by position: keywords cost a third more.
         state = MemberState(
             before.member_id,
@@ -1279,7 +1274,7 @@ def _order_refunded(work: _Work, event: Refund) -> list[NewEntry]:
         # The order's debt is settled whether the points were still there or not; what could
         # not be taken back is on the entry (and the account) as shortfall.
         reversed_after += points
-    changed = dataclasses.replace(
+    changed = msgspec.structs.replace(
         order,
         refunded_minor=refunded_after,
         points_reversed=reversed_after,

@@ -8,17 +8,17 @@ the engine created or changed (a negative id means "insert", a positive one "upd
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
+
+import msgspec
 
 from lealta.engine.state import Lot, MemberState, OrderState
 from lealta.outbox.events import DomainEvent
 
 
-@dataclass(frozen=True, slots=True)
-class NewEntry:
+class NewEntry(msgspec.Struct, frozen=True, gc=False):
     """A ledger entry to append. ``source_lot`` names the lot whose id is the ``source_ref``
     (expiry entries), resolved when written."""
 
@@ -38,8 +38,7 @@ class NewEntry:
     source_lot: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Allocation:
+class Allocation(msgspec.Struct, frozen=True, gc=False):
     """``points`` of lot ``lot_id`` consumed by entry ``entry_id``."""
 
     entry_id: int
@@ -47,16 +46,14 @@ class Allocation:
     points: int
 
 
-@dataclass(frozen=True, slots=True)
-class OrderLine:
+class OrderLine(msgspec.Struct, frozen=True, gc=False):
     sku: str
     category: str | None
     quantity: int
     unit_price_minor: int
 
 
-@dataclass(frozen=True, slots=True)
-class NewOrder:
+class NewOrder(msgspec.Struct, frozen=True, gc=False):
     """The columns of a new order that refunds never change."""
 
     order: OrderState
@@ -65,8 +62,7 @@ class NewOrder:
     lines: tuple[OrderLine, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class TierMove:
+class TierMove(msgspec.Struct, frozen=True, gc=False):
     from_tier: str | None
     to_tier: str
     direction: str
@@ -75,8 +71,7 @@ class TierMove:
     occurred_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class Crossing:
+class Crossing(msgspec.Struct, frozen=True, gc=False):
     """A spend threshold crossed: the driver issues the reward's coupon (codes are random,
     so not the engine's business) and emits ``ThresholdReached`` in this place."""
 
@@ -87,8 +82,7 @@ class Crossing:
     at: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(msgspec.Struct, frozen=True, gc=False):
     state: MemberState
     entries: tuple[NewEntry, ...] = ()
     allocations: tuple[Allocation, ...] = ()

@@ -5,7 +5,7 @@ need (the account, the lots due by the event's moment, the order a refund names)
 two queries. When the engine needs a part that was not loaded it raises
 :class:`StateIncomplete` naming the part; the driver loads it and applies again (the engine
 is pure, so applying twice is safe). Nothing in here is mutated: every change makes a new
-value with :func:`dataclasses.replace`.
+value with :func:`msgspec.structs.replace`.
 
 Ids: rows that exist carry their database id (> 0); rows the engine creates carry a
 provisional reference (< 0), unique within the member's state, which the writer maps to a
@@ -15,9 +15,10 @@ real id when it writes the outcome.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+import msgspec
 
 from lealta.rules.engine import Boost
 
@@ -31,13 +32,12 @@ class StateIncomplete(Exception):
         self.detail = detail
 
 
-@dataclass(frozen=True, slots=True)
-class Profile:
+class Profile(msgspec.Struct, frozen=True, gc=False):
     """What rules may read of the member (the ``member`` CEL variable)."""
 
     external_id: str
     tags: tuple[str, ...] = ()
-    attributes: Mapping[str, Any] = field(default_factory=dict)
+    attributes: Mapping[str, Any] = msgspec.field(default_factory=dict)
     timezone: str = "UTC"
     language: str = "es"
     plan_id: str | None = None
@@ -54,8 +54,7 @@ class Profile:
         return self.plan_id
 
 
-@dataclass(slots=True)
-class Figures:
+class Figures(msgspec.Struct, gc=False):
     """The account row: cached balances and tier, derivable from the ledger.
 
     Mutable for speed inside the engine, which works on its own copy; a state's figures are
@@ -100,8 +99,7 @@ class Figures:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Lot:
+class Lot(msgspec.Struct, frozen=True, gc=False):
     """Points credited together, consumed soonest-expiring first."""
 
     id: int
@@ -115,7 +113,7 @@ class Lot:
     available_at: datetime | None
 
     def with_remaining(self, remaining: int) -> Lot:
-        """This lot with ``remaining`` points left (as ``dataclasses.replace``, cheaper)."""
+        """This lot with ``remaining`` points left (as ``msgspec.structs.replace``, cheaper)."""
         return Lot(
             self.id,
             self.entry_id,
@@ -143,8 +141,7 @@ class Lot:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class OrderState:
+class OrderState(msgspec.Struct, frozen=True, gc=False):
     """An order as refunds need it. ``id`` is the database id (or a provisional ref)."""
 
     id: int
@@ -159,8 +156,7 @@ class OrderState:
     status: str = "paid"
 
 
-@dataclass(frozen=True, slots=True)
-class RuleCounter:
+class RuleCounter(msgspec.Struct, frozen=True, gc=False):
     """What one capped rule gave the member: every earning since ``since`` (the start of a
     UTC month) one by one, and the lifetime totals. Any moment from ``since`` on can be
     answered: its UTC day, its month up to the moment, and ever."""
@@ -171,8 +167,7 @@ class RuleCounter:
     times_lifetime: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class Contribution:
+class Contribution(msgspec.Struct, frozen=True, gc=False):
     """One addition to the tier's qualifying value: an order's net spend (``order_id`` set,
     dated at the order) or a points entry (earn or reverse)."""
 
@@ -181,8 +176,7 @@ class Contribution:
     order_id: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Qualifying:
+class Qualifying(msgspec.Struct, frozen=True, gc=False):
     """The qualifying-value history the engine may sum over: contributions dated after
     ``horizon`` one by one, everything at or before it as ``base``.
 
@@ -199,8 +193,7 @@ class Qualifying:
         return Qualifying(self.horizon, self.base, recent)
 
 
-@dataclass(frozen=True, slots=True)
-class MemberState:
+class MemberState(msgspec.Struct, frozen=True, gc=False):
     """One member, as the engine sees it. Parts set to ``None`` were not loaded."""
 
     member_id: int
@@ -210,7 +203,7 @@ class MemberState:
     lots_complete: bool = False
     """True when ``lots`` holds every lot with points left or still pending; otherwise it
     holds at least the lots due (to release or expire) by the moment it was loaded for."""
-    orders: Mapping[str, OrderState | None] = field(default_factory=dict)
+    orders: Mapping[str, OrderState | None] = msgspec.field(default_factory=dict)
     """Orders looked up by external id; ``None`` means looked up and not found."""
     counters: Mapping[str, RuleCounter] | None = None
     qualifying: Qualifying | None = None

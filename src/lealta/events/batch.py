@@ -19,12 +19,12 @@ imported are replays.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
+import msgspec
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import Table, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -161,7 +161,7 @@ def _process(
     for m, state in states.items():
         named = named_orders.get(by_member[m])
         if named:
-            states[m] = dataclasses.replace(state, orders=named)
+            states[m] = msgspec.structs.replace(state, orders=named)
     # A new customer is enrolled by its first event that the engine accepts, as the online
     # driver would: until then its state is built in memory under a provisional id.
     provisional: dict[str, int] = {}

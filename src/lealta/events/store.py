@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, cast
 
-from psycopg.types.json import Jsonb
+import msgspec
 from sqlalchemy import (
     ARRAY,
     ColumnElement,
@@ -98,7 +98,7 @@ _tier_changes = cast(Table, TierChange.__table__)
 _outbox = cast(Table, OutboxMessage.__table__)
 _events = cast(Table, Event.__table__)
 
-_FIGURES = [f.name for f in dataclasses.fields(Figures)]
+_FIGURES = [f.name for f in msgspec.structs.fields(Figures)]
 _DIGEST = in_force_digest(cast(datetime, bindparam("programme_at", type_=UTCDateTime()))).label(
     "digest"
 )
@@ -281,6 +281,13 @@ TYPICAL_EVENT = {"orders": 1, "entries": 4, "lots": 4}
 postings, a tier bonus); an event that needs more reserves the rest when it writes."""
 
 
+def _jsonb(value: Any, dumps: Callable[[Any], bytes]) -> Any:
+    """``value`` as a ``jsonb`` parameter for psycopg (imported only where PostgreSQL runs)."""
+    from psycopg.types.json import Jsonb
+
+    return Jsonb(value, dumps=dumps)
+
+
 def lock_and_load(
     session: Session,
     external_id: str | None,
@@ -314,7 +321,7 @@ def lock_and_load(
     params.update({f"n_{kind}": (reserve or {})[kind] for kind in kinds})
     extra_count = int(with_digest) + int(claim is not None and pg) + len(kinds)
     if pg and claim is not None:
-        params["c_payload"] = Jsonb(params["c_payload"], dumps=json_bytes)
+        params["c_payload"] = _jsonb(params["c_payload"], dumps=json_bytes)
     rows = fetch(session, stmt, params)
     if not rows:
         if with_digest:  # no member yet: the programme is still wanted
@@ -458,23 +465,23 @@ def load_part(
     """``state`` with the part the engine asked for, loaded as of ``at``."""
     member = [state.member_id]
     if missing.part == "lots":
-        return dataclasses.replace(
+        return msgspec.structs.replace(
             state, lots=open_lots(session, member)[state.member_id], lots_complete=True
         )
     if missing.part == "orders":
         wanted = {*order_ids, *([missing.detail] if missing.detail else [])}
-        return dataclasses.replace(state, orders={**state.orders, **orders(session, wanted)})
+        return msgspec.structs.replace(state, orders={**state.orders, **orders(session, wanted)})
     if missing.part == "counters":
         rules = _capped_rules(programme)
         loaded = counters(session, rules, {state.member_id: at})[state.member_id]
-        return dataclasses.replace(state, counters=loaded)
+        return msgspec.structs.replace(state, counters=loaded)
     if missing.part == "qualifying":
         since = {state.member_id: _since(programme, state.figures, at, at)}
-        return dataclasses.replace(
+        return msgspec.structs.replace(
             state, qualifying=qualifying(session, programme, since)[state.member_id]
         )
     if missing.part == "tier_entries":
-        return dataclasses.replace(
+        return msgspec.structs.replace(
             state, tier_entries_paid=tier_entries(session, member)[state.member_id]
         )
     raise ValueError(f"unknown state part {missing.part!r}")  # pragma: no cover
@@ -561,7 +568,7 @@ def counters(
         occurred = cast(datetime, _utc(occurred_at))
         c = out[member_id][rule_id]
         recent = (*c.earned, (occurred, points)) if occurred >= since[member_id] else c.earned
-        out[member_id][rule_id] = dataclasses.replace(
+        out[member_id][rule_id] = msgspec.structs.replace(
             c,
             earned=recent,
             points_lifetime=c.points_lifetime + points,
@@ -1116,7 +1123,7 @@ def _send_as_one(session: Session, ops: Sequence[Rows]) -> None:
     every table has its rows."""
     shape = tuple((op.table.name, op.key, tuple(op.rows[0])) for op in ops)
     document = {f"w{n}": _keyed(op) for n, op in enumerate(ops)}
-    run_on_psycopg(session, _one_statement(shape), {"rows": Jsonb(document, dumps=_dumps)})
+    run_on_psycopg(session, _one_statement(shape), {"rows": _jsonb(document, dumps=_dumps)})
 
 
 def _keyed(op: Rows) -> list[dict[str, Any]]:
@@ -1202,7 +1209,7 @@ def insert_new(
         return []
     if _is_pg(session):
         sql = _insert_new_statement(table.name, tuple(rows[0]), tuple(returning))
-        return run_on_psycopg(session, sql, {"rows": Jsonb(rows, dumps=_dumps)})
+        return run_on_psycopg(session, sql, {"rows": _jsonb(rows, dumps=_dumps)})
     stmt = insert_ignoring(session, table).returning(*[table.c[c] for c in returning])
     return [tuple(row) for row in session.execute(stmt, rows)]
 

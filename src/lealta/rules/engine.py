@@ -23,6 +23,8 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import msgspec
+
 from lealta.kit.money import exponent
 from lealta.ledger.maths import round_points
 from lealta.plans.schema import Plan
@@ -41,8 +43,7 @@ CAMPAIGN_RULE_PREFIX = "campaign:"
 """Rule id of the points a paid plan's multiplier adds (``plan:<plan id>``)."""
 
 
-@dataclass(frozen=True, slots=True)
-class RuleUsage:
+class RuleUsage(msgspec.Struct, frozen=True, gc=False):
     """What one capped rule already gave this member, at the event's time."""
 
     points_day: int = 0
@@ -52,8 +53,7 @@ class RuleUsage:
     times_lifetime: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class Boost:
+class Boost(msgspec.Struct, frozen=True, gc=False):
     """A campaign's temporary earning multiplier for one member: ``factor`` on the base points
     of orders paid from ``starts`` (when the campaign reached the member) until ``until``."""
 
@@ -66,18 +66,17 @@ class Boost:
         return self.starts <= at < self.until
 
 
-@dataclass(frozen=True, slots=True)
-class MemberSnapshot:
+class MemberSnapshot(msgspec.Struct, frozen=True, gc=False):
     member_id: int
     external_id: str
     tier: str | None = None
-    attributes: Mapping[str, Any] = field(default_factory=dict)
+    attributes: Mapping[str, Any] = msgspec.field(default_factory=dict)
     tags: tuple[str, ...] = ()
     qualifying_spend_minor: int = 0
     orders_count: int = 0
     timezone: str = "UTC"
     language: str = "es"
-    usage: Mapping[str, RuleUsage] = field(default_factory=dict)
+    usage: Mapping[str, RuleUsage] = msgspec.field(default_factory=dict)
     plan: str | None = None
     """The paid plan whose benefits hold at the event (None: none)."""
     segments: tuple[str, ...] = ()
@@ -86,16 +85,14 @@ class MemberSnapshot:
     """Campaign multipliers the member was given (:mod:`lealta.campaigns`)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Item:
+class Item(msgspec.Struct, frozen=True, gc=False):
     sku: str
     category: str | None
     quantity: int
     unit_price_minor: int
 
 
-@dataclass(frozen=True, slots=True)
-class EventFacts:
+class EventFacts(msgspec.Struct, frozen=True, gc=False):
     """The event as rules see it: type, time, properties and (for orders) the order."""
 
     event_type: str
@@ -110,8 +107,7 @@ class EventFacts:
     items: tuple[Item, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Posting:
+class Posting(msgspec.Struct, frozen=True, gc=False):
     points: int
     rule_id: str
     reason: str

@@ -40,6 +40,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, cast
 
+import msgspec
 from sqlalchemy import Column, MetaData, Select, Table, create_engine, func, select
 
 from lealta.engine import core as engine
@@ -168,7 +169,7 @@ def _replay_part(
         state = outcome.state
         lots = _open(state.lots)
         if lots is not state.lots:
-            state = dataclasses.replace(state, lots=lots)
+            state = msgspec.structs.replace(state, lots=lots)
         states[m] = state
 
     with (
@@ -237,7 +238,7 @@ def _replay_part(
                             have = state.orders.get(ref, _MISSING)
                             absent_is_none = have is _MISSING and ev.order is not None
                             if have is not known and not (absent_is_none and known is None):
-                                state = dataclasses.replace(state, orders=named)
+                                state = msgspec.structs.replace(state, orders=named)
                     outcome = engine.apply(programme, state, to_engine(ev, key), ctx)
                 except LealtaError as exc:
                     report.reject(line, exc.code, exc.message)
@@ -286,7 +287,7 @@ def _replay_part(
 # --- members per segment -----------------------------------------------------------------------
 
 
-_FIGURES = [f.name for f in dataclasses.fields(Figures) if f.name != "member_id"]
+_FIGURES = [f.name for f in msgspec.structs.fields(Figures) if f.name != "member_id"]
 
 
 def _table(model: Any) -> Table:
