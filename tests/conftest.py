@@ -7,6 +7,8 @@ unset means a throwaway SQLite file. Each test starts from empty tables.
 from __future__ import annotations
 
 import os
+import socket
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -109,3 +111,30 @@ def client(
     with TestClient(app, raise_server_exceptions=False) as c:
         c.headers["Authorization"] = f"Bearer {server_key}"
         yield c
+
+
+@pytest.fixture
+def black_hole() -> Iterator[int]:
+    """The port of a server that accepts TCP connections and never answers: the state of a
+    database host whose server hangs, used as a PostgreSQL URL."""
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.bind(("127.0.0.1", 0))
+    server.listen(256)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            held.append(conn)
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield int(server.getsockname()[1])
+    stop.set()
+    server.close()
+    for conn in held:
+        conn.close()

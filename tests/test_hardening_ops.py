@@ -37,32 +37,6 @@ ROOT = Path(__file__).resolve().parents[1]
 WELL_FORMED_KEY = "lea_nosuchkey_0123456789abcdef"
 
 
-@pytest.fixture
-def black_hole() -> Iterator[int]:
-    """The port of a server that accepts TCP connections and never answers."""
-    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    server.bind(("127.0.0.1", 0))
-    server.listen(256)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                return
-            held.append(conn)
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield int(server.getsockname()[1])
-    stop.set()
-    server.close()
-    for conn in held:
-        conn.close()
-
-
 def hole_settings(port: int, **extra: object) -> Settings:
     values: dict[str, object] = {
         "database_url": f"postgresql://lealta@127.0.0.1:{port}/lealta",

@@ -11,10 +11,7 @@ the real PostgreSQL of the suite.
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,29 +26,6 @@ from lealta.members import service
 from tests.factories import order_paid
 from tests.test_programme_engine import START, no_pending, post, use
 from tests.test_rules_engine import DEMO
-
-
-@pytest.fixture
-def black_hole() -> Iterator[int]:
-    """The port of a server that accepts TCP connections and never answers."""
-    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    server.bind(("127.0.0.1", 0))
-    server.listen(64)
-    held: list[socket.socket] = []
-
-    def accept() -> None:
-        while True:
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                return
-            held.append(conn)
-
-    threading.Thread(target=accept, daemon=True).start()
-    yield int(server.getsockname()[1])
-    server.close()
-    for conn in held:
-        conn.close()
 
 
 def test_a_database_that_never_answers_is_an_operational_error_in_bounded_time(
@@ -132,20 +106,25 @@ def test_sqlite_has_no_event_loop_pool(tmp_path: Any) -> None:
 # --- on the suite's PostgreSQL -----------------------------------------------------------------
 
 
-def _shop(client: TestClient, clock: FixedClock) -> None:
+@pytest.fixture
+def shopped(db: Database, client: TestClient, clock: FixedClock) -> Database:
+    """``db`` under the demo programme, where ana bought three times over a year and a half
+    (lots expiring on different dates), read 430 days after the first order."""
+    assert db.hot_reads is not None
+    use(db, no_pending(DEMO))
     for n, (days, total) in enumerate([(0, "300.00"), (120, "80.50"), (250, "1200.00")]):
         at = START + timedelta(days=days)
         post(client, clock, order_paid(f"ana-e{n}", "ana", f"ana-O{n}", total, at))
     clock.set(START + timedelta(days=430))
+    return db
 
 
 @pytest.mark.postgres_only
 def test_the_event_loop_read_answers_what_the_thread_read_answers(
-    db: Database, client: TestClient, clock: FixedClock
+    shopped: Database, client: TestClient, clock: FixedClock
 ) -> None:
+    db = shopped
     assert db.hot_reads is not None
-    use(db, no_pending(DEMO))
-    _shop(client, clock)
     client.get("/v1/members/ana/balance")  # this process reads the programme once
     seen: list[str] = []
     db.hot_reads.observers.append(seen.append)
@@ -167,11 +146,9 @@ def test_the_event_loop_read_answers_what_the_thread_read_answers(
 
 @pytest.mark.postgres_only
 def test_a_connection_the_server_dropped_is_replaced_without_an_error(
-    db: Database, client: TestClient, clock: FixedClock
+    shopped: Database, client: TestClient
 ) -> None:
-    assert db.hot_reads is not None
-    use(db, no_pending(DEMO))
-    _shop(client, clock)
+    db = shopped
     first = client.get("/v1/members/ana/balance")
     assert first.status_code == 200
     # The server ends every session of the pool (as a restart or a failover would).

@@ -30,6 +30,7 @@ import csv
 import dataclasses
 import functools
 import multiprocessing
+import multiprocessing.connection
 import operator
 import re
 import time
@@ -42,6 +43,7 @@ from typing import Any, cast
 
 import msgspec
 from sqlalchemy import Column, MetaData, Select, Table, create_engine, func, select
+from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 
 from lealta.engine import core as engine
 from lealta.engine.outcome import Crossing, Outcome
@@ -92,7 +94,7 @@ class Final:
     """The line that enrolled each member (member ``n`` at index ``n - 1``)."""
     tables: list[Columns] = dataclasses.field(default_factory=lambda: [{}, {}, {}, {}])
     """Members, accounts, orders and open lots for the segments (member ids from 1), only
-    the columns the segments' queries read."""
+    the columns the segments' queries read, as sent to SQLite (:func:`_as_sent`)."""
 
 
 _MISSING: Any = object()
@@ -278,9 +280,13 @@ def _replay_part(
         for f in figures_of
     ]
     if segment_sql:
-        final.tables = _segment_tables(
+        tables = _segment_tables(
             profiles, figures_of, states, orders, channels, as_of=as_of, text=segment_sql
         )
+        final.tables = [
+            _as_sent(_table(model), columns)
+            for model, columns in zip(_SEGMENT_MODELS, tables, strict=True)
+        ]
     return final
 
 
@@ -294,28 +300,37 @@ def _table(model: Any) -> Table:
     return cast(Table, model.__table__)
 
 
-def _insert(raw: Any, table: Table, columns: dict[str, list[Any]], dialect: Any) -> None:
-    """Insert column-wise data into ``table`` with one ``executemany`` on the driver's
-    connection, each value converted by its column type's own bind processor (what
-    SQLAlchemy would send)."""
+def _as_sent(table: Table, columns: Columns) -> Columns:
+    """``columns`` of ``table`` as SQLAlchemy would send them to SQLite: each value converted
+    by its column type's bind processor (done in each replaying process, in parallel, so that
+    the counting only inserts)."""
+    out: Columns = {}
+    for name, values in columns.items():
+        column_type = table.c[name].type
+        if isinstance(column_type, UTCDateTime):
+            out[name] = [None if v is None else sqlite_moment(v) for v in values]
+            continue
+        found = column_type.dialect_impl(_SQLITE).bind_processor(_SQLITE)
+        if found is None:
+            out[name] = values
+            continue
+        process: Callable[[Any], Any] = found
+        out[name] = [process(v) for v in values]
+    return out
+
+
+_SQLITE = sqlite_dialect()
+
+
+def _insert(raw: Any, table: Table, columns: Columns) -> None:
+    """Insert column-wise data (:func:`_as_sent`) into ``table`` with one ``executemany`` on
+    the driver's connection."""
     names = list(columns)
     if not names or not columns[names[0]]:
         return
-    converted = []
-    for name in names:
-        found = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
-        values = columns[name]
-        if found is None:
-            converted.append(values)
-            continue
-        if isinstance(table.c[name].type, UTCDateTime):
-            converted.append([None if v is None else sqlite_moment(v) for v in values])
-            continue
-        process: Callable[[Any], Any] = found
-        converted.append([process(v) for v in values])
     marks = ", ".join("?" * len(names))
     statement = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({marks})"  # noqa: S608
-    raw.executemany(statement, zip(*converted, strict=True))
+    raw.executemany(statement, zip(*(columns[name] for name in names), strict=True))
 
 
 def segment_queries(programme: Programme, *, as_of: datetime) -> dict[str, Select[Any] | None]:
@@ -399,6 +414,9 @@ def _segment_tables(
     return out
 
 
+_SEGMENT_MODELS = (Member, Account, Order, PointLot)
+"""The tables of :attr:`Final.tables`, in order."""
+
 _MEMBER_COLUMNS = (
     "external_id", "language", "timezone", "attributes", "tags", "enrolled_at",
     "enrolment_channel", "created_at", "updated_at", "plan_id", "plan_until", "email", "phone",
@@ -438,8 +456,9 @@ def segment_counts(final: Final, programme: Programme, *, as_of: datetime) -> di
         return {}
     db = create_engine("sqlite://")
     metadata = MetaData()
-    models = [_table(Member), _table(Account), _table(Order), _table(PointLot)]
-    tables = [_slim(m, c, metadata) for m, c in zip(models, final.tables, strict=True)]
+    tables = [
+        _slim(_table(m), c, metadata) for m, c in zip(_SEGMENT_MODELS, final.tables, strict=True)
+    ]
     # Read by conditions on consents, counted events and CLV: none in a replayed history.
     empty = [_table(Consent), _table(Event), _table(ClvFit), _table(ClvPrediction)]
     metadata.create_all(db)
@@ -449,7 +468,7 @@ def segment_counts(final: Final, programme: Programme, *, as_of: datetime) -> di
         raw = conn.connection.driver_connection
         assert raw is not None
         for table, columns in zip(tables, final.tables, strict=True):
-            _insert(raw, table, columns, db.dialect)
+            _insert(raw, table, columns)
         for key, query in queries.items():
             if query is None:
                 counts[key] = 0
@@ -586,9 +605,11 @@ def _in_parallel(
     results: dict[int, Any] = {}
     try:
         while len(results) < parts:
-            for part, pipe in enumerate(pipes):
-                if part not in results and pipe.poll(0.2 / parts):
-                    results[part] = pipe.recv()
+            # Woken by the first part that answers (or every 0.2 s to report progress).
+            for pipe in multiprocessing.connection.wait(
+                [p for n, p in enumerate(pipes) if n not in results], timeout=0.2
+            ):
+                results[pipes.index(cast(Any, pipe))] = cast(Any, pipe).recv()
             if on_progress is not None:
                 on_progress(sum(progress[0::2]), min(progress[1::2]))
     except EOFError:
