@@ -19,7 +19,12 @@ from typer.testing import CliRunner
 from lealta.cli import app as cli_app
 from lealta.config import get_settings
 from lealta.exports.service import MEMBER_COLUMNS, export_members
-from lealta.imports.service import ImportReport, InvalidCsvHeaderError, import_orders
+from lealta.imports.service import (
+    LOADED_TABLES,
+    ImportReport,
+    InvalidCsvHeaderError,
+    import_orders,
+)
 from lealta.kit.clock import FixedClock
 from lealta.kit.db import Base, Database
 from lealta.members import service as members
@@ -520,3 +525,38 @@ def test_refund_ids_keep_refunds_idempotent_when_rows_are_added_above(
     # The refund moved down a line but keeps its id: replayed, not refunded twice.
     assert (second.imported, second.replayed) == (1, 2)
     assert count(db, LedgerEntry) == before + 1
+
+
+# --- statistics after a large import ------------------------------------------------------------
+
+
+def _vacuumed(db: Database) -> dict[str, bool]:
+    """Per table the import writes: whether it was vacuumed and analysed by hand."""
+    with db.engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT relname, last_vacuum IS NOT NULL AND last_analyze IS NOT NULL"
+                " FROM pg_stat_user_tables WHERE relname = ANY(:names)"
+            ),
+            {"names": list(LOADED_TABLES)},
+        ).all()
+    return {name: done for name, done in rows}
+
+
+@pytest.mark.postgres_only
+def test_a_large_import_leaves_its_tables_vacuumed_and_analysed(
+    db: Database, tmp_path: Path, clock: FixedClock
+) -> None:
+    rows = [[f"c{n % 7}", f"V{n}", iso(T0 - DAY * (30 - n)), "10.00", "EUR"] for n in range(30)]
+    file = write_csv(tmp_path / "orders.csv", HEADER, rows)
+    with db.engine.connect() as conn:  # statistics of earlier tests' tables are not ours
+        conn.execute(text("SELECT pg_stat_reset()"))
+        conn.commit()
+    small = run_import(db, file, clock, analyze_after=31)
+    assert small.imported == 30
+    assert not any(_vacuumed(db).values())  # below the threshold: left to autovacuum
+    more = write_csv(tmp_path / "more.csv", HEADER, [[*r[:1], f"W{r[1]}", *r[2:]] for r in rows])
+    large = run_import(db, more, clock, analyze_after=30)
+    assert large.imported == 30
+    done = _vacuumed(db)
+    assert set(done) == set(LOADED_TABLES) and all(done.values()), done

@@ -71,7 +71,7 @@ from lealta.events import batch
 from lealta.events.schemas import ORDER_PAID, ORDER_REFUNDED, EventIn, OrderIn, RefundIn
 from lealta.events.service import IngestContext
 from lealta.kit import ids
-from lealta.kit.db import Database
+from lealta.kit.db import Database, vacuum_analyze
 from lealta.kit.errors import LealtaError
 from lealta.kit.money import DEFAULT_MAX_AMOUNT
 from lealta.programme.schema import Programme
@@ -96,6 +96,14 @@ SQLITE_CACHE_KIB = 32_768
 touch pages of a dozen indexes all over the file, and a cache that holds them saves reading
 them back for every chunk. Memory stays flat: the cache is bounded, not the file."""
 _GC_THRESHOLD = 50_000
+
+ANALYZE_AFTER_ROWS = 10_000
+"""An import of this many rows or more ends with ``VACUUM (ANALYZE)`` of :data:`LOADED_TABLES`
+(PostgreSQL): the planner then knows their sizes at once, with or without autovacuum."""
+LOADED_TABLES = (
+    "members", "accounts", "orders", "order_items", "point_lots", "lot_allocations",
+    "ledger_entries", "tier_changes", "coupons", "events", "outbox",
+)  # fmt: skip
 
 # Where a field of EventIn comes from in the CSV, so validation messages name the column.
 _COLUMN_OF = {
@@ -175,8 +183,12 @@ def import_orders(
     max_amount: Decimal = DEFAULT_MAX_AMOUNT,
     items_path: Path | None = None,
     dry_run: bool = False,
+    analyze_after: int = ANALYZE_AFTER_ROWS,
 ) -> ImportReport:
     """Import the orders and refunds in the CSV at ``path``, in file order.
+
+    Once ``analyze_after`` rows or more were imported, the tables the import wrote are
+    vacuumed and analysed on PostgreSQL (:func:`lealta.kit.db.vacuum_analyze`) before it returns.
 
     Raises ``invalid_csv_header`` (nothing written) when a required column is missing,
     ``unreadable_file`` when the file cannot be opened, and ``invalid_csv`` when the file
@@ -235,6 +247,8 @@ def import_orders(
                 raise stopped
             if len(chunk) < chunk_size:
                 break
+    if not dry_run and report.imported >= analyze_after:
+        vacuum_analyze(db, LOADED_TABLES)
     report.elapsed_seconds = time.perf_counter() - started
     return report
 
