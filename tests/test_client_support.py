@@ -12,7 +12,7 @@ from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import uvicorn
 import yaml
@@ -27,11 +27,21 @@ from tests.conftest import T0
 DEMO_FILE = Path(__file__).parents[1] / "examples" / "demo-programme.yaml"
 
 
-def run_async(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    """Run an async test scenario on a loop of its own, in a thread: the main thread may
-    already run one (Playwright's sync API keeps its loop there for the browser tests)."""
+T = TypeVar("T")
+
+
+def run_async(scenario: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run an async test scenario on a loop of its own, in a thread, and return its result:
+    the main thread may already run one (Playwright's sync API keeps its loop there for the
+    browser tests)."""
     with ThreadPoolExecutor(max_workers=1) as pool:
-        pool.submit(asyncio.run, scenario()).result()
+        return pool.submit(asyncio.run, scenario()).result()
+
+
+def in_thread(work: Callable[[], T]) -> T:
+    """``work()`` in a thread of its own, where no event loop runs (see :func:`run_async`)."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(work).result()
 
 
 def demo_document(*, pending_days: int = 0) -> dict[str, Any]:

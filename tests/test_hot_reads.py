@@ -24,6 +24,7 @@ from lealta.kit.clock import FixedClock
 from lealta.kit.db import HOT_READS_APPLICATION, Database, HotReads
 from lealta.members import service
 from tests.factories import order_paid
+from tests.test_client_support import in_thread, run_async
 from tests.test_programme_engine import START, no_pending, post, use
 from tests.test_rules_engine import DEMO
 
@@ -49,7 +50,7 @@ def test_a_database_that_never_answers_is_an_operational_error_in_bounded_time(
         finally:
             await reads.close()
 
-    elapsed = asyncio.run(scenario())
+    elapsed = run_async(scenario)
     assert elapsed < 5  # the pool's timeout (1 s), not libpq's default of minutes
 
 
@@ -60,39 +61,41 @@ def test_a_pool_not_open_in_the_running_loop_answers_none(database_url: str) -> 
     async def never_opened() -> Any:
         return await reads.rows(text("SELECT 1"), {})
 
-    assert asyncio.run(never_opened()) is None
+    assert run_async(never_opened) is None
 
     async def open_here() -> Any:
         await reads.open()
         return await reads.rows(text("SELECT 1"), {})
 
-    loop = asyncio.new_event_loop()
-    try:
-        assert loop.run_until_complete(open_here()) == [(1,)]
+    # Another event loop (another test client, another thread) reads through a thread,
+    # and neither opens nor closes the pool of the first.
+    async def elsewhere() -> Any:
+        await reads.open()
+        found = await reads.rows(text("SELECT 1"), {})
+        await reads.close()
+        return found
 
-        # Another event loop (another test client, another thread) reads through a thread,
-        # and neither opens nor closes the pool of the first.
-        async def elsewhere() -> Any:
-            await reads.open()
-            found = await reads.rows(text("SELECT 1"), {})
-            await reads.close()
-            return found
+    def two_loops() -> None:  # in a thread without a running loop
+        loop = asyncio.new_event_loop()
+        try:
+            assert loop.run_until_complete(open_here()) == [(1,)]
+            assert run_async(elsewhere) is None
+            assert loop.run_until_complete(reads.rows(text("SELECT 1"), {})) == [(1,)]
+            loop.run_until_complete(reads.close())
+            assert loop.run_until_complete(never_opened()) is None
+        finally:
+            loop.close()
 
-        assert asyncio.run(elsewhere()) is None
-        assert loop.run_until_complete(reads.rows(text("SELECT 1"), {})) == [(1,)]
-        loop.run_until_complete(reads.close())
-        assert loop.run_until_complete(never_opened()) is None
-    finally:
-        loop.close()
+    in_thread(two_loops)
 
-    async def after() -> Any:
+    async def after() -> Any:  # a later loop opens it again
         await reads.open()
         try:
             return await reads.rows(text("SELECT 3"), {})
         finally:
             await reads.close()
 
-    assert asyncio.run(after()) == [(3,)]
+    assert run_async(after) == [(3,)]
 
 
 def test_sqlite_has_no_event_loop_pool(tmp_path: Any) -> None:
@@ -183,5 +186,5 @@ def test_a_statement_timeout_is_an_operational_error(database_url: str) -> None:
             await reads.close()
 
     start = time.perf_counter()
-    asyncio.run(scenario())
+    run_async(scenario)
     assert time.perf_counter() - start < 2.5
