@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
 import typer
 from typer.testing import CliRunner
 
 from lealta.cli import app
-from lealta.kit.lazycli import LazyGroup
+from lealta.config import get_settings
+from lealta.kit.lazycli import DATABASE_ERROR_EXIT, LazyGroup
 
 DOMAIN = ("lealta.models", "lealta.web", "lealta.analytics", "lealta.engine", "lealta.kit.db")
 
@@ -58,3 +62,37 @@ def test_every_lazy_command_resolves_and_help_lists_it() -> None:
     origin = CliRunner().invoke(app, ["apikey", "origin", "--help"])
     assert origin.exit_code == 0, origin.output
     assert "apikey origin [OPTIONS]" in origin.output
+
+
+def test_a_database_error_is_one_line_and_exit_6_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    history = tmp_path / "orders.csv"
+    history.write_text("customer_id,order_id,occurred_at,amount,currency\n", encoding="utf-8")
+    runner = CliRunner()
+    # A database file without the schema: the hint says how to make it.
+    monkeypatch.setenv("LEALTA_DATABASE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
+    get_settings.cache_clear()
+    done = runner.invoke(app, ["import", "orders", str(history)])
+    assert done.exit_code == DATABASE_ERROR_EXIT, done.output
+    assert "database_error" in done.output and "no such table" in done.output
+    assert "lealta db upgrade" in done.output
+    assert "Traceback" not in done.output
+    # A server that refuses connections: the driver's reason, no schema hint.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("LEALTA_DATABASE_URL", f"postgresql://lealta@127.0.0.1:{port}/x")
+    get_settings.cache_clear()
+    done = runner.invoke(app, ["import", "orders", str(history)])
+    assert done.exit_code == DATABASE_ERROR_EXIT, done.output
+    assert "database_error" in done.output and "refused" in done.output.lower()
+    assert "db upgrade" not in done.output
+
+
+def test_other_errors_still_propagate() -> None:
+    group = typer.main.get_group(app)
+    assert isinstance(group, LazyGroup)
+    runner = CliRunner()
+    done = runner.invoke(app, ["simulate", "-p", "/nonexistent.yaml", "-o", "/nonexistent.csv"])
+    assert done.exit_code == 2  # the command's own error (unreadable design), unchanged

@@ -14,9 +14,11 @@ The attribute is a :class:`typer.Typer` (a subgroup) or a plain function (one co
 from __future__ import annotations
 
 import importlib
-from typing import ClassVar
+import sys
+from typing import Any, ClassVar
 
 import typer
+from rich.console import Console
 from typer import _click as click  # Typer vendors Click: its groups are typed with it
 from typer.core import TyperGroup
 
@@ -30,11 +32,44 @@ class LazyGroup(TyperGroup):
         eager = super().list_commands(ctx)
         return [*eager, *(name for name in self.lazy if name not in eager)]
 
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; a database error that escapes it is one clear line on stderr
+        and exit code :data:`DATABASE_ERROR_EXIT` instead of a traceback."""
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            stop = _database_error(exc)
+            if stop is None:
+                raise
+            raise stop from None
+
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         found = self.commands.get(cmd_name)
         if found is None and cmd_name in self.lazy:
             found = self.commands[cmd_name] = _load(self.lazy[cmd_name], cmd_name)
         return found
+
+
+DATABASE_ERROR_EXIT = 6
+"""Exit code of a command stopped by the database (unreachable, missing tables, a timeout)."""
+
+_MISSING_SCHEMA = ("no such table", "does not exist")
+
+
+def _database_error(exc: Exception) -> typer.Exit | None:
+    """The exit for SQLAlchemy's wrapped driver errors (None for anything else). SQLAlchemy
+    is not imported for this: a command that never loaded it raised none of its errors."""
+    errors = sys.modules.get("sqlalchemy.exc")
+    if errors is None or not isinstance(exc, errors.DBAPIError):
+        return None
+    reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
+    hint = ""
+    if any(marker in reason for marker in _MISSING_SCHEMA):
+        hint = " The database has no Lealta schema, or an older one: run `lealta db upgrade`."
+    Console(stderr=True).print(
+        f"[red]error[/red] [bold]database_error[/bold]: {reason}.{hint}", highlight=False
+    )
+    return typer.Exit(DATABASE_ERROR_EXIT)
 
 
 def lazy_group(commands: dict[str, str]) -> type[LazyGroup]:
