@@ -177,8 +177,8 @@ def read_balance(
     programme = programmes.by_digest(session, row.digest)
     if programme.expiry.warn_days == warn_days:
         return _balance_read(external_id, row, programme)
-    _warn_days = programme.expiry.warn_days
-    out = _balance_read(external_id, row, programme)
+    _warn_days = programme.expiry.warn_days  # the row counted another window
+    out = balance_of(external_id, row, programme.currency)
     return with_expiry(session, out, row.id, now=now, warn_days=_warn_days)
 
 
