@@ -484,8 +484,9 @@ class HotReads:
     """The hottest read (a member's balance) on PostgreSQL, awaited on the event loop.
 
     Through a worker thread, a one-row read costs the thread hop, a session and its unit of
-    work: over a millisecond of CPU per request with a long tail, where the read itself is
-    a tenth of that. Here it runs on an asyncio pool of autocommit psycopg connections
+    work: about 0.5 ms of server CPU per request and a p99 of tens of milliseconds under
+    load, where psycopg's own query costs about 80 µs. Here it runs on an asyncio pool of
+    autocommit psycopg connections
     (``psycopg_pool``), as :class:`PgStatement` runs it (compiled once, prepared, plain rows).
 
     The pool belongs to one event loop: the application's lifespan opens it (:meth:`open`)
