@@ -28,7 +28,9 @@ def server_version(admin_url: str) -> str:
 
 
 def psycopg_url(url: str) -> str:
-    """A SQLAlchemy URL (``postgresql+psycopg://``) as psycopg takes it."""
+    """A SQLAlchemy URL (``postgresql+psycopg://``) as psycopg takes it (as
+    ``lealta.kit.db.psycopg_conninfo`` does, without importing SQLAlchemy into the raw-load
+    baseline, whose start-up is part of its figure)."""
     return url.replace("postgresql+psycopg://", "postgresql://", 1)
 
 

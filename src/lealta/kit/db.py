@@ -200,13 +200,19 @@ def vacuum_analyze(db: Database, tables: Sequence[str]) -> None:
         conn.execute(text(f"VACUUM (ANALYZE) {', '.join(tables)}"))
 
 
+def psycopg_conninfo(database_url: str) -> str:
+    """A PostgreSQL URL as SQLAlchemy takes it (``postgresql+psycopg://``) as psycopg takes
+    it (a plain ``postgresql://`` URL, password included)."""
+    return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
 def autovacuum_off(database_url: str) -> bool:
     """Whether the PostgreSQL server at ``database_url`` runs with ``autovacuum = off`` (False
     for SQLite, or when the setting cannot be read: this is advice, never an obstacle)."""
     url = make_url(database_url)
     if not url.drivername.startswith("postgresql"):
         return False
-    dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    dsn = psycopg_conninfo(database_url)
     try:
         import psycopg
 
@@ -508,9 +514,7 @@ class HotReads:
         connect_timeout: float,
         statement_timeout: float | None,
     ) -> None:
-        self._conninfo = (
-            make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-        )
+        self._conninfo = psycopg_conninfo(url)
         self._kwargs: dict[str, Any] = {
             **pg_connect_args(connect_timeout, statement_timeout),
             "autocommit": True,

@@ -603,13 +603,12 @@ def _in_parallel(
         pipes.append(mine)
         processes.append(process)
     results: dict[int, Any] = {}
+    waiting: dict[Any, int] = {pipe: part for part, pipe in enumerate(pipes)}
     try:
-        while len(results) < parts:
+        while waiting:
             # Woken by the first part that answers (or every 0.2 s to report progress).
-            for pipe in multiprocessing.connection.wait(
-                [p for n, p in enumerate(pipes) if n not in results], timeout=0.2
-            ):
-                results[pipes.index(cast(Any, pipe))] = cast(Any, pipe).recv()
+            for pipe in multiprocessing.connection.wait(list(waiting), timeout=0.2):
+                results[waiting.pop(pipe)] = cast(Any, pipe).recv()
             if on_progress is not None:
                 on_progress(sum(progress[0::2]), min(progress[1::2]))
     except EOFError:
