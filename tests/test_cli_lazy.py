@@ -96,3 +96,37 @@ def test_other_errors_still_propagate() -> None:
     runner = CliRunner()
     done = runner.invoke(app, ["simulate", "-p", "/nonexistent.yaml", "-o", "/nonexistent.csv"])
     assert done.exit_code == 2  # the command's own error (unreadable design), unchanged
+
+
+def test_a_lazy_command_is_imported_without_collections_and_then_frozen() -> None:
+    """The modules a command imports are built with the collector off, then frozen (never
+    walked again), and the collector is left as it was (on, or off if it was off)."""
+    probe = (
+        "import gc\n"
+        "import lealta.kit.lazycli as lazy\n"
+        "from lealta.cli import app\n"
+        "marks = []\n"
+        "load = lazy._load\n"
+        "def traced(*args):\n"
+        "    marks.append('load')\n"
+        "    found = load(*args)\n"
+        "    marks.append('loaded')\n"
+        "    return found\n"
+        "lazy._load = traced\n"
+        "gc.callbacks.append(lambda phase, info: phase == 'start' and marks.append('gc'))\n"
+        "{disable}"
+        "assert gc.get_freeze_count() == 0\n"
+        "try:\n    app(['simulate', '--help'])\nexcept SystemExit:\n    pass\n"
+        "during = marks[marks.index('load'):marks.index('loaded')].count('gc')\n"
+        "print(during, gc.get_freeze_count(), gc.isenabled())\n"
+    )
+    for disable, enabled in (("", "True"), ("gc.disable()\n", "False")):
+        done = subprocess.run(
+            [sys.executable, "-c", probe.format(disable=disable)],
+            capture_output=True, text=True, check=True, timeout=120,
+        )  # fmt: skip
+        during, frozen, after = done.stdout.splitlines()[-1].split()
+        # Importing the simulator allocates far past every threshold, and nothing collected.
+        assert int(during) == 0
+        assert int(frozen) > 100_000
+        assert after == enabled

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from lealta.kit.lazycli import lazy_group
+from lealta.kit.lazycli import lazy_group, long_lived_imports
 
 if TYPE_CHECKING:
     from lealta.config import Settings
@@ -280,11 +280,12 @@ def import_orders(
         TransferSpeedColumn,
     )
 
-    from lealta.config import get_settings
-    from lealta.imports import service as imports
-    from lealta.kit.clock import SystemClock
-    from lealta.kit.errors import LealtaError
-    from lealta.programme import service as programmes
+    with long_lived_imports():
+        from lealta.config import get_settings
+        from lealta.imports import service as imports
+        from lealta.kit.clock import SystemClock
+        from lealta.kit.errors import LealtaError
+        from lealta.programme import service as programmes
 
     settings = get_settings()
     database = _database()

@@ -116,6 +116,15 @@ def _key_reused(key: str) -> Conflict:
     )
 
 
+_encode = msgspec.json.encode
+_decode = msgspec.json.Decoder(list[str]).decode
+
+
+def _event_of(columns: imports._Columns, line: int, kept: bytes) -> EventIn:
+    """The event of a row kept by :data:`_encode` (it was valid when first read)."""
+    return imports._to_event(columns, line, _decode(kept))[1]
+
+
 def _digest(event: EventIn) -> str:
     return request_hash(event.model_dump(mode="json", exclude_none=True))
 
@@ -146,7 +155,9 @@ def _replay_part(
     states: dict[int, MemberState] = {}
     orders: dict[str, OrderState] = {}
     channels: dict[str, tuple[str | None, str | None]] = {}
-    seen: dict[str, EventIn] = {}
+    # Each key's row, as bytes: a str or bytes is never walked by the garbage collector, and
+    # the EventIn it made (a tree of models, dicts and lists) would be, for every row kept.
+    seen: dict[str, bytes] = {}
     final = Final(report, tally, [])
     rewards = {r.id: r for r in programme.rewards}
 
@@ -202,7 +213,7 @@ def _replay_part(
                         attributes.check(programme, ev.customer.attributes)
                     earlier = seen.get(key)
                     if earlier is not None:
-                        if _digest(earlier) != _digest(ev):
+                        if _digest(_event_of(columns, line, earlier)) != _digest(ev):
                             raise _key_reused(key)
                         report.replayed += 1
                         continue
@@ -251,7 +262,7 @@ def _replay_part(
                     m = ids[ext] = len(profiles)
                     tally.member(ev.occurred_at)
                 assert m is not None
-                seen[key] = ev
+                seen[key] = _encode(cells)
                 report.imported += 1
                 record(m, outcome)
             collect()
