@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TransferSpeedColumn
 
-from lealta.config import get_settings
-from lealta.kit.clock import SystemClock, ensure_utc
-from lealta.kit.errors import LealtaError
-from lealta.programme.schema import Programme
-from lealta.simulator import report, service
-from lealta.simulator.figures import Projection
+from lealta.kit.lazycli import long_lived_imports
+from lealta.simulator import parallel
+
+if TYPE_CHECKING:
+    from lealta.kit.errors import LealtaError
+    from lealta.programme.schema import Programme
+    from lealta.simulator.figures import Projection
+    from lealta.simulator.service import Options
+
+# This module imports the application only once the command runs (see ``simulate``): the
+# file is being split over the replaying processes meanwhile.
 
 console = Console()
 err = Console(stderr=True)
@@ -33,6 +39,9 @@ def _fail(exc: LealtaError, what: str) -> typer.Exit:
 
 
 def _design(path: Path) -> Programme:
+    from lealta.kit.errors import LealtaError
+    from lealta.simulator import service
+
     try:
         return service.read_programme(path)
     except LealtaError as exc:
@@ -40,8 +49,14 @@ def _design(path: Path) -> Programme:
 
 
 def _run(
-    programme: Programme, orders: Path, options: service.Options, size: int | None
+    programme: Programme,
+    orders: Path,
+    options: Options,
+    size: int | None,
+    routes: Mapping[str, int] | None,
 ) -> Projection:
+    from lealta.simulator import service
+
     progress = Progress(
         TextColumn(f"[bold]{programme.name[:30]}[/bold] " + "{task.fields[rows]:>9,} rows"),
         BarColumn(),
@@ -57,6 +72,7 @@ def _run(
             orders,
             options,
             on_progress=lambda rows, done: progress.update(task, completed=done, rows=rows),
+            routes=routes,
         )
 
 
@@ -98,32 +114,46 @@ def simulate(
     Exit 0: done; 1: some rows were rejected (counted in the report); 2: a design or the file
     cannot be used.
     """
-    designs = [_design(programme)] + ([_design(compare)] if compare is not None else [])
-    try:
-        if len(designs) == 2:
-            service.check_currency(designs[0], designs[1])
-        cost = Decimal(cost_per_point) if cost_per_point is not None else None
-    except LealtaError as exc:
-        raise _fail(exc, "designs") from None
-    except InvalidOperation:
-        err.print(f"[red]error[/red] [bold]invalid_cost[/bold]: not a number: {cost_per_point}")
-        raise typer.Exit(2) from None
     try:
         size: int | None = orders.stat().st_size
     except OSError:
         size = None
-    settings = get_settings()
-    options = service.Options(
-        as_of=ensure_utc(as_of) if as_of is not None else SystemClock().now(),
-        cost_per_point=cost,
-        auto_enrol=True,
-        max_amount=settings.max_order_amount,
-        workers=service.auto_workers(size or 0),
-    )
+    workers = parallel.auto_workers(size or 0)
+    # A child reads which customer goes to which replaying process while this one imports
+    # the application (on a core that would otherwise wait).
+    pending = parallel.start_routes(orders, workers)
+    try:
+        with long_lived_imports():
+            from lealta.config import get_settings
+            from lealta.kit.clock import SystemClock, ensure_utc
+            from lealta.kit.errors import LealtaError
+            from lealta.simulator import report, service
+        designs = [_design(programme)] + ([_design(compare)] if compare is not None else [])
+        try:
+            if len(designs) == 2:
+                service.check_currency(designs[0], designs[1])
+            cost = Decimal(cost_per_point) if cost_per_point is not None else None
+        except LealtaError as exc:
+            raise _fail(exc, "designs") from None
+        except InvalidOperation:
+            err.print(f"[red]error[/red] [bold]invalid_cost[/bold]: not a number: {cost_per_point}")
+            raise typer.Exit(2) from None
+        settings = get_settings()
+        options = service.Options(
+            as_of=ensure_utc(as_of) if as_of is not None else SystemClock().now(),
+            cost_per_point=cost,
+            auto_enrol=True,
+            max_amount=settings.max_order_amount,
+            workers=workers,
+        )
+        routes = pending.result() if pending is not None else None
+    finally:
+        if pending is not None:
+            pending.close()
     projections: list[Projection] = []
     for design in designs:
         try:
-            projections.append(_run(design, orders, options, size))
+            projections.append(_run(design, orders, options, size, routes))
         except LealtaError as exc:
             raise _fail(exc, str(orders)) from None
     console.print(report.terminal(projections))

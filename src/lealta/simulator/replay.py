@@ -34,8 +34,7 @@ import multiprocessing.connection
 import operator
 import re
 import time
-import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -71,6 +70,7 @@ from lealta.models import (
 )
 from lealta.programme.schema import Programme
 from lealta.segments import compiler
+from lealta.simulator import parallel
 from lealta.simulator.figures import Tally
 
 ProgressCallback = Callable[[int, int], None]
@@ -140,7 +140,7 @@ def _replay_part(
     on_progress: ProgressCallback | None,
     chunk_size: int,
     segment_sql: str,
-    routes: dict[str, int] | None = None,
+    routes: Mapping[str, int] | None = None,
     part: int = 0,
 ) -> Final:
     """Replay the rows of the CSV at ``path`` that belong to ``part`` (all of them when
@@ -504,6 +504,7 @@ def replay(
     on_progress: ProgressCallback | None = None,
     chunk_size: int = imports.DEFAULT_CHUNK_SIZE,
     workers: int = 1,
+    routes: Mapping[str, int] | None = None,
 ) -> Final:
     """Replay the CSV at ``path`` and catch up to ``as_of``; raises the import's file errors
     (``unreadable_file``, ``invalid_csv_header``, ``invalid_csv``).
@@ -513,7 +514,8 @@ def replay(
     name the same order id (a refund of someone else's order, an order id reused, hence also
     the same idempotency key) are in one group, so every lookup a row makes (its member, the
     order it names, its key) stays inside its group and each member's rows are replayed in
-    file order, as in one process; the parts are then added up."""
+    file order, as in one process; the parts are then added up. ``routes`` are the groups
+    (:func:`lealta.simulator.parallel.routes` for ``workers`` parts) when already read."""
     started = time.perf_counter()
     queries = segment_queries(programme, as_of=as_of)
     text = " ".join(str(q) for q in queries.values() if q is not None) or (" " if queries else "")
@@ -529,43 +531,11 @@ def replay(
     if parts == 1 or "fork" not in multiprocessing.get_all_start_methods():
         final = _replay_part(programme, path, on_progress=on_progress, **options)
     else:
-        routes = _routes(path, parts)
+        if routes is None:
+            routes = parallel.routes(path, parts)
         final = _merge(_in_parallel(programme, path, parts, routes, on_progress, options))
     final.report.elapsed_seconds = time.perf_counter() - started
     return final
-
-
-def _routes(path: Path, parts: int) -> dict[str, int]:
-    """Customer id -> part: customers linked by an order id are in the same part."""
-    parent: dict[str, str] = {}
-
-    def find(x: str) -> str:
-        root = parent.setdefault(x, x)
-        while root != parent[root]:
-            root = parent[root]
-        while parent[x] != root:
-            parent[x], x = root, parent[x]
-        return root
-
-    with imports._open(path) as raw:
-        reader = csv.reader(imports._Lines(raw), strict=True)
-        columns = imports._Columns.from_header(imports._read_header(reader))
-        width = columns.width
-        who, which = columns.index["customer_id"], columns.index["order_id"]
-        try:
-            for cells in reader:
-                if len(cells) != width:
-                    continue
-                a, b = find(cells[who].strip()), find("\0" + cells[which].strip())
-                if a != b:
-                    parent[b] = a
-        except (csv.Error, LealtaError):
-            pass  # the replay stops there too, with the error
-    return {
-        name: zlib.crc32(find(name).encode()) % parts
-        for name in list(parent)
-        if not name.startswith("\0")
-    }
 
 
 def _work(conn: Any, programme: Programme, path: Path, part: int, **kwargs: Any) -> None:
@@ -593,7 +563,7 @@ def _in_parallel(
     programme: Programme,
     path: Path,
     parts: int,
-    routes: dict[str, int],
+    routes: Mapping[str, int],
     on_progress: ProgressCallback | None,
     options: dict[str, Any],
 ) -> list[Final]:

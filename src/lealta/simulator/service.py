@@ -13,9 +13,8 @@ points job: the tests check every figure against a real import on SQLite and Pos
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -81,28 +80,8 @@ class Options:
     chunk_size: int = imports.DEFAULT_CHUNK_SIZE
     workers: int = 1
     """Processes replaying independent groups of customers (1: this process alone; the CLI
-    uses :func:`auto_workers`); the figures are the same whatever the number."""
-
-
-MIN_PARALLEL_BYTES = 4 << 20
-"""Smaller files are replayed in one process (starting another costs more than it saves)."""
-MAX_WORKERS = 4
-
-
-def auto_workers(size: int) -> int:
-    """Processes for a file of ``size`` bytes: one per CPU (at most :data:`MAX_WORKERS`) for
-    files of at least :data:`MIN_PARALLEL_BYTES`, else one."""
-    if size < MIN_PARALLEL_BYTES:
-        return 1
-    return max(
-        1,
-        min(
-            MAX_WORKERS,
-            len(os.sched_getaffinity(0))
-            if hasattr(os, "sched_getaffinity")
-            else os.cpu_count() or 1,
-        ),
-    )
+    uses :func:`lealta.simulator.parallel.auto_workers`); the figures are the same whatever
+    the number."""
 
 
 def simulate(
@@ -111,8 +90,10 @@ def simulate(
     options: Options,
     *,
     on_progress: ProgressCallback | None = None,
+    routes: Mapping[str, int] | None = None,
 ) -> Projection:
-    """Replay ``orders`` through ``programme`` and return the projected dashboard.
+    """Replay ``orders`` through ``programme`` and return the projected dashboard (``routes``:
+    :func:`lealta.simulator.parallel.routes` of ``orders`` for ``options.workers``, if read).
 
     Raises the import's file errors (``unreadable_file``, ``invalid_csv_header``,
     ``invalid_csv``); rows the engine or the parser refuse are counted in the projection."""
@@ -132,6 +113,7 @@ def simulate(
         on_progress=on_progress,
         chunk_size=options.chunk_size,
         workers=options.workers,
+        routes=routes,
     )
     projection = figures.start(
         programme, as_of=options.as_of, cost_per_point=cost, report=final.report
