@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -53,7 +52,7 @@ def _run(
     orders: Path,
     options: Options,
     size: int | None,
-    routes: Mapping[str, int] | None,
+    split: parallel.Split | None,
 ) -> Projection:
     from lealta.simulator import service
 
@@ -72,7 +71,7 @@ def _run(
             orders,
             options,
             on_progress=lambda rows, done: progress.update(task, completed=done, rows=rows),
-            routes=routes,
+            split=split,
         )
 
 
@@ -119,10 +118,10 @@ def simulate(
     except OSError:
         size = None
     workers = parallel.auto_workers(size or 0)
-    # A child reads which customer goes to which replaying process while this one imports
-    # the application (on a core that would otherwise wait).
-    pending = parallel.start_routes(orders, workers)
-    try:
+    # A child splits the file over the replaying processes (which customer goes to which,
+    # and each one's rows in a file of its own) while this one imports the application, on
+    # a core that would otherwise wait.
+    with parallel.Splitting(orders, workers) as splitting:
         with long_lived_imports():
             from lealta.config import get_settings
             from lealta.kit.clock import SystemClock, ensure_utc
@@ -146,16 +145,13 @@ def simulate(
             max_amount=settings.max_order_amount,
             workers=workers,
         )
-        routes = pending.result() if pending is not None else None
-    finally:
-        if pending is not None:
-            pending.close()
-    projections: list[Projection] = []
-    for design in designs:
-        try:
-            projections.append(_run(design, orders, options, size, routes))
-        except LealtaError as exc:
-            raise _fail(exc, str(orders)) from None
+        split = splitting.result()
+        projections: list[Projection] = []
+        for design in designs:
+            try:
+                projections.append(_run(design, orders, options, size, split))
+            except LealtaError as exc:
+                raise _fail(exc, str(orders)) from None
     console.print(report.terminal(projections))
     for p in projections:
         console.print(

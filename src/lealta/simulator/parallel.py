@@ -1,6 +1,6 @@
 """How a replay is split over processes: how many, and which customer goes to which.
 
-Standard library only, so that ``lealta simulate`` can start the split (:func:`start_routes`)
+Standard library only, so that ``lealta simulate`` can start the split (:class:`Splitting`)
 in a child process before it imports the application: reading the file to split it then
 overlaps the imports, on a core that would otherwise wait.
 """
@@ -10,8 +10,13 @@ from __future__ import annotations
 import csv
 import multiprocessing
 import os
+import shutil
+import tempfile
 import zlib
+from array import array
 from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +34,15 @@ def auto_workers(size: int) -> int:
     return max(1, min(MAX_WORKERS, cpus or 1))
 
 
-def _lines(raw: Any) -> Iterator[str]:
+def _lines(raw: Any, taken: list[bytes] | None = None) -> Iterator[str]:
     """The file's lines, decoded as the import decodes them (UTF-8 line by line, the first
-    line's BOM dropped); stops with ``UnicodeDecodeError`` where the import stops."""
+    line's BOM dropped); stops with ``UnicodeDecodeError`` where the import stops. Each
+    line's bytes are appended to ``taken``, if given, as it is read (``csv.reader`` reads no
+    further than the row it returns)."""
     first = True
     for chunk in raw:
+        if taken is not None:
+            taken.append(chunk)
         text = chunk.decode("utf-8")
         if first:
             text, first = text.removeprefix("\ufeff"), False
@@ -85,49 +94,124 @@ def routes(path: Path, parts: int) -> dict[str, int]:
     }
 
 
-class PendingRoutes:
-    """:func:`routes` being read by a child process (see :func:`start_routes`)."""
+@dataclass(slots=True)
+class Split:
+    """A file split over ``parts`` replaying processes."""
 
-    def __init__(self, process: Any, conn: Any, parts: int) -> None:
-        self._process = process
-        self._conn = conn
-        self.parts = parts
-
-    def result(self) -> dict[str, int] | None:
-        """The routes, or None if the child failed (the caller then reads them itself)."""
-        try:
-            found: dict[str, int] | None = self._conn.recv()
-        except (EOFError, OSError):
-            found = None
-        self.close()
-        return found
-
-    def close(self) -> None:
-        """Stop the child if it still runs (the command stopped before it needed the routes)
-        and reap it."""
-        self._conn.close()
-        if self._process.is_alive():
-            self._process.join(timeout=0.1)
-        if self._process.is_alive():
-            self._process.kill()
-        self._process.join()
+    parts: int
+    routes: dict[str, int]
+    """Customer id -> part (:func:`routes`)."""
+    files: list[tuple[Path, array[int]]] | None = None
+    """Per part, a file of the header and that part's rows, with the line each of its lines
+    has in the original file; None: each part reads the original and keeps its rows."""
 
 
-def _send_routes(conn: Any, path: Path, parts: int) -> None:
+def _write_parts(
+    path: Path, parts: int, routes: dict[str, int], folder: Path
+) -> list[tuple[Path, array[int]]] | None:
+    """Copy each row of ``path`` to its part's file in ``folder``, the lines before the
+    header and the header to each (None at any error: the parts then read the original)."""
+    names = [folder / f"part-{k}.csv" for k in range(parts)]
+    maps: list[array[int]] = [array("L") for _ in range(parts)]
+    taken: list[bytes] = []
     try:
-        conn.send(routes(path, parts))
+        with path.open("rb") as raw, ExitStack() as stack:
+            outs = [stack.enter_context(name.open("wb")) for name in names]
+
+            reader = csv.reader(_lines(raw, taken), strict=True)
+            header: list[str] = []
+            for row in reader:
+                if any(cell.strip() for cell in row):
+                    header = [cell.strip().lower() for cell in row]
+                    break
+            width, who = len(header), header.index("customer_id")
+            head, number = _joined(taken), len(taken)
+            taken.clear()
+            for k in range(parts):
+                outs[k].write(head)
+                maps[k].extend(range(1, number + 1))
+            for cells in reader:
+                count = len(taken)
+                if any(cell.strip() for cell in cells):  # the import skips blank rows
+                    owner = routes.get(cells[who].strip(), 0) if len(cells) == width else 0
+                    outs[owner].write(_joined(taken))
+                    maps[owner].extend(range(number + 1, number + count + 1))
+                number += count
+                taken.clear()
+    except (OSError, ValueError, csv.Error, UnicodeDecodeError):
+        return None
+    return list(zip(names, maps, strict=True))
+
+
+def _joined(lines: list[bytes]) -> bytes:
+    """A row's lines, ending with a new line (the file's last line may lack one)."""
+    text = b"".join(lines)
+    return text if text.endswith(b"\n") else text + b"\n"
+
+
+def split(path: Path, parts: int, folder: Path | None = None) -> Split:
+    """:func:`routes` of ``path``, and, given a ``folder``, each part's rows in a file of
+    its own there (so that each process reads only its rows)."""
+    found = routes(path, parts)
+    files = _write_parts(path, parts, found, folder) if folder is not None and found else None
+    return Split(parts, found, files)
+
+
+class Splitting:
+    """:func:`split` done by a forked child while this process goes on (``lealta simulate``
+    imports the application meanwhile), into a temporary folder removed on exit; a context
+    manager. For one part, or where processes cannot fork, it does nothing."""
+
+    def __init__(self, path: Path, parts: int) -> None:
+        self.parts = parts
+        self._process: Any = None
+        self._conn: Any = None
+        self._folder: str | None = None
+        self._result: Split | None = None
+        if parts < 2 or "fork" not in multiprocessing.get_all_start_methods():
+            return
+        self._folder = tempfile.mkdtemp(prefix="lealta-simulate-")
+        context = multiprocessing.get_context("fork")
+        self._conn, theirs = context.Pipe(duplex=False)
+        self._process = context.Process(
+            target=_send_split, args=(theirs, path, parts, Path(self._folder)), daemon=True
+        )
+        self._process.start()
+        theirs.close()
+
+    def result(self) -> Split | None:
+        """The split, waiting for it (None: nothing was started, or the child failed; the
+        replay then reads the routes itself)."""
+        if self._conn is not None and self._result is None:
+            try:
+                self._result = self._conn.recv()
+            except (EOFError, OSError):
+                self._result = None
+            self._stop()
+        return self._result
+
+    def _stop(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+        process = self._process
+        if process is not None:
+            if process.is_alive():
+                process.join(timeout=0.1)
+            if process.is_alive():
+                process.kill()
+            process.join()
+
+    def __enter__(self) -> Splitting:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop()
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
+
+
+def _send_split(conn: Any, path: Path, parts: int, folder: Path) -> None:
+    try:
+        conn.send(split(path, parts, folder))
     finally:
         conn.close()
-
-
-def start_routes(path: Path, parts: int) -> PendingRoutes | None:
-    """Start reading :func:`routes` in a forked child (None where processes cannot fork, or
-    for a single part)."""
-    if parts < 2 or "fork" not in multiprocessing.get_all_start_methods():
-        return None
-    context = multiprocessing.get_context("fork")
-    mine, theirs = context.Pipe(duplex=False)
-    process = context.Process(target=_send_routes, args=(theirs, path, parts), daemon=True)
-    process.start()
-    theirs.close()
-    return PendingRoutes(process, mine, parts)

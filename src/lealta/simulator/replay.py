@@ -34,7 +34,7 @@ import multiprocessing.connection
 import operator
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -142,16 +142,20 @@ def _replay_part(
     segment_sql: str,
     routes: Mapping[str, int] | None = None,
     part: int = 0,
+    lines: Sequence[int] | None = None,
 ) -> Final:
     """Replay the rows of the CSV at ``path`` that belong to ``part`` (all of them when
     ``routes`` is None; else the rows of the customers ``routes`` gives to ``part``, and to
-    part 0 the rows without a usable customer id) and catch up to ``as_of``."""
+    part 0 the rows without a usable customer id) and catch up to ``as_of``. ``lines``: the
+    number in the original file of each line of ``path`` (a part's file of a split)."""
     report = imports.ImportReport()
     ctx = engine.Context(actor=actor, max_amount=max_amount)
     currency = programme.currency
     tally = Tally()
     ids: dict[str, int] = {}
-    profiles: list[Member] = []
+    # The members' profiles, kept only if a segment reads the members table (else each
+    # would stay alive, and be walked by every collection, for nothing).
+    profiles: list[Member] | None = [] if _used(segment_sql)("members") else None
     states: dict[int, MemberState] = {}
     orders: dict[str, OrderState] = {}
     channels: dict[str, tuple[str | None, str | None]] = {}
@@ -198,6 +202,8 @@ def _replay_part(
         while True:
             chunk, stopped = imports._next_chunk(rows, chunk_size)
             for line, cells in chunk:
+                if lines is not None:
+                    line = lines[line - 1]
                 if routes is not None:
                     owner = routes.get(cells[who].strip(), 0) if len(cells) == width else 0
                     if owner != part:
@@ -240,7 +246,7 @@ def _replay_part(
                             now=as_of,
                         )
                         state = store.new_state(
-                            len(profiles) + 1, newcomer, programme, orders=named
+                            len(final.enrolled_on) + 1, newcomer, programme, orders=named
                         )
                     else:
                         state = states[m]
@@ -258,8 +264,9 @@ def _replay_part(
                     continue
                 if newcomer is not None:
                     final.enrolled_on.append(line)
-                    profiles.append(newcomer)
-                    m = ids[ext] = len(profiles)
+                    if profiles is not None:
+                        profiles.append(newcomer)
+                    m = ids[ext] = len(final.enrolled_on)
                     tally.member(ev.occurred_at)
                 assert m is not None
                 seen[key] = _encode(cells)
@@ -274,11 +281,11 @@ def _replay_part(
                 break
         report.rejected.sort()
         # The points job: releases, expiries and tier reviews due by as_of.
-        for m in range(1, len(profiles) + 1):
+        for m in range(1, len(final.enrolled_on) + 1):
             record(m, engine.catch_up(programme, states[m], as_of))
     for o in orders.values():
         tally.order(o.occurred_at, o.total_minor - o.refunded_minor)
-    figures_of = [states[m].figures for m in range(1, len(profiles) + 1)]
+    figures_of = [states[m].figures for m in range(1, len(final.enrolled_on) + 1)]
     final.accounts = [
         (
             f.lifetime_earned,
@@ -292,7 +299,7 @@ def _replay_part(
     ]
     if segment_sql:
         tables = _segment_tables(
-            profiles, figures_of, states, orders, channels, as_of=as_of, text=segment_sql
+            profiles or [], figures_of, states, orders, channels, as_of=as_of, text=segment_sql
         )
         final.tables = [
             _as_sent(_table(model), columns)
@@ -377,9 +384,10 @@ def _segment_tables(
     text: str,
 ) -> list[Columns]:
     """The columns of members, accounts, orders and open lots the queries in ``text`` read
-    (members are numbered from 1 in enrolment order); a table no query names is left empty."""
+    (members are numbered from 1 in enrolment order); a table no query names is left empty
+    (``people``, the members' profiles, is read only if a query names the members table)."""
     used = _used(text)
-    n = len(people)
+    n = len(figs)
     out: list[Columns] = [{}, {}, {}, {}]
 
     def fill(i: int, columns: dict[str, Callable[[], list[Any]]]) -> None:
@@ -504,7 +512,7 @@ def replay(
     on_progress: ProgressCallback | None = None,
     chunk_size: int = imports.DEFAULT_CHUNK_SIZE,
     workers: int = 1,
-    routes: Mapping[str, int] | None = None,
+    split: parallel.Split | None = None,
 ) -> Final:
     """Replay the CSV at ``path`` and catch up to ``as_of``; raises the import's file errors
     (``unreadable_file``, ``invalid_csv_header``, ``invalid_csv``).
@@ -514,8 +522,9 @@ def replay(
     name the same order id (a refund of someone else's order, an order id reused, hence also
     the same idempotency key) are in one group, so every lookup a row makes (its member, the
     order it names, its key) stays inside its group and each member's rows are replayed in
-    file order, as in one process; the parts are then added up. ``routes`` are the groups
-    (:func:`lealta.simulator.parallel.routes` for ``workers`` parts) when already read."""
+    file order, as in one process; the parts are then added up. ``split``: the groups
+    (:func:`lealta.simulator.parallel.split` for ``workers`` parts) when already read, with
+    each part's rows in a file of its own if they were copied."""
     started = time.perf_counter()
     queries = segment_queries(programme, as_of=as_of)
     text = " ".join(str(q) for q in queries.values() if q is not None) or (" " if queries else "")
@@ -531,9 +540,9 @@ def replay(
     if parts == 1 or "fork" not in multiprocessing.get_all_start_methods():
         final = _replay_part(programme, path, on_progress=on_progress, **options)
     else:
-        if routes is None:
-            routes = parallel.routes(path, parts)
-        final = _merge(_in_parallel(programme, path, parts, routes, on_progress, options))
+        if split is None or split.parts != parts:
+            split = parallel.split(path, parts)
+        final = _merge(_in_parallel(programme, path, split, on_progress, options))
     final.report.elapsed_seconds = time.perf_counter() - started
     return final
 
@@ -562,21 +571,27 @@ def _work(conn: Any, programme: Programme, path: Path, part: int, **kwargs: Any)
 def _in_parallel(
     programme: Programme,
     path: Path,
-    parts: int,
-    routes: Mapping[str, int],
+    split: parallel.Split,
     on_progress: ProgressCallback | None,
     options: dict[str, Any],
 ) -> list[Final]:
+    parts, files = split.parts, split.files
     context = multiprocessing.get_context("fork")
     progress = context.Array("q", 2 * parts, lock=False)  # rows and bytes read, per part
     pipes = []
     processes = []
     for part in range(parts):
         mine, theirs = context.Pipe(duplex=False)
+        # A part reads its own file of the split, else the whole file keeping its rows.
+        source, which = (
+            (path, {"routes": split.routes})
+            if files is None
+            else (files[part][0], {"lines": files[part][1]})
+        )
         process = context.Process(
             target=_work,
-            args=(theirs, programme, path, part),
-            kwargs={**options, "routes": routes, "progress": progress},
+            args=(theirs, programme, source, part),
+            kwargs={**options, **which, "progress": progress},
             daemon=True,
         )
         process.start()
@@ -591,7 +606,9 @@ def _in_parallel(
             for pipe in multiprocessing.connection.wait(list(waiting), timeout=0.2):
                 results[waiting.pop(pipe)] = cast(Any, pipe).recv()
             if on_progress is not None:
-                on_progress(sum(progress[0::2]), min(progress[1::2]))
+                done = progress[1::2]
+                # Each part reads the whole file, or its own share of it.
+                on_progress(sum(progress[0::2]), min(done) if files is None else sum(done))
     except EOFError:
         raise RuntimeError("a simulator worker process died") from None
     finally:

@@ -14,7 +14,7 @@ points job: the tests check every figure against a real import on SQLite and Pos
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -25,7 +25,7 @@ from lealta.kit.errors import InvalidInput, LealtaError
 from lealta.kit.money import DEFAULT_MAX_AMOUNT
 from lealta.programme import service as programmes
 from lealta.programme.schema import Programme
-from lealta.simulator import figures, replay
+from lealta.simulator import figures, parallel, replay
 from lealta.simulator.figures import Projection
 
 DEFAULT_COST_PER_POINT = Decimal("0.01")
@@ -90,10 +90,10 @@ def simulate(
     options: Options,
     *,
     on_progress: ProgressCallback | None = None,
-    routes: Mapping[str, int] | None = None,
+    split: parallel.Split | None = None,
 ) -> Projection:
-    """Replay ``orders`` through ``programme`` and return the projected dashboard (``routes``:
-    :func:`lealta.simulator.parallel.routes` of ``orders`` for ``options.workers``, if read).
+    """Replay ``orders`` through ``programme`` and return the projected dashboard (``split``:
+    :func:`lealta.simulator.parallel.split` of ``orders`` for ``options.workers``, if read).
 
     Raises the import's file errors (``unreadable_file``, ``invalid_csv_header``,
     ``invalid_csv``); rows the engine or the parser refuse are counted in the projection."""
@@ -113,7 +113,7 @@ def simulate(
         on_progress=on_progress,
         chunk_size=options.chunk_size,
         workers=options.workers,
-        routes=routes,
+        split=split,
     )
     projection = figures.start(
         programme, as_of=options.as_of, cost_per_point=cost, report=final.report
