@@ -55,7 +55,8 @@ from lealta.kit.money import from_minor
 from lealta.kit.timestamps import check_moment
 from lealta.members import attributes
 from lealta.members import service as members
-from lealta.models import Event, Member
+from lealta.members.newcomer import NewMember
+from lealta.models import Event
 from lealta.nonmembers import service as nonmembers
 
 _events = cast(Table, Event.__table__)
@@ -165,14 +166,14 @@ def _process(
     # A new customer is enrolled by its first event that the engine accepts, as the online
     # driver would: until then its state is built in memory under a provisional id.
     provisional: dict[str, int] = {}
-    newcomers: dict[str, Member] = {}
+    newcomers: dict[str, NewMember] = {}
     taken_orders: set[str] = set()
     done: list[tuple[Item, int, EngineOutcome]] = []
     for item in todo:
         event = item.event
         ext = event.customer_id
         m = member_ids.get(ext) or provisional.get(ext)
-        newcomer: Member | None = None
+        newcomer: NewMember | None = None
         if m is None:
             newcomer = members.new_member(
                 ext,

@@ -66,6 +66,7 @@ from lealta.kit.db import (
     run_on_psycopg,
     sqlite_moment,
 )
+from lealta.members.newcomer import NewMember
 from lealta.models import (
     Account,
     CampaignRecipient,
@@ -673,7 +674,7 @@ def tier_entries(session: Session, member_ids: Sequence[int]) -> dict[int, froze
 
 def new_state(
     member_id: int,
-    member: Member,
+    member: NewMember,
     programme: Programme,
     *,
     orders: Mapping[str, OrderState | None],

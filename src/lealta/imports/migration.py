@@ -50,6 +50,7 @@ from lealta.kit.errors import InvalidInput, LealtaError
 from lealta.kit.timestamps import check_birthday, check_moment
 from lealta.members import attributes as member_attributes
 from lealta.members import service as members
+from lealta.members.newcomer import NewMember
 from lealta.members.schemas import MemberFields
 from lealta.models import Consent, LedgerEntry, Member, TierChange
 from lealta.programme.schema import Programme
@@ -269,7 +270,7 @@ def _write_members(
             .with_for_update()
         ):
             found[row.external_id] = [row.id, row._mapping]
-    fresh: dict[str, Member] = {}
+    fresh: dict[str, NewMember] = {}
     changes: dict[int, dict[str, Any]] = {}
     for r in parsed:
         if r.external_id in found or r.external_id in fresh:
@@ -321,7 +322,7 @@ def _write_members(
     _write_consents(session, parsed, ids, consent_source, report)
 
 
-def _merge_new(member: Member, r: _MemberRow) -> None:
+def _merge_new(member: NewMember, r: _MemberRow) -> None:
     for name, value in r.fields.items():
         setattr(member, name, value)
     member.tags = sorted(set(member.tags or []) | set(r.tags))

@@ -16,6 +16,7 @@ from lealta.kit.db import Database, UTCDateTime, fetch
 from lealta.kit.errors import Conflict, NotFound
 from lealta.kit.money import from_minor
 from lealta.kit.timestamps import check_birthday
+from lealta.members.newcomer import NewMember
 from lealta.members.schemas import (
     BalanceOut,
     ConsentIn,
@@ -461,18 +462,25 @@ def balance_of(external_id: str, account: AccountView, currency: str) -> Balance
     )
 
 
+def _new_values(
+    external_id: str, channel: str, enrolled_at: datetime, now: datetime
+) -> dict[str, Any]:
+    """A new member's columns before its profile fields (one source for both kinds)."""
+    return {
+        "external_id": external_id,
+        "language": "es",
+        "timezone": "Europe/Madrid",
+        "attributes": {},
+        "tags": [],
+        "enrolled_at": enrolled_at,
+        "enrolment_channel": channel,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
 def _new_member(external_id: str, channel: str, enrolled_at: datetime, now: datetime) -> Member:
-    return Member(
-        external_id=external_id,
-        language="es",
-        timezone="Europe/Madrid",
-        attributes={},
-        tags=[],
-        enrolled_at=enrolled_at,
-        enrolment_channel=channel,
-        created_at=now,
-        updated_at=now,
-    )
+    return Member(**_new_values(external_id, channel, enrolled_at, now))
 
 
 def _new_account(member_id: int, now: datetime) -> Account:
@@ -491,7 +499,7 @@ def _new_account(member_id: int, now: datetime) -> Account:
     )
 
 
-def _apply_fields(member: Member, data: MemberFields, *, now: datetime) -> None:
+def _apply_fields(member: Member | NewMember, data: MemberFields, *, now: datetime) -> None:
     check_birthday(data.birthday, now=now)
     values: dict[str, Any] = data.model_dump(
         exclude_unset=True, include=set(MemberFields.model_fields)
@@ -510,10 +518,10 @@ def _apply_fields(member: Member, data: MemberFields, *, now: datetime) -> None:
 
 def new_member(
     external_id: str, profile: MemberFields | None, *, channel: str, at: datetime, now: datetime
-) -> Member:
-    """The member a first event enrols (not added to any session): defaults, then the
-    event's profile fields."""
-    member = _new_member(external_id, channel, at, now)
+) -> NewMember:
+    """The member a first event enrols, as plain data for :func:`enrol_many`: defaults, then
+    the event's profile fields."""
+    member = NewMember(**_new_values(external_id, channel, at, now))
     if profile is not None:
         _apply_fields(member, profile, now=now)
     return member
@@ -521,7 +529,7 @@ def new_member(
 
 def enrol_many(
     session: Session,
-    new: Sequence[Member],
+    new: Sequence[NewMember],
     *,
     now: datetime,
     backfill: bool = False,
@@ -590,11 +598,11 @@ def member_ids(session: Session, external_ids: list[str]) -> dict[str, int]:
     return found
 
 
-def _columns(row: Member | Account) -> dict[str, Any]:
+def _columns(row: NewMember | Account) -> dict[str, Any]:
     """The row's column values for a Core insert, column defaults filled in as a flush would."""
-    table = cast(Table, type(row).__table__)
+    table = _members if isinstance(row, NewMember) else cast(Table, type(row).__table__)
     values: dict[str, Any] = {}
-    # The instance's own attributes: a new object's unset ones are None, as getattr says.
+    # The object's own attributes: unset ones are None (a new ORM object's, as getattr says).
     given = vars(row)
     for c in table.columns:
         value = given.get(c.key)

@@ -58,6 +58,7 @@ from lealta.kit.money import DEFAULT_MAX_AMOUNT, to_minor
 from lealta.kit.timestamps import check_moment
 from lealta.members import attributes
 from lealta.members import service as members
+from lealta.members.newcomer import NewMember
 from lealta.models import (
     Account,
     ClvFit,
@@ -155,7 +156,7 @@ def _replay_part(
     ids: dict[str, int] = {}
     # The members' profiles, kept only if a segment reads the members table (else each
     # would stay alive, and be walked by every collection, for nothing).
-    profiles: list[Member] | None = [] if _used(segment_sql)("members") else None
+    profiles: list[NewMember] | None = [] if _used(segment_sql)("members") else None
     states: dict[int, MemberState] = {}
     orders: dict[str, OrderState] = {}
     channels: dict[str, tuple[str | None, str | None]] = {}
@@ -225,7 +226,7 @@ def _replay_part(
                         continue
                     ext = ev.customer_id
                     m = ids.get(ext)
-                    newcomer: Member | None = None
+                    newcomer: NewMember | None = None
                     ref = (
                         ev.order.id
                         if ev.order is not None
@@ -374,7 +375,7 @@ def _used(text: str) -> Callable[[str], bool]:
 
 
 def _segment_tables(
-    people: list[Member],
+    people: list[NewMember],
     figs: list[Figures],
     states: dict[int, MemberState],
     orders: dict[str, OrderState],
