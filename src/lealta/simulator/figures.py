@@ -108,8 +108,8 @@ class Projection:
 def _month(at: datetime) -> str:
     """``YYYY-MM`` of ``at`` in UTC (called for every ledger line replayed: labels are
     made once per month)."""
-    if at.tzinfo is not UTC:
-        at = at.astimezone(UTC)
+    if at.tzinfo is not UTC and at.utcoffset():  # UTC already (Pydantic's UTC is another
+        at = at.astimezone(UTC)  # tzinfo): no conversion
     key = at.year * 12 + at.month
     label = _LABELS.get(key)
     if label is None:

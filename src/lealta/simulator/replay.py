@@ -273,12 +273,14 @@ def _replay_part(
                 seen[key] = _encode(cells)
                 report.imported += 1
                 record(m, outcome)
+            last = len(chunk) < chunk_size
+            chunk, cells = [], []  # gone before the collection, which would walk (and freeze) them
             collect()
             if on_progress is not None:
                 on_progress(report.rows_read, source.bytes_read)
             if stopped is not None:
                 raise stopped
-            if len(chunk) < chunk_size:
+            if last:
                 break
         report.rejected.sort()
         # The points job: releases, expiries and tier reviews due by as_of.
