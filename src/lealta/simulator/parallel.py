@@ -49,6 +49,14 @@ def _lines(raw: Any, taken: list[bytes] | None = None) -> Iterator[str]:
         yield text
 
 
+def _header(reader: Iterator[list[str]]) -> list[str]:
+    """The first row with a non-blank cell, as the import reads its header ([] if none)."""
+    for row in reader:
+        if any(cell.strip() for cell in row):
+            return [cell.strip().lower() for cell in row]
+    return []
+
+
 def routes(path: Path, parts: int) -> dict[str, int]:
     """Customer id -> part (0 to ``parts`` - 1): customers whose rows name the same order id
     (a refund of someone else's order, an order id reused, hence also the same idempotency
@@ -70,11 +78,7 @@ def routes(path: Path, parts: int) -> dict[str, int]:
     try:
         with path.open("rb") as raw:
             reader = csv.reader(_lines(raw), strict=True)
-            header: list[str] = []
-            for row in reader:
-                if any(cell.strip() for cell in row):
-                    header = [cell.strip().lower() for cell in row]
-                    break
+            header = _header(reader)
             if "customer_id" not in header or "order_id" not in header:
                 return {}  # the replay refuses the header
             width = len(header)
@@ -119,11 +123,7 @@ def _write_parts(
             outs = [stack.enter_context(name.open("wb")) for name in names]
 
             reader = csv.reader(_lines(raw, taken), strict=True)
-            header: list[str] = []
-            for row in reader:
-                if any(cell.strip() for cell in row):
-                    header = [cell.strip().lower() for cell in row]
-                    break
+            header = _header(reader)
             width, who = len(header), header.index("customer_id")
             head, number = _joined(taken), len(taken)
             taken.clear()

@@ -10,8 +10,8 @@ The same steps as ``lealta import orders`` into a fresh Lealta followed by the p
   (:func:`lealta.members.service.new_member`, :func:`lealta.events.store.new_state`);
 - :func:`lealta.engine.core.apply` runs on the member's state, threaded from one event to the
   next (each state gets the orders its event names, looked up among every order recorded so
-  far, as the batch driver does; lots with nothing left and not pending are dropped, as
-  the driver's loader never reads them);
+  far, as the batch driver does; the engine's states keep only the lots with points left
+  or still pending, the lots the driver's loader reads);
 - every spend threshold crossed issues its reward's coupon (counted, and valued at the
   coupon's ``amount_off`` as :func:`lealta.coupons.service.issue_many` stores it);
 - at the end :func:`lealta.engine.core.catch_up` brings every member to ``as_of`` (pending
@@ -46,7 +46,7 @@ from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 
 from lealta.engine import core as engine
 from lealta.engine.outcome import Crossing, Outcome
-from lealta.engine.state import Figures, Lot, MemberState, OrderState
+from lealta.engine.state import Figures, MemberState, OrderState
 from lealta.events import batch, store
 from lealta.events.schemas import EventIn
 from lealta.events.service import to_engine
@@ -99,14 +99,6 @@ class Final:
 
 
 _MISSING: Any = object()
-
-
-def _open(lots: tuple[Lot, ...]) -> tuple[Lot, ...]:
-    """The lots the batch driver's loader reads (points left, or still pending)."""
-    for lot in lots:
-        if lot.remaining <= 0 and not lot.pending:
-            return tuple(x for x in lots if x.remaining > 0 or x.pending)
-    return lots
 
 
 def _key_reused(key: str) -> Conflict:
@@ -184,11 +176,7 @@ def _replay_part(
                 spec = reward.coupon
                 if spec is not None and spec.amount_off is not None:
                     final.coupon_face_minor += to_minor(spec.amount_off, currency)
-        state = outcome.state
-        lots = _open(state.lots)
-        if lots is not state.lots:
-            state = msgspec.structs.replace(state, lots=lots)
-        states[m] = state
+        states[m] = outcome.state
 
     with (
         imports._open(path) as raw,
