@@ -4,6 +4,7 @@ command that reads the split in a child process while it imports the application
 from __future__ import annotations
 
 import json
+import tempfile
 from datetime import timedelta
 from pathlib import Path
 
@@ -90,7 +91,9 @@ def test_each_part_gets_its_rows_with_their_lines_in_the_original(tmp_path: Path
     assert parallel.split(bad, 2, folder).files is None
 
 
-def test_a_child_splits_the_file_and_is_always_reaped(tmp_path: Path) -> None:
+def test_a_child_splits_the_file_and_is_always_reaped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "orders.csv"
     write_history(path, 400, customers=80, end=T0 - timedelta(days=2), seed=5)
     with parallel.Splitting(path, 2) as splitting:
@@ -103,6 +106,11 @@ def test_a_child_splits_the_file_and_is_always_reaped(tmp_path: Path) -> None:
     assert not folder.exists()  # removed on exit
     with parallel.Splitting(path, 1) as splitting:
         assert splitting.result() is None  # one part needs no split
+    # Nowhere to write the copies: nothing is started (the replay reads the routes itself).
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "missing"))
+    with parallel.Splitting(path, 2) as nowhere:
+        assert nowhere.result() is None
+    monkeypatch.undo()
     # A command that stops before it needs the split (a bad design) stops the child.
     with parallel.Splitting(path, 2) as unused:
         process = unused._process

@@ -170,7 +170,10 @@ class Splitting:
         self._result: Split | None = None
         if parts < 2 or "fork" not in multiprocessing.get_all_start_methods():
             return
-        self._folder = tempfile.mkdtemp(prefix="lealta-simulate-")
+        try:
+            self._folder = tempfile.mkdtemp(prefix="lealta-simulate-")
+        except OSError:  # no room for the copies: the replay reads the routes itself
+            return
         context = multiprocessing.get_context("fork")
         self._conn, theirs = context.Pipe(duplex=False)
         self._process = context.Process(
