@@ -84,6 +84,12 @@ class Settings(BaseSettings):
     smtp_password: str = ""
     smtp_starttls: bool = False
     mail_from: str = "Lealta <no-reply@lealta.local>"
+    email_open_tracking: bool = Field(
+        default=True,
+        description="Campaign e-mails carry a 1x1 image that records when they are opened"
+        " (opens are also counted when a link is clicked). Off: no image, opens of e-mails"
+        " are counted from clicks only.",
+    )
     magic_link_minutes: int = 15
     cookie_secure: bool = False
     admin_lockout_attempts: int = 5

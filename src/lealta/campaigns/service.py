@@ -46,6 +46,7 @@ from lealta.models.campaign import CampaignRecipient, CampaignState
 from lealta.models.privacy import MemberErasure
 from lealta.notify import service as notify
 from lealta.notify.policy import Cap, needs_consent
+from lealta.notify.render import OPEN_PIXEL
 from lealta.programme.schema import CouponSpec, Programme
 from lealta.workflows import runs as workflow_runs
 from lealta.workflows.schema import (
@@ -552,17 +553,38 @@ def read_link(settings: Settings, token: str) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def open_pixel_url(settings: Settings, recipient_id: int) -> str:
+    """The address of a recipient's open-tracking image (the link's signed token)."""
+    return f"{link_url(settings, recipient_id)}/open.gif"
+
+
 def record_click(session: Session, settings: Settings, token: str, *, now: datetime) -> bool:
-    """Record the first click of a tracking link; False for an invalid or unknown link."""
-    recipient_id = read_link(settings, token)
-    if recipient_id is None:
-        return False
-    found = session.get(CampaignRecipient, recipient_id)
+    """Record the first click of a tracking link, and an open if none was recorded (the
+    image may have been blocked); False for an invalid or unknown link."""
+    found = _recipient_of(session, settings, token)
     if found is None:
         return False
     if found.clicked_at is None:
         found.clicked_at = now
+    if found.opened_at is None:
+        found.opened_at = now
     return True
+
+
+def record_open(session: Session, settings: Settings, token: str, *, now: datetime) -> bool:
+    """Record the first opening of a campaign e-mail (its image was loaded); False for an
+    invalid or unknown token."""
+    found = _recipient_of(session, settings, token)
+    if found is None:
+        return False
+    if found.opened_at is None:
+        found.opened_at = now
+    return True
+
+
+def _recipient_of(session: Session, settings: Settings, token: str) -> CampaignRecipient | None:
+    recipient_id = read_link(settings, token)
+    return None if recipient_id is None else session.get(CampaignRecipient, recipient_id)
 
 
 @dataclass(slots=True)
@@ -639,6 +661,8 @@ def _message_context(
         # The tracked link stands in for the cockpit link every template already carries.
         context["campaign_url"] = url
         context["cockpit_url"] = url
+    if channel == "email" and settings.email_open_tracking:
+        context[OPEN_PIXEL] = open_pixel_url(settings, recipient.id)
     return context
 
 

@@ -19,6 +19,7 @@ from babel.dates import format_date, format_datetime
 from babel.numbers import format_currency, format_decimal, format_percent
 from jinja2.exceptions import SecurityError, TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
+from markupsafe import escape
 
 from lealta.kit.errors import InvalidInput
 from lealta.notify.policy import member_zone
@@ -141,11 +142,29 @@ def render(
             raise InvalidTemplate(f"{field}: {type(exc).__name__}: {exc}") from None
         return out[:MAX_OUTPUT]
 
+    body = one(html, html_env, "body_html") if html else None
+    pixel = context.get(OPEN_PIXEL)
+    if body is not None and isinstance(pixel, str):
+        body = _with_pixel(body, pixel)
     return Rendered(
         subject=" ".join(one(subject, text_env, "subject").split()),
         text=one(text, text_env, "body_text"),
-        html=one(html, html_env, "body_html") if html else None,
+        html=body,
     )
+
+
+OPEN_PIXEL = "open_pixel_url"
+"""A context key: the address of a 1x1 image the HTML part ends with (a campaign e-mail's
+open tracking), whatever the template."""
+
+
+def _with_pixel(html: str, url: str) -> str:
+    image = (
+        f'<img src="{escape(url)}" width="1" height="1" alt=""'
+        ' style="display:block;border:0;width:1px;height:1px">'
+    )
+    at = html.lower().rfind("</body>")
+    return html + image if at < 0 else html[:at] + image + html[at:]
 
 
 def _text_env(found: dict[str, Any]) -> SandboxedEnvironment:

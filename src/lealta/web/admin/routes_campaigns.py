@@ -505,6 +505,21 @@ def campaign_action(
 # --- the tracking link ---------------------------------------------------------------------
 
 
+# A transparent 1x1 GIF.
+_PIXEL = bytes.fromhex(
+    "47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002024401003b"
+)
+
+
+@link_router.get("/c/{token}/open.gif")
+def open_pixel(token: str, db: DbDep, clock: ClockDep, settings: SettingsDep) -> Response:
+    """A campaign e-mail's image: record the opening. The image answers whatever the token
+    (an unknown one records nothing), and is never cached, so that each opening asks again."""
+    with db.unit_of_work() as session:
+        service.record_open(session, settings, token, now=clock.now())
+    return Response(_PIXEL, media_type="image/gif", headers={"Cache-Control": "no-store, private"})
+
+
 @link_router.get("/c/{token}")
 def follow_link(
     request: Request, token: str, db: DbDep, clock: ClockDep, settings: SettingsDep
