@@ -1121,8 +1121,16 @@ def _send_as_one(session: Session, ops: Sequence[Rows]) -> None:
     own type (``jsonb_populate_recordset``). The statement's text depends only on which tables
     and columns are written, so a handful of shapes cover all online writes, each parsed and
     planned once per connection. Foreign keys are checked at the end of the statement, when
-    every table has its rows."""
-    shape = tuple((op.table.name, op.key, tuple(op.rows[0])) for op in ops)
+    every table has its rows.
+
+    An update of one row (an online event's account, its event's answer) reads that row with
+    ``jsonb_populate_record``, which the planner knows to be one row: from a recordset it
+    would assume a hundred, and join them to a small table (the accounts of a young
+    programme, the events of its first days) by reading the whole table for each event."""
+    shape = tuple(
+        (op.table.name, op.key, tuple(op.rows[0]), op.key is not None and len(op.rows) == 1)
+        for op in ops
+    )
     document = {f"w{n}": _keyed(op) for n, op in enumerate(ops)}
     run_on_psycopg(session, _one_statement(shape), {"rows": _jsonb(document, dumps=_dumps)})
 
@@ -1146,10 +1154,13 @@ def _json_default(value: Any) -> Any:
 
 
 @functools.cache
-def _one_statement(shape: tuple[tuple[str, str | None, tuple[str, ...]], ...]) -> str:
+def _one_statement(shape: tuple[tuple[str, str | None, tuple[str, ...], bool], ...]) -> str:
     ctes = []
-    for n, (table, key, columns) in enumerate(shape):
-        source = f"jsonb_populate_recordset(NULL::{table}, %(rows)s::jsonb -> 'w{n}')"
+    for n, (table, key, columns, single) in enumerate(shape):
+        if single:
+            source = f"jsonb_populate_record(NULL::{table}, %(rows)s::jsonb -> 'w{n}' -> 0)"
+        else:
+            source = f"jsonb_populate_recordset(NULL::{table}, %(rows)s::jsonb -> 'w{n}')"
         if key is None:
             names = ", ".join(columns)
             body = f"INSERT INTO {table} ({names}) SELECT {names} FROM {source}"  # noqa: S608

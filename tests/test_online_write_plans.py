@@ -1,0 +1,85 @@
+"""The plan PostgreSQL picks for an online event's write (one statement, see
+``events.store._send_as_one``).
+
+An event updates one account row and its own event row. Read from a JSON recordset, that
+one row is estimated at a hundred, and the planner joined them to the accounts and events
+tables by reading each table whole, once per event: on a programme of a few thousand members
+this was most of the database's work per event. Read as one record, the row is known to be
+one, and both updates go through the primary key. The test captures the statement an ingest
+sends and asks PostgreSQL for its plan over tables of a few thousand rows.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import event as sa_event
+from sqlalchemy import text
+
+from lealta.kit.db import Database
+from tests.conftest import T0
+from tests.factories import order_paid
+
+pytestmark = pytest.mark.postgres_only
+
+MEMBERS = 3_000
+
+
+def _enrol_many(client: TestClient) -> None:
+    for start in range(0, MEMBERS, 1_000):
+        events = [
+            order_paid(f"e-{n}", f"c-{n}", f"O-{n}", "20.00", T0 - timedelta(minutes=n))
+            for n in range(start, start + 1_000)
+        ]
+        r = client.post("/v1/events/batch", json={"events": events})
+        assert r.status_code == 200, r.text
+
+
+def _write_statement(db: Database, client: TestClient) -> tuple[str, Any]:
+    """The write statement (and its parameters) of one more order by a known member."""
+    seen: list[tuple[str, Any]] = []
+
+    def record(conn: Any, cursor: Any, statement: str, params: Any, *_: Any) -> None:
+        if statement.startswith("WITH w0 AS"):
+            seen.append((statement, params))
+
+    sa_event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        r = client.post("/v1/events", json=order_paid("one", "c-7", "O-one", "35.10", T0))
+    finally:
+        sa_event.remove(db.engine, "before_cursor_execute", record)
+    assert r.status_code == 201, r.text
+    assert len(seen) == 1
+    return seen[0]
+
+
+def test_an_online_event_updates_its_account_and_event_rows_by_key(
+    db: Database, client: TestClient
+) -> None:
+    _enrol_many(client)
+    with db.engine.begin() as conn:
+        conn.execute(text("ANALYZE accounts"))
+        conn.execute(text("ANALYZE events"))
+        counts = conn.execute(
+            text("SELECT (SELECT count(*) FROM accounts), (SELECT count(*) FROM events)")
+        ).one()
+    assert counts == (MEMBERS, MEMBERS)
+
+    sql, params = _write_statement(db, client)
+    assert "UPDATE accounts" in sql and "UPDATE events" in sql
+
+    raw = db.engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        cursor.execute("EXPLAIN " + sql, params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    finally:
+        raw.rollback()
+        raw.close()
+    assert "Seq Scan on accounts" not in plan, plan
+    assert "Seq Scan on events" not in plan, plan
+    assert "Index Scan using accounts_pkey on accounts" in plan, plan
+    assert "Index Scan using events_pkey on events" in plan, plan
