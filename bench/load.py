@@ -13,7 +13,7 @@ import asyncio
 import concurrent.futures
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
@@ -62,6 +62,21 @@ class LoadResult:
     @property
     def p99(self) -> float:
         return self.percentile(99)
+
+
+def merged(results: Sequence[LoadResult]) -> LoadResult:
+    """Slices of one load measured at different times, taken together: their requests, time
+    and CPU added up (the rate is all requests over all the slices' time)."""
+    if not results:
+        raise ValueError("no load to merge")
+    return LoadResult(
+        clients=results[0].clients,
+        elapsed=sum(r.elapsed for r in results),
+        latencies=[x for r in results for x in r.latencies],
+        errors=sum(r.errors for r in results),
+        first_error=next((r.first_error for r in results if r.first_error), ""),
+        cpu_seconds=sum(r.cpu_seconds for r in results),
+    )
 
 
 def closed_loop(

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +28,7 @@ from bench import simulator as simulator_bench
 from bench import webhooks as webhooks_bench
 from bench import workflow_triggers as workflow_triggers_bench
 from bench.importing import ImportFailed, ImportResult, import_history
-from bench.load import LoadResult
+from bench.load import LoadResult, merged
 from bench.pg import (
     autovacuum,
     pgbench_tpcb,
@@ -87,6 +89,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--customers", type=int, default=500, help="distinct customers for ingest")
     p.add_argument("--seconds", type=float, default=10.0, help="single-event ingest duration")
     p.add_argument("--read-seconds", type=float, default=6.0, help="/health and balance duration")
+    p.add_argument(
+        "--pairs", type=int, default=3,
+        help="turns the loads compared with each other alternate in (ingest on each server;"
+        " /health and the balance read)",
+    )  # fmt: skip
     p.add_argument("--pgbench-seconds", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=1_000)
     p.add_argument("--batch-clients", type=int, default=2)
@@ -236,9 +243,14 @@ def notes(args: argparse.Namespace, total: float) -> dict[str, str]:
         f" redeem `{redemption.REWARD_ID}` each for its own members in turn, one"
         f" Idempotency-Key per request; afterwards each member's wallet must hold exactly the"
         f" coupons returned with 201 and its balance must be down by the cost once per 201.",
-        "workers": f"(viii) after (i)-(iii) with --workers {args.workers}, a second server with"
-        f" --workers 1 on the same database (a little larger by then) runs (i) and (iii)"
-        f" again: throughput with {args.workers} processes against one.",
+        "workers": f"(viii) a second server with --workers 1 on the same database runs (i) and"
+        f" (iii) in turns with the --workers {args.workers} one: throughput with"
+        f" {args.workers} processes against one.",
+        "ingest,balance,workers": f"(i), (iii), /health and (viii) are measured in"
+        f" {args.pairs} turns: each load's time is split into {args.pairs} slices, and the"
+        f" slices of the loads compared with each other alternate (ingest on each server; then"
+        f" /health and the balance read on each server), each figure being its slices taken"
+        f" together.",
         "serve": "(ix) what `make run` does after its setup step: `lealta demo up` then"
         " `lealta run` (defaults: embedded SQLite, one worker) with a fresh LEALTA_DATA_DIR,"
         " from the start of `demo up` to the first 200 from GET /health (polled every"
@@ -347,46 +359,76 @@ def pgbench_figure(run: Run, admin: str) -> float:
 
 
 def server_loads(
-    run: Run, server: Server, customers: Customers, *, tag: str, figures: set[str]
-) -> Loads:
-    """Put the loads named in ``figures`` (ingest, batch, health, balance) on ``server``."""
-    args, clients, loads = run.args, run.args.clients, Loads()
-    at = f"{server.workers} worker(s)"
-    vacuum_analyze(server.database_url)
+    run: Run, servers: Sequence[Server], customers: Customers, *, figures: set[str]
+) -> list[Loads]:
+    """Put the loads named in ``figures`` (ingest, batch, health, balance) on ``servers`` (one
+    server, or the server and its one-worker twin of (viii), on one database); a
+    :class:`Loads` per server.
+
+    The figures compared with each other are measured in turns: each load's time is split
+    into ``--pairs`` slices, and the slices of ingest on each server, then of /health and
+    the balance read, alternate, each figure being its slices taken together. Other tenants
+    of a shared machine come and go within seconds, and a figure measured whole after
+    another met a different machine (the ratios moved by half between runs)."""
+    args, clients = run.args, run.args.clients
+    loads = [Loads() for _ in servers]
+    pairs = max(1, args.pairs)
+    at = " and ".join(f"{s.workers} worker(s)" for s in servers)
+    vacuum_analyze(servers[0].database_url)
     if "ingest" in figures:
-        run.step(f"(i) single-event ingest, {at}: {clients} clients, {args.seconds:.0f} s")
-        single_event_ingest(server, customers, tag=f"{tag}w", clients=clients, seconds=1.0)
-        loads.ingest = single_event_ingest(
-            server, customers, tag=f"{tag}i", clients=clients, seconds=args.seconds
-        )
-        run.check(f"single-event ingest, {at}", loads.ingest)
-        vacuum_analyze(server.database_url)
+        run.step(f"(i) single-event ingest, {at}: {clients} clients, {args.seconds:.0f} s"
+                 f" each in {pairs} turns")  # fmt: skip
+        slices: list[list[LoadResult]] = [[] for _ in servers]
+        for n, server in enumerate(servers):
+            single_event_ingest(server, customers, tag=f"w{n}", clients=clients, seconds=1.0)
+        for turn in range(pairs):
+            for n, server in enumerate(servers):
+                slices[n].append(single_event_ingest(
+                    server, customers, tag=f"i{n}t{turn}", clients=clients,
+                    seconds=args.seconds / pairs,
+                ))  # fmt: skip
+        for n, server in enumerate(servers):
+            loads[n].ingest = ingest = merged(slices[n])
+            run.check(f"single-event ingest, {server.workers} worker(s)", ingest)
+        vacuum_analyze(servers[0].database_url)
     if "batch" in figures:
+        server = servers[0]
         run.step(
-            f"(ii) batch ingest, {at}: {args.batch_clients} clients x {args.batch_size} events,"
-            f" {args.batch_seconds:.0f} s"
+            f"(ii) batch ingest, {server.workers} worker(s): {args.batch_clients} clients x"
+            f" {args.batch_size} events, {args.batch_seconds:.0f} s"
         )
-        loads.batch = batch_ingest(
-            server, customers, tag=f"{tag}bt", clients=args.batch_clients, size=args.batch_size,
+        loads[0].batch = batch_ingest(
+            server, customers, tag="bt", clients=args.batch_clients, size=args.batch_size,
             seconds=args.batch_seconds,
         )  # fmt: skip
-        run.check(f"batch ingest, {at}", loads.batch)
+        run.check(f"batch ingest, {server.workers} worker(s)", loads[0].batch)
         vacuum_analyze(server.database_url)
+
+    def balance_path(worker: int, seq: int) -> str:
+        return f"/v1/members/{customers[seq * clients + worker]}/balance"
+
+    reads: list[tuple[str, int, Callable[[int, int], str]]] = []
     if "health" in figures:
-        run.step(f"baseline GET /health, {at}: {clients} clients, {args.read_seconds:.0f} s")
-        get_load(server, lambda w, s: "/health", clients=clients, seconds=1.0)
-        loads.health = get_load(server, lambda w, s: "/health", clients=clients,
-                                seconds=args.read_seconds)  # fmt: skip
-        run.check(f"GET /health, {at}", loads.health)
+        reads.append(("health", 0, lambda w, s: "/health"))
     if "balance" in figures:
-        run.step(f"(iii) balance read, {at}: {clients} clients, {args.read_seconds:.0f} s")
-
-        def balance_path(worker: int, seq: int) -> str:
-            return f"/v1/members/{customers[seq * clients + worker]}/balance"
-
-        get_load(server, balance_path, clients=clients, seconds=1.0)
-        loads.balance = get_load(server, balance_path, clients=clients, seconds=args.read_seconds)
-        run.check(f"balance read, {at}", loads.balance)
+        reads += [("balance", n, balance_path) for n in range(len(servers))]
+    if reads:
+        names = ", ".join(sorted({name for name, _, _ in reads}))
+        run.step(f"baseline GET /health and (iii) balance read ({names}), {at}: {clients}"
+                 f" clients, {args.read_seconds:.0f} s each in {pairs} turns")  # fmt: skip
+        taken: dict[tuple[str, int], list[LoadResult]] = {(r[0], r[1]): [] for r in reads}
+        for _name, n, path in reads:
+            get_load(servers[n], path, clients=clients, seconds=1.0)
+        for _ in range(pairs):
+            for name, n, path in reads:
+                taken[name, n].append(
+                    get_load(servers[n], path, clients=clients, seconds=args.read_seconds / pairs)
+                )
+        for (name, n), results in taken.items():
+            result = merged(results)
+            setattr(loads[n], name, result)
+            label = "GET /health" if name == "health" else "balance read"
+            run.check(f"{label}, {servers[n].workers} worker(s)", result)
     return loads
 
 
@@ -398,6 +440,9 @@ def server_figures(run: Run, admin: str, tps: float) -> LoadResult:
     wanted |= {"ingest"} if run.wants("ingest", "workers") else set()
     wanted |= {"batch"} if run.wants("batch") else set()
     wanted |= {"balance"} if run.wants("balance", "workers") else set()
+    twin = run.wants("workers") and args.workers > 1
+    if run.wants("workers") and not twin:
+        run.step("(viii) skipped: --workers 1 has nothing to compare with")
     name = run.database("")
     with throwaway_database(admin, name) as url:
         run.step(f"starting `lealta run` ({args.workers} workers) on {name}")
@@ -405,12 +450,18 @@ def server_figures(run: Run, admin: str, tps: float) -> LoadResult:
             run.step(f"demo programme; enrolling {customers.count} customers (warm-up batch)")
             redemption.apply_programme(server, redemption.demo_document(pending_days=14))
             enrol_all(server, customers, tag="warm")
-            loads = server_loads(run, server, customers, tag="", figures=wanted)
-        assert loads.health is not None
-        report_server(run, loads, loads.health, tps)
-        if run.wants("workers"):
-            workers_figure(run, url, customers, loads)
-    return loads.health
+            with contextlib.ExitStack() as stack:
+                servers = [server]
+                if twin:
+                    run.step("(viii) starting its twin with 1 worker on the same database")
+                    servers.append(stack.enter_context(running_server(url, workers=1)))
+                loads = server_loads(run, servers, customers, figures=wanted)
+        health = loads[0].health
+        assert health is not None
+        report_server(run, loads[0], health, tps)
+        if twin:
+            workers_figure(run, loads[0], loads[1])
+    return health
 
 
 def report_server(run: Run, loads: Loads, health: LoadResult, tps: float) -> None:
@@ -461,15 +512,9 @@ def report_server(run: Run, loads: Loads, health: LoadResult, tps: float) -> Non
         )  # fmt: skip
 
 
-def workers_figure(run: Run, url: str, customers: Customers, many: Loads) -> None:
+def workers_figure(run: Run, many: Loads, one: Loads) -> None:
     """(viii) ingest and balance throughput of ``--workers N`` against one worker."""
     args = run.args
-    if args.workers <= 1:
-        run.step("(viii) skipped: --workers 1 has nothing to compare with")
-        return
-    run.step("(viii) starting `lealta run` with 1 worker on the same database")
-    with running_server(url, workers=1) as server:
-        one = server_loads(run, server, customers, tag="one", figures={"ingest", "balance"})
     pairs = (("ingest, POST /v1/events", many.ingest, one.ingest, "events/s"),
              ("balance read", many.balance, one.balance, "req/s"))  # fmt: skip
     for name, with_many, with_one, unit in pairs:
@@ -534,7 +579,7 @@ def redemption_figure(run: Run, admin: str, tps: float, health: LoadResult | Non
         run.step(f"(vii) starting `lealta run` on {name}")
         with running_server(url, workers=args.workers) as server:
             if health is None:  # --only without the server figures: measure it here
-                health = server_loads(run, server, members, tag="", figures={"health"}).health
+                health = server_loads(run, [server], members, figures={"health"})[0].health
                 assert health is not None
             version = redemption.apply_programme(server, document)
             run.step(

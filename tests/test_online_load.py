@@ -8,7 +8,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from bench.load import _Connection, raw_loop
+from bench.load import LoadResult, _Connection, merged, raw_loop
 
 from lealta.kit.http import new_request_id
 
@@ -124,3 +124,19 @@ def test_request_ids_are_32_hex_and_unique() -> None:
     ids = [new_request_id() for _ in range(10_000)]
     assert len(set(ids)) == len(ids)
     assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+
+
+def test_slices_of_a_load_taken_together_count_every_request_over_all_their_time() -> None:
+    fast = LoadResult(clients=8, elapsed=2.0, latencies=[0.001] * 300, cpu_seconds=0.2)
+    slow = LoadResult(clients=8, elapsed=2.0, latencies=[0.010] * 100, errors=2, first_error="503")
+    slow.cpu_seconds = 0.1
+    whole = merged([fast, slow])
+    assert whole.count == 400 and whole.elapsed == 4.0
+    assert whole.rate == 100.0
+    assert whole.errors == 2 and whole.first_error == "503"
+    assert whole.cpu_seconds == pytest.approx(0.3)
+    assert whole.p50 == 0.001 and whole.p99 == 0.010  # percentiles over all the requests
+    uneven = merged([LoadResult(clients=8, elapsed=1.0, latencies=[0.001] * 300), slow])
+    assert uneven.rate == pytest.approx(400 / 3.0)  # the mean of the two rates would be 175
+    with pytest.raises(ValueError):
+        merged([])
