@@ -4,26 +4,29 @@ redelivery of an outbox row not counting twice."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
 from lealta.analytics import rollups
 from lealta.app import create_app
 from lealta.config import Settings
+from lealta.imports.service import import_orders
 from lealta.jobs import service as jobs_service
 from lealta.jobs.dispatch import OutboxInfo
 from lealta.jobs.tasks import JobContext
 from lealta.jobs.worker import Worker
 from lealta.kit.clock import FixedClock
 from lealta.kit.db import Base, Database
-from lealta.models import AnalyticsDaily, OutboxMessage
+from lealta.models import AnalyticsDaily, Job, OutboxMessage
 from lealta.outbox.events import decode
 from lealta.programme import service as programmes
 from tests.factories import order_paid, order_refunded
@@ -316,3 +319,59 @@ def test_totals_that_come_back_to_zero_leave_no_row(db: Database) -> None:
             ],
         )
         assert session.scalars(select(AnalyticsDaily)).all() == []
+
+
+def test_an_imported_history_reaches_the_roll_ups_in_batches_each_member_once(
+    db: Database,
+    clock: FixedClock,
+    quick: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Backfilled rows go to the roll-ups as one job per dispatched batch (not a job per row),
+    which re-syncs each member of the batch once; the totals equal a full rebuild."""
+    with db.unit_of_work() as session:
+        programmes.apply(session, FAST, actor="test", now=START - timedelta(days=30))
+    lines = ["customer_id,order_id,occurred_at,amount,currency"]
+    for i in range(60):  # 6 customers, 10 orders each, over two months
+        at = (START + timedelta(hours=i * 23)).isoformat()
+        lines.append(f"imp{i % 6},IO{i},{at},{20 + i}.50,EUR")
+    path = tmp_path / "history.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    clock.set(START + timedelta(days=90))
+    with db.unit_of_work(write=False) as session:
+        programme = programmes.current(session)
+    report = import_orders(db, path, programme=programme, now=clock.now(), actor="test")
+    assert report.imported == 60
+
+    synced: list[int] = []
+    real_sync = rollups.sync_member
+
+    def counting_sync(session: Any, member_id: int, *, now: datetime) -> bool:
+        synced.append(member_id)
+        return real_sync(session, member_id, now=now)
+
+    monkeypatch.setattr(rollups, "sync_member", counting_sync)
+    drain(db, clock, quick)
+    with db.unit_of_work(write=False) as session:
+        deliveries = session.execute(
+            select(Job.task, Job.args).where(Job.task.like("outbox.deliver%"))
+        ).all()
+        backfilled = session.scalar(
+            select(func.count()).select_from(OutboxMessage).where(OutboxMessage.backfill)
+        )
+    assert backfilled is not None and backfilled >= 60  # an order.paid per order at least
+    mine = [args for task, args in deliveries if args["subscriber"] == rollups.SUBSCRIBER]
+    assert [task for task, args in deliveries if args["subscriber"] == rollups.SUBSCRIBER] == [
+        "outbox.deliver_backfill"
+    ] * len(mine)
+    rows = [i for args in mine for i in args["outbox_ids"]]
+    assert len(rows) >= 60 and len(set(rows)) == len(rows)  # every row once
+    assert len(mine) <= 3  # a job per dispatched batch (the import's rows and what followed)
+    # Each member re-synced once per batch, not once per row: 6 members, 60+ rows.
+    assert set(synced) == set(range(min(synced), min(synced) + 6))
+    assert max(Counter(synced).values()) <= len(mine) and len(synced) <= 6 * len(mine)
+    incremental = snapshot(db)
+    assert incremental["analytics_daily"]
+    rebuild(db, clock)
+    assert snapshot(db) == incremental

@@ -353,7 +353,11 @@ def test_outbox_rows_become_one_delivery_per_subscriber(
         rows = session.execute(select(OutboxMessage.topic, OutboxMessage.processed_at)).all()
         keys = [
             k
-            for k in session.scalars(select(Job.dedupe_key).where(Job.task == dispatch.DELIVER))
+            for k in session.scalars(
+                select(Job.dedupe_key).where(
+                    Job.task.in_([dispatch.DELIVER, dispatch.DELIVER_BACKFILL])
+                )
+            )
             if k is not None and k.endswith(("test-listener", "test-backfill"))
         ]  # capabilities (analytics, webhooks, ...) subscribe too
     # Every event row is processed; the sign-in e-mail is left to its own sender.
@@ -361,10 +365,10 @@ def test_outbox_rows_become_one_delivery_per_subscriber(
         ("member.enrolled", False), ("order.paid", False), ("review.posted", False),
         ("points.released", False), ("tier.changed", False), (login_links.LINK_TOPIC, True),
     }  # fmt: skip
+    # A live row is a delivery of its own; backfilled rows go in one job per subscriber.
     assert sorted(keys) == sorted(
-        f"outbox:{i.id}:{name}"
+        f"outbox:{i.id}-{i.id}:test-backfill" if i.backfill else f"outbox:{i.id}:test-listener"
         for _, i, _ in listener
-        for name in ["test-backfill" if i.topic == "points.released" else "test-listener"]
     )
     # The handler's writes committed with its delivery job.
     assert sorted(a for a in _actions(db) if a.startswith("heard")) == sorted(
@@ -373,6 +377,146 @@ def test_outbox_rows_become_one_delivery_per_subscriber(
     # Dispatching again finds nothing new, and nothing is delivered twice.
     again = _worker(db, clock, quick_settings).run(until_idle=True)
     assert again.dispatched == 0 and len(listener) == 3
+
+
+def _released(db: Database, member_id: int, points: list[int]) -> list[int]:
+    """Backfilled ``points.released`` rows, one per entry of ``points``; their ids."""
+    with db.unit_of_work() as session:
+        for n in points:
+            emit(session, domain.PointsReleased(points=n), member_id=member_id, now=T0,
+                 backfill=True)  # fmt: skip
+        session.flush()
+        return list(
+            session.scalars(
+                select(OutboxMessage.id)
+                .where(OutboxMessage.topic == domain.PointsReleased.TYPE)
+                .order_by(OutboxMessage.id)
+            )
+        )
+
+
+def _delivery_jobs(db: Database, subscriber: str) -> list[Job]:
+    with db.unit_of_work(write=False) as session:
+        return [
+            job
+            for job in session.scalars(
+                select(Job)
+                .where(Job.task.in_([dispatch.DELIVER, dispatch.DELIVER_BACKFILL]))
+                .order_by(Job.id)
+            )
+            if job.args.get("subscriber") == subscriber
+        ]
+
+
+def test_backfilled_history_reaches_a_subscriber_in_one_job_per_batch_in_order(
+    db: Database, clock: FixedClock, quick_settings: Settings, listener: list[Any]
+) -> None:
+    member_id = _member(db)
+    ids = _released(db, member_id, list(range(1, 13)))
+    with db.unit_of_work() as session:  # dispatch batches of 5 rows (the enrolment's too)
+        every = list(session.scalars(select(OutboxMessage.id).order_by(OutboxMessage.id)))
+        assert len(every) == 13
+        assert [dispatch.dispatch(session, now=T0, limit=5) for _ in range(4)] == [5, 5, 3, 0]
+    _worker(db, clock, quick_settings).run(until_idle=True)
+    jobs = _delivery_jobs(db, "test-backfill")
+    assert [(j.task, j.status) for j in jobs] == [(dispatch.DELIVER_BACKFILL, "succeeded")] * 3
+    assert [j.args["outbox_ids"] for j in jobs] == [
+        [i for i in every[n : n + 5] if i in ids] for n in (0, 5, 10)
+    ]
+    # Every row was heard once, each batch within its job and in id order there (jobs run
+    # concurrently: no order between them, as between any deliveries).
+    assert sorted(i.id for _, i, _ in listener) == ids
+    assert sorted(e.points for e, _, _ in listener) == list(range(1, 13))
+    assert all(i.backfill for _, i, _ in listener)
+    for job in jobs:
+        assert [i.id for _, i, job_id in listener if job_id == job.id] == job.args["outbox_ids"]
+    assert sorted(a for a in _actions(db) if a.startswith("heard")) == sorted(
+        f"heard {i}" for i in ids
+    )
+
+
+def test_a_backfilled_row_that_fails_gets_a_job_of_its_own_and_the_others_are_delivered(
+    db: Database, clock: FixedClock, quick_settings: Settings
+) -> None:
+    heard: list[int] = []
+
+    def handle(ctx: JobContext, event: domain.PointsReleased, info: OutboxInfo) -> None:
+        _note(ctx, f"heard {info.id}")  # rolled back with the row when the handler fails
+        if event.points == 13:
+            raise ValueError("unlucky")
+        heard.append(info.id)
+
+    subscribers.subscribe(domain.PointsReleased, name="test-picky", include_backfill=True)(handle)
+    try:
+        member_id = _member(db)
+        ids = _released(db, member_id, [1, 13, 2])
+        _worker(db, clock, quick_settings).run(until_idle=True)
+    finally:
+        subscribers.unsubscribe(domain.PointsReleased, name="test-picky")
+    assert heard == [ids[0], ids[2]]
+    assert [a for a in _actions(db) if a.startswith("heard")] == [
+        f"heard {ids[0]}", f"heard {ids[2]}"
+    ]  # fmt: skip
+    batch, single = _delivery_jobs(db, "test-picky")
+    assert (batch.task, batch.status, batch.args["outbox_ids"]) == (
+        dispatch.DELIVER_BACKFILL, "succeeded", ids
+    )  # fmt: skip
+    # The failing row is retried on its own, with the usual attempts, and ends visible.
+    assert (single.task, single.args["outbox_id"], single.dedupe_key) == (
+        dispatch.DELIVER, ids[1], f"outbox:{ids[1]}:test-picky"
+    )  # fmt: skip
+    assert single.status == "retrying" and "unlucky" in (single.last_error or "")
+
+
+@pytest.mark.parametrize("many_fails", [False, True])
+def test_a_subscriber_may_take_a_backfilled_batch_at_once(
+    db: Database, clock: FixedClock, quick_settings: Settings, many_fails: bool
+) -> None:
+    batches: list[list[int]] = []
+    singles: list[int] = []
+
+    def one(ctx: JobContext, event: domain.PointsReleased, info: OutboxInfo) -> None:
+        singles.append(info.id)
+
+    def many(ctx: JobContext, items: list[tuple[domain.DomainEvent, OutboxInfo]]) -> None:
+        _note(ctx, "batch")  # rolled back with the batch when it fails
+        batches.append([info.id for _, info in items])
+        if many_fails:
+            raise RuntimeError("the batch handler broke")
+
+    subscribers.subscribe(
+        domain.PointsReleased, name="test-many", include_backfill=True, many=many
+    )(one)
+    try:
+        member_id = _member(db)
+        ids = _released(db, member_id, [1, 2, 3])
+        _worker(db, clock, quick_settings).run(until_idle=True)
+    finally:
+        subscribers.unsubscribe(domain.PointsReleased, name="test-many")
+    assert batches == [ids]
+    # A batch handler that fails leaves nothing behind, and the rows go one by one instead.
+    assert singles == (ids if many_fails else [])
+    assert ("batch" in _actions(db)) is not many_fails
+    [job] = _delivery_jobs(db, "test-many")
+    assert (job.task, job.status) == (dispatch.DELIVER_BACKFILL, "succeeded")
+
+
+def test_a_backfill_delivery_with_garbled_arguments_gives_up(
+    db: Database, clock: FixedClock, quick_settings: Settings
+) -> None:
+    garbled = [
+        _enqueue(db, dispatch.DELIVER_BACKFILL, args)
+        for args in (
+            {"outbox_ids": "1,2", "subscriber": "x"},
+            {"outbox_ids": [1, None], "subscriber": "x"},
+            {"outbox_ids": [0], "subscriber": "x"},
+            {"outbox_ids": [1], "subscriber": 5},
+        )
+    ]
+    gone = _enqueue(db, dispatch.DELIVER_BACKFILL, {"outbox_ids": [10**9], "subscriber": "x"})
+    _worker(db, clock, quick_settings, dispatch=False).run(until_idle=True)
+    assert [_job(db, j).status for j in garbled] == ["dead"] * 4
+    assert _job(db, gone).status == "succeeded"
 
 
 def test_a_delivery_for_a_gone_subscriber_or_row_succeeds_quietly(
@@ -397,6 +541,9 @@ def test_delivery_keys_stay_within_the_column() -> None:
     assert dispatch.delivery_key(5, "webhooks") == "outbox:5:webhooks"
     long = dispatch.delivery_key(5, "x" * 300)
     assert len(long) <= queue.MAX_DEDUPE_KEY and long.startswith("outbox:5:")
+    assert dispatch.delivery_key(5, "rollups", last=9) == "outbox:5-9:rollups"
+    long = dispatch.delivery_key(2**62, "x" * 300, last=2**62 + 499)
+    assert len(long) <= queue.MAX_DEDUPE_KEY and long.startswith(f"outbox:{2**62}-")
 
 
 # --- background thread ---------------------------------------------------------------------

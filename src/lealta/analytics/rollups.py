@@ -396,8 +396,30 @@ def on_event(ctx: JobContext, event: domain.DomainEvent, message: OutboxInfo) ->
     sync_member(session, message.member_id, now=ctx.now)
 
 
+def on_events(ctx: JobContext, items: list[tuple[domain.DomainEvent, OutboxInfo]]) -> None:
+    """A batch of backfilled rows (an import): each member they name re-synced once, however
+    many of its rows the batch holds (the facts are derived from its orders and ledger,
+    which already hold all of them). Rows applied before are skipped, as one by one."""
+    ids = [message.id for _, message in items if message.member_id is not None]
+    if not ids:
+        return
+    session = ctx.require_session()
+    table = cast(Table, AnalyticsApplied.__table__)
+    first = set(
+        session.scalars(
+            dialect_insert(session, table)
+            .values([{"outbox_id": i, "applied_at": ctx.now} for i in ids])
+            .on_conflict_do_nothing()
+            .returning(table.c.outbox_id)
+        )
+    )
+    members = sorted({m.member_id for _, m in items if m.id in first and m.member_id is not None})
+    for member_id in members:
+        sync_member(session, member_id, now=ctx.now)
+
+
 for _topic in TOPICS:
-    subscribe(_topic, name=SUBSCRIBER, include_backfill=True)(on_event)
+    subscribe(_topic, name=SUBSCRIBER, include_backfill=True, many=on_events)(on_event)
 
 
 UNSEEN_BATCH = 1000

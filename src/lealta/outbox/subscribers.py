@@ -14,7 +14,10 @@ needs its own retry policy enqueues a job of its own from there.
 A subscriber registered in a module must be imported by the worker: add the module to
 :data:`lealta.jobs.worker.TASK_MODULES`. By default a subscriber does not see backfilled
 history (imported orders must not send e-mails); ``include_backfill=True`` opts in
-(analytics roll-ups, segments).
+(analytics roll-ups, segments). Backfilled rows reach such a subscriber in batches, one job
+per dispatched batch (see :mod:`lealta.jobs.dispatch`): its handler is called row by row in
+that job, or, if it registered one, its ``many`` handler once with all the batch's rows
+(``many(ctx, [(event, message), ...])``, the roll-ups re-sync each member once).
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ from lealta.outbox.events import EVENT_TYPES, DomainEvent, EventProcessed
 Handler = Callable[..., Any]
 
 
+Many = Callable[[Any, list[tuple[DomainEvent, Any]]], None]
+"""``(ctx, [(event, message), ...])``: a subscriber's handler for a batch of backfilled rows."""
+
 Wanted = Callable[[Any], bool]
 """``(session) -> bool``: whether a subscriber has anything to do right now (webhooks: is any
 endpoint enabled?). Asked once per dispatched batch, so idle capabilities cost no job."""
@@ -40,6 +46,7 @@ class Subscriber:
     handler: Handler
     include_backfill: bool
     wanted: Wanted | None = None
+    many: Many | None = None
 
 
 _REGISTRY: dict[str, list[Subscriber]] = {}
@@ -55,6 +62,7 @@ def subscribe(
     name: str,
     include_backfill: bool = False,
     wanted: Wanted | None = None,
+    many: Many | None = None,
 ) -> Callable[[Handler], Handler]:
     """Register the decorated function for ``event_type`` under a unique ``name``.
 
@@ -65,7 +73,7 @@ def subscribe(
 
     def register(handler: Handler) -> Handler:
         subscribers = [s for s in _REGISTRY.get(topic, []) if s.name != name]
-        subscribers.append(Subscriber(topic, name, handler, include_backfill, wanted))
+        subscribers.append(Subscriber(topic, name, handler, include_backfill, wanted, many))
         _REGISTRY[topic] = subscribers
         return handler
 
