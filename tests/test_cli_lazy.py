@@ -47,6 +47,20 @@ def test_a_command_loads_only_what_it_uses() -> None:
     )
 
 
+def test_the_application_imports_scipy_only_for_what_needs_it() -> None:
+    """``scipy.stats`` was about a fifth of a server process's start (``make run``, every
+    worker process); only experiment results and the CLV fit use SciPy."""
+    probe = (
+        "import sys\nimport lealta.app\nprint('scipy' in sys.modules)\n"
+        "from lealta.experiments import stats\n"
+        "print(round(stats.wilson(30, 100, 0.95)[0], 4), 'scipy.stats' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert done.stdout.split() == ["False", "0.2189", "True"]
+
+
 def test_every_lazy_command_resolves_and_help_lists_it() -> None:
     group = typer.main.get_command(app)
     assert isinstance(group, LazyGroup)
