@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
+from lealta.analytics import rollups
 from lealta.apikeys import service as apikeys
 from lealta.cli import app as cli_app
 from lealta.config import get_settings
@@ -92,6 +93,17 @@ def test_demo_up_twice(cli: CliRunner, db: Database) -> None:
             .select_from(OutboxMessage)
             .where(OutboxMessage.topic == "survey.answered", OutboxMessage.backfill.is_(False))
         )
+
+    # The dashboard's roll-ups hold the whole history at once, before any worker has run:
+    # every member, and the rows a rebuild computes.
+    with db.unit_of_work(write=False) as session:
+        loaded = rollups.snapshot(session)
+    assert len(loaded["analytics_members"]) == members_after_first
+    assert len(loaded["analytics_monthly"]) >= 12
+    with db.unit_of_work() as session:
+        rollups.rebuild(session, now=datetime.now(UTC))
+    with db.unit_of_work(write=False) as session:
+        assert rollups.snapshot(session) == loaded
 
     second = cli.invoke(cli_app, ["demo", "up"])
     assert second.exit_code == 0, second.output

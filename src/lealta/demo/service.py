@@ -22,6 +22,7 @@ from importlib.resources import files
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from lealta.analytics import rollups
 from lealta.apikeys import service as apikeys
 from lealta.demo.data import DEFAULT_MEMBERS, DEFAULT_SEED, generate
 from lealta.demo.programme import DEMO_PROGRAMME
@@ -81,6 +82,12 @@ def up(
     # Members whose last event is older than the return window or an expiry date are brought
     # up to now, as the scheduled job would have done live (still history: backfill).
     run_due(db, now=now, backfill=True)
+    if created:
+        # The dashboard has the whole history from the first page: its roll-ups are computed
+        # here, set-wise, rather than as the worker works through the history's outbox rows
+        # (which then change nothing, the facts being replaced rather than added).
+        with db.unit_of_work() as session:
+            rollups.rebuild(session, now=now)
     with db.unit_of_work() as session:
         revoked = 0
         for row in apikeys.list_keys(session):
