@@ -4,6 +4,7 @@ periodic ticks, graceful stop."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -395,6 +396,17 @@ def _released(db: Database, member_id: int, points: list[int]) -> list[int]:
         )
 
 
+@contextlib.contextmanager
+def _backfill_subscriber(name: str, handle: Any, **kw: Any) -> Iterator[None]:
+    """``handle`` subscribed to backfilled ``points.released`` rows under ``name``, for the
+    duration of the block."""
+    subscribers.subscribe(domain.PointsReleased, name=name, include_backfill=True, **kw)(handle)
+    try:
+        yield
+    finally:
+        subscribers.unsubscribe(domain.PointsReleased, name=name)
+
+
 def _delivery_jobs(db: Database, subscriber: str) -> list[Job]:
     with db.unit_of_work(write=False) as session:
         return [
@@ -446,13 +458,9 @@ def test_a_backfilled_row_that_fails_gets_a_job_of_its_own_and_the_others_are_de
             raise ValueError("unlucky")
         heard.append(info.id)
 
-    subscribers.subscribe(domain.PointsReleased, name="test-picky", include_backfill=True)(handle)
-    try:
-        member_id = _member(db)
-        ids = _released(db, member_id, [1, 13, 2])
+    with _backfill_subscriber("test-picky", handle):
+        ids = _released(db, _member(db), [1, 13, 2])
         _worker(db, clock, quick_settings).run(until_idle=True)
-    finally:
-        subscribers.unsubscribe(domain.PointsReleased, name="test-picky")
     assert heard == [ids[0], ids[2]]
     assert [a for a in _actions(db) if a.startswith("heard")] == [
         f"heard {ids[0]}", f"heard {ids[2]}"
@@ -484,15 +492,9 @@ def test_a_subscriber_may_take_a_backfilled_batch_at_once(
         if many_fails:
             raise RuntimeError("the batch handler broke")
 
-    subscribers.subscribe(
-        domain.PointsReleased, name="test-many", include_backfill=True, many=many
-    )(one)
-    try:
-        member_id = _member(db)
-        ids = _released(db, member_id, [1, 2, 3])
+    with _backfill_subscriber("test-many", one, many=many):
+        ids = _released(db, _member(db), [1, 2, 3])
         _worker(db, clock, quick_settings).run(until_idle=True)
-    finally:
-        subscribers.unsubscribe(domain.PointsReleased, name="test-many")
     assert batches == [ids]
     # A batch handler that fails leaves nothing behind, and the rows go one by one instead.
     assert singles == (ids if many_fails else [])

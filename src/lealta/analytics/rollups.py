@@ -380,26 +380,13 @@ the member's next such event, or by a rebuild)."""
 
 def on_event(ctx: JobContext, event: domain.DomainEvent, message: OutboxInfo) -> None:
     """Re-sync the member an outbox row names, once per row."""
-    if message.member_id is None:
-        return
-    session = ctx.require_session()
-    table = cast(Table, AnalyticsApplied.__table__)
-    first = session.execute(
-        dialect_insert(session, table)
-        .values(outbox_id=message.id, applied_at=ctx.now)
-        .on_conflict_do_nothing()
-        .returning(table.c.outbox_id)
-    ).scalar_one_or_none()
-    if first is None:
-        log.info("analytics_redelivery_skipped", outbox_id=message.id)
-        return
-    sync_member(session, message.member_id, now=ctx.now)
+    on_events(ctx, [(event, message)])
 
 
 def on_events(ctx: JobContext, items: list[tuple[domain.DomainEvent, OutboxInfo]]) -> None:
-    """A batch of backfilled rows (an import): each member they name re-synced once, however
-    many of its rows the batch holds (the facts are derived from its orders and ledger,
-    which already hold all of them). Rows applied before are skipped, as one by one."""
+    """Re-sync each member the rows name, once however many of its rows there are (the
+    facts are derived from its orders and ledger, which already hold all of them); rows
+    applied before (a redelivery) are skipped. A batch of backfilled rows comes here whole."""
     ids = [message.id for _, message in items if message.member_id is not None]
     if not ids:
         return
@@ -413,6 +400,8 @@ def on_events(ctx: JobContext, items: list[tuple[domain.DomainEvent, OutboxInfo]
             .returning(table.c.outbox_id)
         )
     )
+    for skipped in sorted(set(ids) - first):
+        log.info("analytics_redelivery_skipped", outbox_id=skipped)
     members = sorted({m.member_id for _, m in items if m.id in first and m.member_id is not None})
     for member_id in members:
         sync_member(session, member_id, now=ctx.now)
