@@ -67,15 +67,35 @@ def _session_db(database_url: str) -> Iterator[Database]:
     database.dispose()
 
 
-@pytest.fixture
-def db(_session_db: Database) -> Database:
+def empty_tables(db: Database) -> None:
+    """Empty every table and restart every identity, as if freshly migrated.
+
+    On PostgreSQL a ``TRUNCATE`` of all 65 tables costs about 0.4 s (each table gets a new
+    file), which made a third of the PostgreSQL pass; so one query finds the tables that
+    hold rows, only those are truncated, and only the sequences that were used restart."""
     tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
-    with _session_db.engine.begin() as conn:
-        if _session_db.dialect == "postgresql":
-            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-        else:
+    with db.engine.begin() as conn:
+        if db.dialect != "postgresql":
             for name in tables:
                 conn.execute(text(f"DELETE FROM {name}"))
+            return
+        probe = " UNION ALL ".join(
+            f"SELECT '{name}' WHERE EXISTS (SELECT 1 FROM {name})" for name in tables
+        )
+        full = list(conn.scalars(text(probe)))
+        if full:
+            conn.execute(text(f"TRUNCATE {', '.join(full)} CASCADE"))
+        conn.execute(
+            text(
+                "SELECT setval(format('%I.%I', schemaname, sequencename), 1, false)"
+                " FROM pg_sequences WHERE last_value IS NOT NULL"
+            )
+        )
+
+
+@pytest.fixture
+def db(_session_db: Database) -> Database:
+    empty_tables(_session_db)
     return _session_db
 
 

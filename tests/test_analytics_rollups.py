@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
 from lealta.analytics import rollups
 from lealta.app import create_app
@@ -29,6 +29,7 @@ from lealta.kit.db import Base, Database
 from lealta.models import AnalyticsDaily, Job, OutboxMessage
 from lealta.outbox.events import decode
 from lealta.programme import service as programmes
+from tests.conftest import empty_tables
 from tests.factories import order_paid, order_refunded
 from tests.spine_histories import FAST
 
@@ -90,13 +91,7 @@ def test_replacing_facts_adds_only_the_difference_to_the_totals() -> None:
 
 
 def _empty(db: Database) -> None:
-    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
-    with db.engine.begin() as conn:
-        if db.dialect == "postgresql":
-            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-        else:
-            for name in tables:
-                conn.execute(text(f"DELETE FROM {name}"))
+    empty_tables(db)
 
 
 @pytest.fixture

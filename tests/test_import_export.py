@@ -31,7 +31,7 @@ from lealta.members import service as members
 from lealta.members.schemas import MemberCreate
 from lealta.models import Account, Event, LedgerEntry, Member, Order
 from lealta.programme import service as programmes
-from tests.conftest import T0
+from tests.conftest import T0, empty_tables
 
 HEADER = ["customer_id", "order_id", "occurred_at", "amount", "currency"]
 FULL_HEADER = [*HEADER, "type", "channel", "store", "email", "name", "notes"]
@@ -169,13 +169,7 @@ def count(db: Database, model: type[Base]) -> int:
 
 def reset(db: Database) -> None:
     """Empty every table, as the ``db`` fixture does before each test."""
-    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
-    with db.engine.begin() as conn:
-        if db.dialect == "postgresql":
-            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-        else:
-            for name in tables:
-                conn.execute(text(f"DELETE FROM {name}"))
+    empty_tables(db)
 
 
 # --- import ----------------------------------------------------------------------------------

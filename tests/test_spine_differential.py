@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 import pytest
-from sqlalchemy import Table, select, text
+from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
 from lealta.events import batch, service
@@ -47,6 +47,7 @@ from lealta.models import (
 )
 from lealta.programme import service as programmes
 from lealta.programme.schema import Programme
+from tests.conftest import empty_tables
 from tests.factories import order_paid, order_refunded
 from tests.spine_histories import HISTORY_START, PROGRAMMES, random_history
 
@@ -59,13 +60,7 @@ Answer = tuple[str, Any]
 
 def reset(db: Database) -> None:
     """Empty every table (as the ``db`` fixture does before each test)."""
-    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
-    with db.engine.begin() as conn:
-        if db.dialect == "postgresql":
-            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-        else:
-            for name in tables:
-                conn.execute(text(f"DELETE FROM {name}"))
+    empty_tables(db)
 
 
 def use(db: Database, programme: Programme) -> None:
