@@ -15,7 +15,6 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from lealta.app import create_app
 from lealta.cli import app as cli_app
 from lealta.config import Settings, get_settings
 from lealta.events.schemas import EventIn
@@ -27,7 +26,7 @@ from lealta.members.schemas import MemberCreate
 from lealta.models import Account, AdminUser, ApiKey, AuditLog, LedgerEntry
 from lealta.programme import service as programmes
 from lealta.programme.schema import Programme
-from tests.conftest import T0
+from tests.conftest import T0, app_for
 from tests.factories import PASSWORD, create_staff, order_paid
 
 ROLES = ("admin", "support", "marketer", "read_only")
@@ -71,7 +70,7 @@ def data(db: Database, clock: FixedClock) -> None:
 @pytest.fixture
 def web(db: Database, clock: FixedClock, settings: Settings, data: None) -> Iterator[TestClient]:
     """A browser-like client: no API key, cookies kept, redirects not followed."""
-    app = create_app(settings, db=db, clock=clock)
+    app = app_for(settings, db=db, clock=clock)
     with TestClient(app, raise_server_exceptions=False, follow_redirects=False) as c:
         yield c
 

@@ -17,7 +17,6 @@ from babel.messages.pofile import read_po
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from lealta.app import create_app
 from lealta.config import Settings
 from lealta.coupons import service as coupons
 from lealta.kit.clock import FixedClock
@@ -30,7 +29,7 @@ from lealta.programme import service as programmes
 from lealta.rewards import service as rewards
 from lealta.staff import service as staff_users
 from lealta.web.admin.routes_ops_common import LOCKED, MESSAGES
-from tests.conftest import T0
+from tests.conftest import T0, app_for
 from tests.factories import PASSWORD, create_staff
 from tests.test_rewards import DEMO, use
 
@@ -49,7 +48,7 @@ def console(db: Database, clock: FixedClock, settings: Settings) -> Iterator[Con
     with db.unit_of_work() as session:
         create_staff(session, ROLES, now=clock.now(), domain="shop.test")
     use(db)
-    app = create_app(settings, db=db, clock=clock)
+    app = app_for(settings, db=db, clock=clock)
     clients: list[TestClient] = []
 
     def make(role: str) -> TestClient:
@@ -206,7 +205,7 @@ class TestProgrammePage:
     def test_an_anonymous_visitor_is_sent_to_sign_in(
         self, db: Database, clock: FixedClock, settings: Settings
     ) -> None:
-        with TestClient(create_app(settings, db=db, clock=clock)) as anonymous:
+        with TestClient(app_for(settings, db=db, clock=clock)) as anonymous:
             response = anonymous.get("/admin/programme", follow_redirects=False)
         assert response.status_code == 303
         assert response.headers["location"].startswith("/admin/login")

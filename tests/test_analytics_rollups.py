@@ -17,7 +17,6 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from lealta.analytics import rollups
-from lealta.app import create_app
 from lealta.config import Settings
 from lealta.imports.service import import_orders
 from lealta.jobs import service as jobs_service
@@ -29,7 +28,7 @@ from lealta.kit.db import Base, Database
 from lealta.models import AnalyticsDaily, Job, OutboxMessage
 from lealta.outbox.events import decode
 from lealta.programme import service as programmes
-from tests.conftest import empty_tables
+from tests.conftest import app_for, empty_tables
 from tests.factories import order_paid, order_refunded
 from tests.spine_histories import FAST
 
@@ -103,7 +102,7 @@ def quick(database_url: str) -> Settings:
 
 @pytest.fixture
 def api(db: Database, clock: FixedClock, quick: Settings, server_key: str) -> Iterator[TestClient]:
-    app = create_app(quick, db=db, clock=clock)
+    app = app_for(quick, db=db, clock=clock)
     with TestClient(app, raise_server_exceptions=False) as c:
         yield c
 

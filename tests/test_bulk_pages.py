@@ -8,12 +8,12 @@ from collections.abc import Callable, Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from lealta.app import create_app
 from lealta.bulk import service as bulk
 from lealta.config import Settings
 from lealta.kit.clock import FixedClock
 from lealta.kit.db import Database
 from lealta.models import ROLES
+from tests.conftest import app_for
 from tests.factories import PASSWORD, add_member, create_staff
 from tests.i18n_leaks import english_leaks, spanish_leaks
 
@@ -25,7 +25,7 @@ def console(db: Database, clock: FixedClock, settings: Settings) -> Iterator[Con
     """``console(role, language)``: a client signed in as a user with that role."""
     with db.unit_of_work() as session:
         create_staff(session, ROLES, now=clock.now(), domain="shop.test")
-    app = create_app(settings, db=db, clock=clock)
+    app = app_for(settings, db=db, clock=clock)
     clients: list[TestClient] = []
 
     def make(role: str, language: str) -> TestClient:

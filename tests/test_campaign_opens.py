@@ -10,13 +10,13 @@ from datetime import timedelta
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from lealta.app import create_app
 from lealta.campaigns import service
 from lealta.config import Settings
 from lealta.kit.clock import FixedClock
 from lealta.kit.db import Database
 from lealta.models.campaign import CampaignRecipient
 from lealta.notify.render import render
+from tests.conftest import app_for
 from tests.test_notify import (  # noqa: F401
     Mailbox,
     _member,
@@ -79,7 +79,7 @@ def test_opening_a_campaign_email_is_recorded_once(
     recipients = _recipients(db)
     assert rid in recipients and all(r.opened_at is None for r in recipients.values())
 
-    site = TestClient(create_app(notify_settings, db=db, clock=clock))
+    site = TestClient(app_for(notify_settings, db=db, clock=clock))
     image = site.get(url.removeprefix("https://loyal.tienda.test"))
     assert image.status_code == 200 and image.headers["content-type"] == "image/gif"
     assert image.content[:6] == b"GIF89a" and image.content[6:10] == b"\x01\x00\x01\x00"

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from lealta.app import create_app
 from lealta.campaigns import service
 from lealta.config import Settings
 from lealta.jobs.worker import Worker
@@ -21,7 +20,7 @@ from lealta.kit.db import Database
 from lealta.members import service as members
 from lealta.members.schemas import MemberCreate
 from lealta.programme import service as programmes
-from tests.conftest import T0
+from tests.conftest import T0, app_for
 
 DEMO = programmes.validate(
     programmes.parse_text(
@@ -51,7 +50,7 @@ def api(db: Database, clock: FixedClock, quick: Settings, server_key: str) -> It
                 ),
                 now=T0 - timedelta(days=5),
             )
-    app = create_app(quick, db=db, clock=clock)
+    app = app_for(quick, db=db, clock=clock)
     with TestClient(app, raise_server_exceptions=False) as c:
         c.headers["Authorization"] = f"Bearer {server_key}"
         yield c

@@ -11,13 +11,13 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from lealta.app import create_app
 from lealta.campaigns import service
 from lealta.config import Settings
 from lealta.kit.clock import FixedClock
 from lealta.kit.db import Database
 from lealta.models import AuditLog
 from lealta.models.campaign import CampaignRecipient
+from tests.conftest import app_for
 from tests.factories import create_staff
 from tests.i18n_leaks import english_leaks
 from tests.test_campaigns_api import api, quick  # noqa: F401
@@ -28,7 +28,7 @@ from tests.test_segments_pages import _console, _token
 def site(api: TestClient, db: Database, clock: FixedClock, quick: Settings) -> Any:  # noqa: F811
     with db.unit_of_work() as session:
         create_staff(session, ("admin", "read_only"), now=clock.now(), domain="shop.test")
-    return create_app(quick, db=db, clock=clock)
+    return app_for(quick, db=db, clock=clock)
 
 
 def test_editor_list_detail_actions(

@@ -21,12 +21,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from lealta.analytics import clv, clv_data, clv_store
-from lealta.app import create_app
 from lealta.config import Settings
 from lealta.kit.clock import FixedClock
 from lealta.kit.db import Database
 from lealta.models import Member
-from tests.conftest import T0
+from tests.conftest import T0, app_for
 from tests.factories import PASSWORD, create_staff, order_paid, order_refunded
 
 
@@ -397,7 +396,7 @@ def console(
 ) -> Iterator[TestClient]:
     with db.unit_of_work() as session:
         create_staff(session, ["read_only"], now=T0)
-    app = create_app(settings, db=db, clock=clock)
+    app = app_for(settings, db=db, clock=clock)
     with TestClient(app, raise_server_exceptions=False, follow_redirects=False) as c:
         match = CSRF.search(c.get("/admin/login", follow_redirects=True).text)
         assert match is not None

@@ -22,7 +22,6 @@ from aiosmtpd.controller import Controller
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from lealta.app import create_app
 from lealta.config import Settings
 from lealta.kit.clock import FixedClock
 from lealta.kit.db import Database
@@ -31,7 +30,7 @@ from lealta.members import service as members
 from lealta.models import Account, Consent, Coupon, Member, MemberLoginToken, Redemption
 from lealta.programme import service as programmes
 from lealta.rewards import service as rewards
-from tests.conftest import T0
+from tests.conftest import T0, app_for
 from tests.factories import add_member
 from tests.test_rewards import DEMO, use
 
@@ -97,7 +96,7 @@ def cockpit_settings(settings: Settings, mailbox: tuple[Mailbox, int], tmp_path:
 @pytest.fixture
 def app(db: Database, clock: FixedClock, cockpit_settings: Settings) -> Any:
     use(db, DEMO)
-    return create_app(cockpit_settings, db=db, clock=clock)
+    return app_for(cockpit_settings, db=db, clock=clock)
 
 
 @pytest.fixture

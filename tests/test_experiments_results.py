@@ -17,7 +17,6 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
-from lealta.app import create_app
 from lealta.campaigns.schema import Campaign
 from lealta.config import Settings
 from lealta.experiments import results
@@ -38,7 +37,7 @@ from lealta.models import (
     Message,
     Order,
 )
-from tests.conftest import T0
+from tests.conftest import T0, app_for
 from tests.factories import PASSWORD, create_staff
 from tests.i18n_leaks import english_leaks, spanish_leaks, visible_text
 
@@ -409,7 +408,7 @@ def _console(site: Any, lang: str, role: str = "read_only") -> TestClient:
 def site(db: Database, clock: FixedClock, settings: Settings, world: World) -> Any:
     with db.unit_of_work() as session:
         create_staff(session, ("read_only",), now=clock.now(), domain="shop.test")
-    return create_app(settings, db=db, clock=clock)
+    return app_for(settings, db=db, clock=clock)
 
 
 def test_results_page_in_both_languages(site: Any, clock: FixedClock) -> None:
@@ -493,7 +492,7 @@ def test_a_campaign_nobody_was_reached_in_yet(
         "value": None, "low": None, "high": None, "reason": "empty_arm", "detectable": None,
     }  # fmt: skip
     assert body["window_closes_at"] is None and body["complete"] is False
-    es = _console(create_app(settings, db=db, clock=clock), "es")
+    es = _console(app_for(settings, db=db, clock=clock), "es")
     page = es.get("/admin/campaigns/fresh/results")
     assert page.status_code == 200
     text = visible_text(page.text)

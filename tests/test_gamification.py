@@ -18,7 +18,6 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SAWarning
 from typer.testing import CliRunner
 
-from lealta.app import create_app
 from lealta.cli import app as cli_app
 from lealta.config import Settings, get_settings
 from lealta.gamification import privacy, service
@@ -39,6 +38,7 @@ from lealta.models import (
 )
 from lealta.programme import service as programmes
 from lealta.programme.schema import Programme
+from tests.conftest import app_for
 from tests.factories import PASSWORD, add_member, create_staff, order_paid
 from tests.i18n_leaks import english_leaks, spanish_leaks
 from tests.test_cockpit import cockpit_settings, mail, mailbox, sign_in  # noqa: F401
@@ -65,7 +65,7 @@ def quick(database_url: str) -> Settings:
 @pytest.fixture
 def api(db: Database, clock: FixedClock, quick: Settings, server_key: str) -> Iterator[TestClient]:
     use(db, DEMO)
-    app = create_app(quick, db=db, clock=clock)
+    app = app_for(quick, db=db, clock=clock)
     with TestClient(app, raise_server_exceptions=False) as c:
         c.headers["Authorization"] = f"Bearer {server_key}"
         yield c
@@ -437,7 +437,7 @@ def site(db: Database, clock: FixedClock, cockpit_settings: Settings) -> Any:  #
     use(db, DEMO)
     with db.unit_of_work() as session:
         create_staff(session, ("admin",), now=clock.now(), domain="shop.test")
-    return create_app(cockpit_settings, db=db, clock=clock)
+    return app_for(cockpit_settings, db=db, clock=clock)
 
 
 def _token(page: str) -> str:

@@ -31,7 +31,6 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from lealta.app import create_app
 from lealta.config import Settings
 from lealta.kit.clock import FixedClock
 from lealta.kit.db import Database
@@ -45,7 +44,7 @@ from lealta.models import (
     Redemption,
 )
 from lealta.staff import service as staff_users
-from tests.conftest import T0
+from tests.conftest import T0, app_for
 from tests.factories import PASSWORD, add_member, create_staff
 from tests.test_rewards import DEMO, use
 
@@ -121,7 +120,7 @@ def app(db: Database, clock: FixedClock, app_settings: Settings) -> FastAPI:
     with db.unit_of_work() as session:
         create_staff(session, ("admin", "support"), now=T0)
     add_member(db, "cust-1", "maria@example.com", points=1000)
-    return create_app(app_settings, db=db, clock=clock)
+    return app_for(app_settings, db=db, clock=clock)
 
 
 def browser(app: FastAPI) -> TestClient:

@@ -20,7 +20,6 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from lealta.app import create_app
 from lealta.config import Settings
 from lealta.kit.clock import FixedClock
 from lealta.kit.db import Database
@@ -29,7 +28,7 @@ from lealta.members import login_links
 from lealta.members import service as members
 from lealta.members.schemas import MemberCreate
 from lealta.programme import service as programmes
-from tests.conftest import T0
+from tests.conftest import T0, app_for
 from tests.factories import create_staff
 from tests.test_admin_core import DEMO, ROLES, sign_in
 
@@ -53,7 +52,7 @@ def data(db: Database) -> None:
 
 @pytest.fixture
 def web(db: Database, clock: FixedClock, settings: Settings, data: None) -> Iterator[TestClient]:
-    app = create_app(settings, db=db, clock=clock)
+    app = app_for(settings, db=db, clock=clock)
     with TestClient(app, raise_server_exceptions=False, follow_redirects=False) as c:
         yield c
 

@@ -17,7 +17,6 @@ from babel.messages.pofile import read_po
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from lealta.app import create_app
 from lealta.config import Settings
 from lealta.demo import service as demo
 from lealta.demo.programme import DEMO_PROGRAMME_TEXT
@@ -32,6 +31,7 @@ from lealta.programme import service as programmes
 from lealta.programme.schema import EarningRule, Programme, Translations
 from lealta.rewards import service as rewards
 from lealta.staff import service as staff_users
+from tests.conftest import app_for
 from tests.i18n_leaks import english_leaks, spanish_leaks, visible_text
 
 PASSWORD = "correct horse battery"
@@ -84,7 +84,7 @@ def demo_app(db: Database, clock: FixedClock, settings: Settings) -> Any:
             password=PASSWORD,
             now=now,
         )
-    return create_app(settings, db=db, clock=clock)
+    return app_for(settings, db=db, clock=clock)
 
 
 def _client(app: Any) -> TestClient:

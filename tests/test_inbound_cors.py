@@ -10,7 +10,6 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from lealta.apikeys import service as apikeys
-from lealta.app import create_app
 from lealta.cli import app as cli
 from lealta.config import Settings
 from lealta.inbound import service
@@ -19,6 +18,7 @@ from lealta.kit.clock import FixedClock
 from lealta.kit.db import Database
 from lealta.kit.errors import Conflict, InvalidInput, NotFound
 from lealta.models import AuditLog
+from tests.conftest import app_for
 from tests.factories import add_member
 
 SECRET = "tok"
@@ -40,7 +40,7 @@ def browser(
     db: Database, clock: FixedClock, settings: Settings, keys: dict[str, str]
 ) -> Iterator[TestClient]:
     configured = settings.model_copy(update={"member_token_secret": SECRET})
-    with TestClient(create_app(configured, db=db, clock=clock)) as c:
+    with TestClient(app_for(configured, db=db, clock=clock)) as c:
         yield c
 
 

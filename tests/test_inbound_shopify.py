@@ -11,13 +11,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from lealta.app import create_app
 from lealta.config import Settings
 from lealta.inbound import shopify
 from lealta.kit.clock import FixedClock
 from lealta.kit.db import Database
 from lealta.models import Event, InboundDelivery, Member, NonMemberEvent
-from tests.conftest import T0
+from tests.conftest import T0, app_for
 
 SECRET = "shpss_test_secret"
 PAID = "/v1/inbound/shopify/orders-paid"
@@ -28,7 +27,7 @@ REFUND = "/v1/inbound/shopify/refunds-create"
 def shop(db: Database, clock: FixedClock, settings: Settings) -> Iterator[TestClient]:
     """An app with the Shopify secret set; no API key (webhooks are signed instead)."""
     configured = settings.model_copy(update={"shopify_webhook_secret": SECRET})
-    with TestClient(create_app(configured, db=db, clock=clock)) as c:
+    with TestClient(app_for(configured, db=db, clock=clock)) as c:
         yield c
 
 
@@ -255,7 +254,7 @@ def test_an_unknown_customer_is_a_non_member_when_enrolment_is_off(
     db: Database, clock: FixedClock, settings: Settings
 ) -> None:
     configured = settings.model_copy(update={"shopify_webhook_secret": SECRET, "auto_enrol": False})
-    with TestClient(create_app(configured, db=db, clock=clock)) as shop:
+    with TestClient(app_for(configured, db=db, clock=clock)) as shop:
         r = send(shop, PAID, paid_order())
     assert r.status_code == 200
     assert (r.json()["status"], r.json()["reason"]) == ("processed", "non_member")

@@ -12,7 +12,6 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from lealta.apikeys import service as apikeys
-from lealta.app import create_app
 from lealta.config import Settings
 from lealta.inbound import api as inbound_api
 from lealta.inbound import service
@@ -22,7 +21,7 @@ from lealta.kit.db import Database
 from lealta.kit.errors import InvalidInput
 from lealta.models import AnonymousEvent, Event, Member
 from lealta.web.cockpit import routes as cockpit
-from tests.conftest import T0
+from tests.conftest import T0, app_for
 from tests.factories import add_member
 
 TOKEN_SECRET = "member-token-secret"
@@ -285,7 +284,7 @@ def browser(
     publishable_key: str,
 ) -> Iterator[TestClient]:
     configured = settings.model_copy(update={"member_token_secret": TOKEN_SECRET})
-    with TestClient(create_app(configured, db=db, clock=clock)) as c:
+    with TestClient(app_for(configured, db=db, clock=clock)) as c:
         c.headers["Authorization"] = f"Bearer {publishable_key}"
         yield c
 
@@ -318,7 +317,7 @@ def test_a_publishable_key_tracks_with_a_member_token(browser: TestClient, db: D
 def test_member_tokens_need_a_configured_secret(
     api: TestClient, db: Database, clock: FixedClock, settings: Settings, publishable_key: str
 ) -> None:
-    with TestClient(create_app(settings, db=db, clock=clock)) as c:
+    with TestClient(app_for(settings, db=db, clock=clock)) as c:
         c.headers["Authorization"] = f"Bearer {publishable_key}"
         r = track(
             c,

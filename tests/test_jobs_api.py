@@ -18,7 +18,6 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from lealta.app import create_app
 from lealta.cli import app as cli_app
 from lealta.config import Settings, get_settings
 from lealta.jobs import queue
@@ -26,7 +25,7 @@ from lealta.jobs.tasks import Backoff
 from lealta.kit.clock import FixedClock
 from lealta.kit.db import Database
 from lealta.models import AuditLog, Job
-from tests.conftest import T0
+from tests.conftest import T0, app_for
 from tests.factories import PASSWORD, create_staff
 from tests.i18n_leaks import english_leaks, spanish_leaks
 
@@ -159,7 +158,7 @@ def console(db: Database, clock: FixedClock, settings: Settings) -> Iterator[Con
         create_staff(
             session, ("admin", "support", "read_only"), now=clock.now(), domain="shop.test"
         )
-    app = create_app(settings, db=db, clock=clock)
+    app = app_for(settings, db=db, clock=clock)
     clients: list[TestClient] = []
 
     def make(role: str, lang: str = "en") -> TestClient:

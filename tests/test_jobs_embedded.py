@@ -20,7 +20,7 @@ from lealta.jobs.worker import Worker
 from lealta.kit.clock import FixedClock
 from lealta.kit.db import Database
 from lealta.models import Job
-from tests.conftest import T0
+from tests.conftest import T0, app_for
 from tests.factories import order_paid
 
 
@@ -57,7 +57,7 @@ def test_pending_points_become_available_after_the_return_window_on_their_own(
         in_process_worker=True,
         worker_poll_seconds=0.05,
     )
-    app = create_app(settings, db=db, clock=clock)
+    app = app_for(settings, db=db, clock=clock)
     with TestClient(app) as client:
         assert isinstance(app.state.jobs_worker, Worker)
         client.headers["Authorization"] = f"Bearer {server_key}"

@@ -21,14 +21,13 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, text, update
 
-from lealta.app import create_app
 from lealta.config import Settings
 from lealta.kit.clock import FixedClock
 from lealta.kit.db import Database
 from lealta.members import listing
 from lealta.models import Account, AuditLog, Member, Segment, SegmentMember
 from lealta.programme.schema import Programme
-from tests.conftest import T0
+from tests.conftest import T0, app_for
 from tests.factories import PASSWORD, create_staff
 
 LEVELS = ("bronce", "plata", "oro")
@@ -522,7 +521,7 @@ def web(
 ) -> Iterator[TestClient]:
     with db.unit_of_work() as session:
         create_staff(session, ["read_only"], now=clock.now())
-    app = create_app(settings, db=db, clock=clock)
+    app = app_for(settings, db=db, clock=clock)
     with TestClient(app, raise_server_exceptions=False, follow_redirects=False) as c:
         token = re.search(r'name="csrf_token" value="([^"]+)"', c.get("/admin/login").text)
         assert token is not None

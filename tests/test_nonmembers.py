@@ -14,7 +14,6 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from lealta.analytics import rollups
-from lealta.app import create_app
 from lealta.config import Settings
 from lealta.imports import service as imports
 from lealta.jobs.worker import Worker
@@ -24,6 +23,7 @@ from lealta.models import Event, Member, NonMemberEvent
 from lealta.nonmembers import service as nonmembers
 from lealta.programme import service as programmes
 from lealta.programme.schema import Programme
+from tests.conftest import app_for
 from tests.factories import order_paid, order_refunded
 
 PLAIN = Programme.model_validate({"name": "Plain", "currency": "EUR"})
@@ -40,7 +40,7 @@ def shop(
     with db.unit_of_work() as session:
         programmes.apply(session, PLAIN, actor="test", now=at(1, 1))
     configured = settings.model_copy(update={"auto_enrol": False, "worker_poll_seconds": 0.01})
-    with TestClient(create_app(configured, db=db, clock=clock), raise_server_exceptions=False) as c:
+    with TestClient(app_for(configured, db=db, clock=clock), raise_server_exceptions=False) as c:
         c.headers["Authorization"] = f"Bearer {server_key}"
         yield c
 

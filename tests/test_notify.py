@@ -23,7 +23,6 @@ from aiosmtpd.controller import Controller
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from lealta.app import create_app
 from lealta.config import Settings
 from lealta.demo.programme import DEMO_PROGRAMME_TEXT
 from lealta.jobs.worker import Worker
@@ -31,7 +30,7 @@ from lealta.kit.clock import FixedClock
 from lealta.kit.db import Database
 from lealta.models import Consent, Job, Message
 from lealta.programme import service as programmes
-from tests.conftest import T0
+from tests.conftest import T0, app_for
 from tests.factories import order_paid
 
 # --- real servers on loopback ----------------------------------------------------------------
@@ -134,7 +133,7 @@ def mail(mailbox: tuple[Mailbox, int]) -> Mailbox:
 
 
 def _api(db: Database, clock: FixedClock, settings: Settings, key: str) -> TestClient:
-    client = TestClient(create_app(settings, db=db, clock=clock), raise_server_exceptions=False)
+    client = TestClient(app_for(settings, db=db, clock=clock), raise_server_exceptions=False)
     client.headers["Authorization"] = f"Bearer {key}"
     return client
 

@@ -12,7 +12,6 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from lealta.app import create_app
 from lealta.config import Settings
 from lealta.demo.programme import DEMO_PROGRAMME_TEXT
 from lealta.kit.clock import FixedClock
@@ -23,7 +22,7 @@ from lealta.members.schemas import ConsentIn, MemberCreate
 from lealta.models import ROLES, AuditLog, Message, NotificationTemplate
 from lealta.notify import service
 from lealta.programme import service as programmes
-from tests.conftest import T0
+from tests.conftest import T0, app_for
 from tests.factories import PASSWORD, create_staff
 from tests.i18n_leaks import english_leaks, spanish_leaks
 
@@ -71,7 +70,7 @@ def app(db: Database, clock: FixedClock, database_url: str) -> Any:
         ids = list(session.scalars(select(Message.id).order_by(Message.id)))
     for message_id in ids:
         assert service.deliver(db, settings, message_id, now=T0) == "sent"
-    return create_app(settings, db=db, clock=clock)
+    return app_for(settings, db=db, clock=clock)
 
 
 def _client(app: Any, lang: str) -> TestClient:

@@ -15,7 +15,6 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from lealta.app import create_app
 from lealta.config import Settings
 from lealta.engine import core as engine
 from lealta.engine.state import Figures, MemberState, Profile, Qualifying
@@ -28,6 +27,7 @@ from lealta.plans import provider as payments
 from lealta.plans import service as plans
 from lealta.programme import service as programmes
 from lealta.programme.schema import Programme
+from tests.conftest import app_for
 from tests.factories import create_staff, order_paid
 from tests.payment_provider import SECRET, FakeProvider
 from tests.test_admin_core import ROLES, sign_in
@@ -81,7 +81,7 @@ def api(
     with db.unit_of_work() as session:
         programmes.apply(session, PROGRAMME, actor="test", now=START - timedelta(days=30))
     clock.set(START)
-    app = create_app(configured, db=db, clock=clock)
+    app = app_for(configured, db=db, clock=clock)
     with TestClient(app, raise_server_exceptions=False) as c:
         c.headers["Authorization"] = f"Bearer {server_key}"
         yield c
@@ -410,7 +410,7 @@ def test_the_console_member_page_shows_the_plan(
     pay(api, provider, clock, "sub_1", START)
     with db.unit_of_work() as session:
         create_staff(session, ROLES, now=START)
-    app = create_app(settings, db=db, clock=clock)
+    app = app_for(settings, db=db, clock=clock)
     with TestClient(app, raise_server_exceptions=False, follow_redirects=False) as web:
         sign_in(web)
         page = web.get("/admin/members/ana", headers={"Accept-Language": "es"})

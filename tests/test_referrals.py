@@ -19,7 +19,6 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 from typer.testing import CliRunner
 
-from lealta.app import create_app
 from lealta.cli import app as cli_app
 from lealta.config import Settings, get_settings
 from lealta.jobs.worker import Worker
@@ -40,7 +39,7 @@ from lealta.privacy import registry as privacy
 from lealta.programme import service as programmes
 from lealta.programme.schema import Programme
 from lealta.referrals import service, tasks
-from tests.conftest import T0
+from tests.conftest import T0, app_for
 from tests.test_rewards import DEMO, use
 
 
@@ -65,7 +64,7 @@ def api(
     db: Database, clock: FixedClock, settings: Settings, server_key: str
 ) -> Iterator[TestClient]:
     use(db, _programme())
-    client = TestClient(create_app(settings, db=db, clock=clock), raise_server_exceptions=False)
+    client = TestClient(app_for(settings, db=db, clock=clock), raise_server_exceptions=False)
     client.headers["Authorization"] = f"Bearer {server_key}"
     with client:
         yield client
@@ -251,7 +250,7 @@ def test_platino_referrers_earn_double_and_the_friend_can_be_rewarded_at_qualifi
     db: Database, clock: FixedClock, settings: Settings, server_key: str
 ) -> None:
     use(db, _programme(friend_rewarded_at="qualified", friend_reward=None, return_window_days=14))
-    with TestClient(create_app(settings, db=db, clock=clock)) as api:
+    with TestClient(app_for(settings, db=db, clock=clock)) as api:
         api.headers["Authorization"] = f"Bearer {server_key}"
         _enrol(api, "vip")
         with db.unit_of_work() as session:
@@ -397,7 +396,7 @@ def test_caps_per_month_refuse_or_flag_and_reviewers_approve_or_reject(
     db: Database, clock: FixedClock, settings: Settings, server_key: str
 ) -> None:
     use(db, _programme(max_per_month=1, on_cap="flag"))
-    with TestClient(create_app(settings, db=db, clock=clock)) as api:
+    with TestClient(app_for(settings, db=db, clock=clock)) as api:
         api.headers["Authorization"] = f"Bearer {server_key}"
         _enrol(api, "ana")
         code = _code(api, "ana")
@@ -431,7 +430,7 @@ def test_caps_per_month_refuse_or_flag_and_reviewers_approve_or_reject(
         assert _referral(db, "f4").status == "pending"
 
     use(db, _programme(max_per_month=1, on_cap="refuse"))
-    with TestClient(create_app(settings, db=db, clock=clock)) as api:
+    with TestClient(app_for(settings, db=db, clock=clock)) as api:
         api.headers["Authorization"] = f"Bearer {server_key}"
         _enrol(api, "f5", referral_code=code)
         _work(db, clock, settings)
@@ -560,7 +559,7 @@ def test_cli_stats_list_approve_reject(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     use(db, _programme(on_self_referral="flag"))
-    with TestClient(create_app(settings, db=db, clock=clock)) as api:
+    with TestClient(app_for(settings, db=db, clock=clock)) as api:
         api.headers["Authorization"] = f"Bearer {server_key}"
         _enrol(api, "ana")
         code = _code(api, "ana")

@@ -13,7 +13,6 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from lealta.app import create_app
 from lealta.config import Settings
 from lealta.jobs.worker import Worker
 from lealta.kit.clock import FixedClock
@@ -23,6 +22,7 @@ from lealta.members.schemas import MemberCreate
 from lealta.models import AuditLog, Member, Referral, ReferralCode
 from lealta.programme import service as programmes
 from lealta.referrals import service
+from tests.conftest import app_for
 from tests.factories import PASSWORD, create_staff
 from tests.i18n_leaks import english_leaks, spanish_leaks
 from tests.test_cockpit import cockpit_settings, mail, mailbox, sign_in  # noqa: F401
@@ -65,7 +65,7 @@ def site(db: Database, clock: FixedClock, cockpit_settings: Settings) -> Any:  #
     Worker(db, clock=clock, settings=cockpit_settings, name="t", schedule=False).run(
         until_idle=True
     )
-    return create_app(cockpit_settings, db=db, clock=clock)
+    return app_for(cockpit_settings, db=db, clock=clock)
 
 
 @pytest.fixture

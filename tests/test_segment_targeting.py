@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from lealta.app import create_app
 from lealta.config import Settings
 from lealta.kit.clock import FixedClock
 from lealta.kit.db import Database
@@ -18,7 +17,7 @@ from lealta.programme import service as programmes
 from lealta.programme.schema import Programme
 from lealta.rewards import service as rewards
 from lealta.rules.engine import MemberSnapshot, evaluate
-from tests.conftest import T0
+from tests.conftest import T0, app_for
 from tests.test_rules_engine import custom
 from tests.test_segments import DEMO, populate, quick, recompute  # noqa: F401
 
@@ -88,7 +87,7 @@ def targeted_api(
 ) -> Iterator[TestClient]:
     with db.unit_of_work() as session:
         programmes.apply(session, TARGETED, actor="test", now=T0 - timedelta(days=800))
-    app = create_app(quick, db=db, clock=clock)
+    app = app_for(quick, db=db, clock=clock)
     with TestClient(app, raise_server_exceptions=False) as c:
         c.headers["Authorization"] = f"Bearer {server_key}"
         yield c

@@ -13,7 +13,6 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from lealta.app import create_app
 from lealta.config import Settings
 from lealta.jobs.worker import Worker
 from lealta.kit.clock import FixedClock
@@ -23,7 +22,7 @@ from lealta.programme import service as programmes
 from lealta.segments import service
 from lealta.segments.schema import Condition, Group
 from lealta.segments.schema import Segment as SegmentDef
-from tests.conftest import T0
+from tests.conftest import T0, app_for
 from tests.factories import order_paid
 
 DEMO = programmes.validate(
@@ -48,7 +47,7 @@ def quick(database_url: str) -> Settings:
 def api(db: Database, clock: FixedClock, quick: Settings, server_key: str) -> Iterator[TestClient]:
     with db.unit_of_work() as session:
         programmes.apply(session, DEMO, actor="test", now=T0 - timedelta(days=800))
-    app = create_app(quick, db=db, clock=clock)
+    app = app_for(quick, db=db, clock=clock)
     with TestClient(app, raise_server_exceptions=False) as c:
         c.headers["Authorization"] = f"Bearer {server_key}"
         yield c

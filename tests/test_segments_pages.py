@@ -12,10 +12,10 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from lealta.app import create_app
 from lealta.config import Settings
 from lealta.kit.clock import FixedClock
 from lealta.kit.db import Database
+from tests.conftest import app_for
 from tests.factories import PASSWORD, create_staff
 from tests.i18n_leaks import english_leaks, spanish_leaks
 from tests.test_segments import api, drain, populate, quick, recompute  # noqa: F401
@@ -48,7 +48,7 @@ def site(api: TestClient, db: Database, clock: FixedClock, quick: Settings) -> A
     recompute(db, clock)
     with db.unit_of_work() as session:
         create_staff(session, ("admin", "read_only"), now=clock.now(), domain="shop.test")
-    return create_app(quick, db=db, clock=clock)
+    return app_for(quick, db=db, clock=clock)
 
 
 def test_builder_previews_refuses_saves_and_shows_members(

@@ -16,7 +16,6 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from lealta.analytics import clv_store
-from lealta.app import create_app
 from lealta.config import Settings
 from lealta.jobs import queue
 from lealta.jobs.tasks import JobContext
@@ -26,7 +25,7 @@ from lealta.kit.timestamps import EARLIEST
 from lealta.models import AuditLog, Job, SimulatorRun
 from lealta.programme import service as programmes
 from lealta.simulator import runs, service
-from tests.conftest import T0
+from tests.conftest import T0, app_for
 from tests.factories import PASSWORD, create_staff
 from tests.i18n_leaks import english_leaks, spanish_leaks
 
@@ -62,7 +61,7 @@ def console(db: Database, clock: FixedClock, settings: Settings) -> Iterator[Tes
         programmes.apply(
             session, service.read_programme(DEMO), actor="test", now=T0, activate_at=EARLIEST
         )
-    app = create_app(settings, db=db, clock=clock)
+    app = app_for(settings, db=db, clock=clock)
     with TestClient(app, raise_server_exceptions=False, follow_redirects=False) as c:
         yield c
 

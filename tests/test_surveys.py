@@ -17,7 +17,6 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from lealta.app import create_app
 from lealta.cli import app as cli_app
 from lealta.config import Settings
 from lealta.kit.clock import FixedClock
@@ -33,7 +32,7 @@ from lealta.models import (
 )
 from lealta.programme import service as programmes
 from lealta.surveys import service as surveys
-from tests.conftest import T0
+from tests.conftest import T0, app_for
 from tests.factories import PASSWORD, add_member, create_staff
 from tests.i18n_leaks import english_leaks, spanish_leaks
 from tests.test_cockpit import cockpit_settings, mail, mailbox, sign_in  # noqa: F401
@@ -275,7 +274,7 @@ def site(db: Database, clock: FixedClock, cockpit_settings: Settings) -> Any:  #
     with db.unit_of_work() as session:
         create_staff(session, ("admin", "read_only"), now=clock.now(), domain="shop.test")
         surveys.create(session, surveys.parse(_yaml()), actor="test", now=clock.now())
-    return create_app(cockpit_settings, db=db, clock=clock)
+    return app_for(cockpit_settings, db=db, clock=clock)
 
 
 def _yaml() -> str:

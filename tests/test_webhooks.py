@@ -35,7 +35,7 @@ from lealta.models import (
 from lealta.outbox import events as domain
 from lealta.outbox.service import emit
 from lealta.webhooks import service, signing
-from tests.conftest import T0
+from tests.conftest import T0, app_for
 from tests.factories import add_member
 from tests.test_cockpit import Mailbox, mailbox  # noqa: F401 - the SMTP fixture
 from tests.webhook_receiver import Receiver, running
@@ -325,11 +325,8 @@ def test_a_delivery_runs_once_per_endpoint_even_if_the_fan_out_repeats(
 def api(
     db: Database, clock: FixedClock, hook_settings: Settings, server_key: str
 ) -> Iterator[TestClient]:
-    from lealta.app import create_app
 
-    with TestClient(
-        create_app(hook_settings, db=db, clock=clock), raise_server_exceptions=False
-    ) as c:
+    with TestClient(app_for(hook_settings, db=db, clock=clock), raise_server_exceptions=False) as c:
         c.headers["Authorization"] = f"Bearer {server_key}"
         yield c
 

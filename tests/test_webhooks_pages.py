@@ -11,13 +11,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from lealta.app import create_app
 from lealta.config import Settings
 from lealta.kit.clock import FixedClock
 from lealta.kit.db import Database
 from lealta.models import AuditLog, Job, WebhookEndpoint
 from lealta.webhooks import service
-from tests.conftest import T0
+from tests.conftest import T0, app_for
 from tests.factories import PASSWORD, create_staff
 from tests.i18n_leaks import english_leaks, spanish_leaks
 
@@ -30,7 +29,7 @@ Console = Callable[[str, str], TestClient]
 def console(db: Database, clock: FixedClock, settings: Settings) -> Iterator[Console]:
     with db.unit_of_work() as session:
         create_staff(session, ("admin", "support"), now=clock.now(), domain="shop.test")
-    app = create_app(settings, db=db, clock=clock)
+    app = app_for(settings, db=db, clock=clock)
     clients: list[TestClient] = []
 
     def make(role: str, lang: str = "en") -> TestClient:

@@ -16,7 +16,6 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from lealta.app import create_app
 from lealta.cli import app as cli_app
 from lealta.config import Settings
 from lealta.kit.clock import FixedClock
@@ -26,7 +25,7 @@ from lealta.models import Member, WorkflowRun
 from lealta.programme import service as programmes
 from lealta.workflows import plan, runs
 from lealta.workflows.schema import Workflow
-from tests.conftest import T0
+from tests.conftest import T0, app_for
 from tests.factories import PASSWORD, create_staff
 from tests.i18n_leaks import english_leaks, spanish_leaks
 from tests.test_notify import Mailbox
@@ -356,7 +355,7 @@ def console(
 ) -> Iterator[Any]:
     with db.unit_of_work() as session:
         create_staff(session, ("admin", "read_only"), now=clock.now(), domain="shop.test")
-    yield create_app(notify_settings, db=db, clock=clock)
+    yield app_for(notify_settings, db=db, clock=clock)
 
 
 def _signed_in(site: Any, role: str, lang: str) -> TestClient:
