@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import text
@@ -24,6 +25,7 @@ from lealta.config import Settings, get_settings
 from lealta.kit.clock import Clock, FixedClock
 from lealta.kit.db import Base, Database
 from lealta.kit.migrate import upgrade
+from lealta.staff import service as staff_service
 
 T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 
@@ -42,6 +44,32 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+
+
+class _HashOnce(PasswordHasher):
+    """argon2 with the production parameters, each distinct password hashed once per test
+    session: the suite creates staff users with the same few passwords in hundreds of tests,
+    and one hash costs about 60 ms. Checking a password against a stored hash (sign-in) is
+    argon2's own, at full cost."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._hashes: dict[str | bytes, str] = {}
+
+    def hash(self, password: str | bytes, *, salt: bytes | None = None) -> str:
+        if salt is not None:
+            return super().hash(password, salt=salt)
+        if password not in self._hashes:
+            self._hashes[password] = super().hash(password)
+        return self._hashes[password]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _staff_password_hashes() -> Iterator[None]:
+    original = staff_service._hasher
+    staff_service._hasher = _HashOnce()
+    yield
+    staff_service._hasher = original
 
 
 @pytest.fixture(autouse=True)

@@ -31,7 +31,7 @@ from lealta.app import create_app
 from lealta.config import Settings
 from lealta.kit.clock import FixedClock
 from lealta.kit.db import Database
-from tests.conftest import T0
+from tests.conftest import T0, app_for
 
 # The document does not depend on the database: load it from an app that never connects.
 schema = schemathesis.openapi.from_asgi(
@@ -67,7 +67,7 @@ CHECKS = [
 def app(db: Database, settings: Settings, server_key: str) -> Iterator[FastAPI]:
     """The app on the test database, with the member the document's examples name
     (``cust-42``) enrolled and holding points, so example requests reach real resources."""
-    application = create_app(settings, db=db, clock=FixedClock(T0))
+    application = app_for(settings, db=db, clock=FixedClock(T0))
     with TestClient(application) as client:
         client.headers["Authorization"] = f"Bearer {server_key}"
         enrolled = client.post("/v1/members", json={"external_id": "cust-42"})
