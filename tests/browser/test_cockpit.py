@@ -87,9 +87,10 @@ def test_member_signs_in_by_email_and_redeems_a_reward(live_server: LiveServer, 
     expect(coupon).to_have_count(1)
     qr = coupon.get_by_role("img", name=re.compile("Código QR del cupón LEA-"))
     expect(qr).to_be_visible()
-    assert page.evaluate("img => img.complete && img.naturalWidth > 0", qr.element_handle()), (
-        "the QR image did not load"
-    )
+    # Visible is not loaded: on a busy machine the image may still be on its way.
+    image = qr.element_handle()
+    page.wait_for_function("img => img.complete", arg=image)
+    assert page.evaluate("img => img.naturalWidth > 0", image), "the QR image did not load"
     shoot(page, "cockpit-wallet")
 
     page.get_by_role("link", name="Perfil").click()
