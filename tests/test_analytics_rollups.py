@@ -5,7 +5,7 @@ redelivery of an outbox row not counting twice."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from lealta.analytics import rollups
 from lealta.config import Settings
@@ -25,7 +25,7 @@ from lealta.jobs.tasks import JobContext
 from lealta.jobs.worker import Worker
 from lealta.kit.clock import FixedClock
 from lealta.kit.db import Base, Database
-from lealta.models import AnalyticsDaily, Job, OutboxMessage
+from lealta.models import AnalyticsDaily, Job, Member, OutboxMessage
 from lealta.outbox.events import decode
 from lealta.programme import service as programmes
 from tests.conftest import app_for, empty_tables
@@ -339,13 +339,16 @@ def test_an_imported_history_reaches_the_roll_ups_in_batches_each_member_once(
     assert report.imported == 60
 
     synced: list[int] = []
-    real_sync = rollups.sync_member
+    calls: list[list[int]] = []
+    real_sync = rollups.sync_members
 
-    def counting_sync(session: Any, member_id: int, *, now: datetime) -> bool:
-        synced.append(member_id)
-        return real_sync(session, member_id, now=now)
+    def counting_sync(session: Any, member_ids: Iterable[int], *, now: datetime) -> int:
+        ids = sorted(set(member_ids))  # a member named by several rows is synced once
+        synced.extend(ids)
+        calls.append(ids)
+        return real_sync(session, ids, now=now)
 
-    monkeypatch.setattr(rollups, "sync_member", counting_sync)
+    monkeypatch.setattr(rollups, "sync_members", counting_sync)
     drain(db, clock, quick)
     with db.unit_of_work(write=False) as session:
         deliveries = session.execute(
@@ -365,7 +368,60 @@ def test_an_imported_history_reaches_the_roll_ups_in_batches_each_member_once(
     # Each member re-synced once per batch, not once per row: 6 members, 60+ rows.
     assert set(synced) == set(range(min(synced), min(synced) + 6))
     assert max(Counter(synced).values()) <= len(mine) and len(synced) <= 6 * len(mine)
+    # ... and all of a batch's members in one call (one round of set-wise statements).
+    assert len(calls) <= len(mine)
     incremental = snapshot(db)
     assert incremental["analytics_daily"]
     rebuild(db, clock)
     assert snapshot(db) == incremental
+
+
+def test_syncing_many_members_is_a_few_statements_whatever_their_number(
+    db: Database, clock: FixedClock, tmp_path: Path
+) -> None:
+    """``sync_members`` brings 40 members in from nothing with the same handful of statements
+    as 4 would take, lands on what a rebuild computes, and a second sync changes nothing."""
+    with db.unit_of_work() as session:
+        programmes.apply(session, FAST, actor="test", now=START - timedelta(days=30))
+    lines = ["customer_id,order_id,occurred_at,amount,currency"]
+    for i in range(120):  # 40 customers, 3 orders each, some refunded below
+        at = (START + timedelta(hours=i * 17)).isoformat()
+        lines.append(f"bulk{i % 40},BO{i},{at},{15 + i}.25,EUR")
+    path = tmp_path / "history.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    clock.set(START + timedelta(days=90))
+    with db.unit_of_work(write=False) as session:
+        programme = programmes.current(session)
+    assert import_orders(db, path, programme=programme, now=clock.now(), actor="test").imported
+    rebuild(db, clock)
+    expected = snapshot(db)
+    with db.unit_of_work() as session:
+        for model in reversed(Base.metadata.sorted_tables):
+            if model.name.startswith("analytics_") and model.name != "analytics_applied":
+                session.execute(model.delete())
+        ids = sorted(session.scalars(select(Member.id)))
+    assert len(ids) == 40
+
+    def statements(member_ids: list[int]) -> tuple[int, int]:
+        sent: list[str] = []
+
+        def count(*args: Any) -> None:
+            sent.append(args[2])
+
+        event.listen(db.engine, "before_cursor_execute", count)
+        try:
+            with db.unit_of_work() as session:
+                changed = rollups.sync_members(session, member_ids, now=clock.now())
+        finally:
+            event.remove(db.engine, "before_cursor_execute", count)
+        return changed, len(sent)
+
+    few = statements(ids[:4])
+    many = statements(ids[4:])
+    assert few[0] == 4 and many[0] == 36
+    # Lock (insert, select), held days, members, orders, ledger, three totals upserts and
+    # their zero-row clean-ups, stale days out, new days in, members' rows: 15.
+    assert many[1] == few[1] <= 15, (few, many)
+    assert snapshot(db) == expected
+    assert statements(ids) == (0, statements(ids)[1])
+    assert snapshot(db) == expected

@@ -1,13 +1,14 @@
 """Incremental roll-ups of the programme dashboard, and their full rebuild.
 
 The unit of work is one member. :func:`member_facts` (pure) turns a member's enrolment, orders
-and ledger entries into one :class:`DayFacts` per UTC day. :func:`sync_member` recomputes a
-member's facts, compares them with the stored ``analytics_member_days`` rows and adds the
+and ledger entries into one :class:`DayFacts` per UTC day. :func:`sync_members` recomputes
+members' facts, compares them with the stored ``analytics_member_days`` rows and adds the
 *difference* to the programme totals (``analytics_daily``, ``analytics_monthly``,
 ``analytics_cohorts``). Because a sync replaces a member's facts instead of adding an
 event's amounts, it is idempotent: a redelivered or reordered event leaves every total as it
 was. Each outbox row is also recorded in ``analytics_applied`` so a redelivery skips the
-work. A sync costs one member's history (two indexed reads), never a scan of the ledger.
+work. A sync costs a few set-wise statements per :data:`SYNC_CHUNK` members (their histories
+by index), never a scan of the ledger.
 
 :func:`rebuild` empties the tables and recomputes every member with the same pure function,
 so the totals of a rebuild equal those kept incrementally (a property test checks it).
@@ -195,7 +196,7 @@ def difference(old: MemberFacts | None, new: MemberFacts | None) -> Totals:
     return delta
 
 
-# --- I/O: one member -------------------------------------------------------------------------
+# --- I/O: members -------------------------------------------------------------------------
 
 
 def _load_facts(session: Session, member_ids: list[int]) -> dict[int, MemberFacts]:
@@ -230,77 +231,134 @@ def _load_facts(session: Session, member_ids: list[int]) -> dict[int, MemberFact
     }
 
 
-def _stored_facts(session: Session, member_id: int, enrolled_day: date) -> MemberFacts:
-    rows = session.scalars(
-        select(AnalyticsMemberDay).where(AnalyticsMemberDay.member_id == member_id)
-    ).all()
-    days = {r.day: DayFacts(**{n: getattr(r, n) for n in (*FLOWS, "enrolled")}) for r in rows}
-    return MemberFacts(enrolled_day, days)
-
-
-def _lock_member(session: Session, member_id: int, now: datetime) -> date | None:
-    """Lock the member's roll-up row; the enrolment day it held, or None if it is new."""
-    table = cast(Table, AnalyticsMember.__table__)
-    created = session.execute(
-        dialect_insert(session, table)
-        .values(member_id=member_id, enrolled_day=date(1970, 1, 1), synced_at=now)
-        .on_conflict_do_nothing()
-        .returning(table.c.member_id)
-    ).scalar_one_or_none()
-    if created is not None:
-        return None
-    held: date = session.execute(
-        lock_for_update(
-            select(AnalyticsMember.enrolled_day).where(AnalyticsMember.member_id == member_id)
+def _stored_facts(session: Session, held: dict[int, date]) -> dict[int, MemberFacts]:
+    """The facts the roll-ups hold for the members of ``held`` (member -> enrolment day)."""
+    days: dict[int, dict[date, DayFacts]] = {m: {} for m in held}
+    names = (*FLOWS, "enrolled")
+    columns = [getattr(AnalyticsMemberDay, n) for n in names]
+    for member_id, day, *figures in session.execute(
+        select(AnalyticsMemberDay.member_id, AnalyticsMemberDay.day, *columns).where(
+            AnalyticsMemberDay.member_id.in_(list(held))
         )
-    ).scalar_one()
-    return held
+    ):
+        days[member_id][day] = DayFacts(**dict(zip(names, figures, strict=True)))
+    return {m: MemberFacts(enrolled, days[m]) for m, enrolled in held.items()}
+
+
+def _lock_members(session: Session, member_ids: list[int], now: datetime) -> dict[int, date]:
+    """Lock the members' roll-up rows, in id order; the enrolment day each held. Members the
+    roll-ups had not seen get a row and are left out of the answer."""
+    table = cast(Table, AnalyticsMember.__table__)
+    created = set(
+        session.scalars(
+            dialect_insert(session, table)
+            .values(
+                [
+                    {"member_id": m, "enrolled_day": date(1970, 1, 1), "synced_at": now}
+                    for m in member_ids
+                ]
+            )
+            .on_conflict_do_nothing()
+            .returning(table.c.member_id)
+        )
+    )
+    seen = [m for m in member_ids if m not in created]
+    if not seen:
+        return {}
+    return {
+        m: held
+        for m, held in session.execute(
+            lock_for_update(
+                select(AnalyticsMember.member_id, AnalyticsMember.enrolled_day)
+                .where(AnalyticsMember.member_id.in_(seen))
+                .order_by(AnalyticsMember.member_id)
+            )
+        )
+    }
+
+
+SYNC_CHUNK = 500
+"""Members synced per round of statements (the ``IN`` lists and multi-row inserts stay small)."""
 
 
 def sync_member(session: Session, member_id: int, *, now: datetime) -> bool:
-    """Bring one member's roll-up rows and their share of the totals up to date.
+    """Bring one member's roll-up rows and their share of the totals up to date; whether
+    anything changed (see :func:`sync_members`)."""
+    return sync_members(session, [member_id], now=now) > 0
 
-    Returns whether anything changed. Safe to repeat and to run concurrently for the same
-    member (the member's ``analytics_members`` row is locked first).
+
+def sync_members(session: Session, member_ids: Iterable[int], *, now: datetime) -> int:
+    """Bring the members' roll-up rows and their share of the totals up to date; how many
+    changed.
+
+    A round of a few set-wise statements per :data:`SYNC_CHUNK` members, whatever their
+    number: lock their ``analytics_members`` rows (in id order, so concurrent syncs queue
+    instead of deadlocking), read what the roll-ups hold and the facts, then write the
+    changed day rows and one combined difference of the totals. Safe to repeat and to run
+    concurrently for the same members.
     """
-    old_enrolled = _lock_member(session, member_id, now)
-    old = _stored_facts(session, member_id, old_enrolled) if old_enrolled is not None else None
-    new = _load_facts(session, [member_id]).get(member_id)
-    if old == new:
+    ids = sorted(set(member_ids))
+    changed = 0
+    for start in range(0, len(ids), SYNC_CHUNK):
+        changed += _sync_chunk(session, ids[start : start + SYNC_CHUNK], now)
+    return changed
+
+
+def _sync_chunk(session: Session, ids: list[int], now: datetime) -> int:
+    held = _lock_members(session, ids, now)
+    old = _stored_facts(session, held)
+    new = _load_facts(session, ids)
+    delta = Totals.empty()
+    unchanged: list[int] = []
+    gone: list[int] = []
+    members: list[dict[str, Any]] = []
+    stale_days: list[tuple[int, date]] = []
+    day_rows: list[dict[str, Any]] = []
+    for m in ids:
+        before, after = old.get(m), new.get(m)
+        if before == after:
+            unchanged.append(m)
+            continue
+        delta.add(before, -1)
+        delta.add(after, 1)
+        old_days = before.days if before is not None else {}
+        new_days = after.days if after is not None else {}
+        for d in sorted(old_days.keys() | new_days.keys()):
+            if old_days.get(d) == new_days.get(d):
+                continue
+            stale_days.append((m, d))
+            if d in new_days:
+                day_rows.append({"member_id": m, "day": d, **new_days[d].as_dict()})
+        if after is None:
+            gone.append(m)
+        else:
+            members.append(
+                {
+                    "member_id": m,
+                    "enrolled_day": after.enrolled_day,
+                    "first_order_day": after.first_order_day,
+                    "synced_at": now,
+                }
+            )
+    if unchanged:
         session.execute(
             update(AnalyticsMember)
-            .where(AnalyticsMember.member_id == member_id)
+            .where(AnalyticsMember.member_id.in_(unchanged))
             .values(synced_at=now)
         )
-        return False
-    _apply_totals(session, difference(old, new))
-    old_days = old.days if old is not None else {}
-    new_days = new.days if new is not None else {}
-    changed = [d for d in old_days.keys() | new_days.keys() if old_days.get(d) != new_days.get(d)]
-    if changed:
+    _apply_totals(session, delta)
+    key = tuple_(AnalyticsMemberDay.member_id, AnalyticsMemberDay.day)
+    for start in range(0, len(stale_days), SYNC_CHUNK):
         session.execute(
-            delete(AnalyticsMemberDay).where(
-                AnalyticsMemberDay.member_id == member_id, AnalyticsMemberDay.day.in_(changed)
-            )
+            delete(AnalyticsMemberDay).where(key.in_(stale_days[start : start + SYNC_CHUNK]))
         )
-        rows = [
-            {"member_id": member_id, "day": d, **new_days[d].as_dict()}
-            for d in changed
-            if d in new_days
-        ]
-        if rows:
-            session.execute(insert(AnalyticsMemberDay), rows)
-    if new is None:
-        session.execute(delete(AnalyticsMember).where(AnalyticsMember.member_id == member_id))
-    else:
-        session.execute(
-            update(AnalyticsMember)
-            .where(AnalyticsMember.member_id == member_id)
-            .values(
-                enrolled_day=new.enrolled_day, first_order_day=new.first_order_day, synced_at=now
-            )
-        )
-    return True
+    if day_rows:
+        session.execute(insert(AnalyticsMemberDay), day_rows)
+    if gone:
+        session.execute(delete(AnalyticsMember).where(AnalyticsMember.member_id.in_(gone)))
+    if members:
+        session.execute(update(AnalyticsMember), members)
+    return len(ids) - len(unchanged)
 
 
 def _upsert_add(
@@ -337,10 +395,13 @@ def _nonzero(counter: Counter[str]) -> dict[str, int]:
 
 
 def _apply_totals(session: Session, delta: Totals) -> None:
-    daily = [{"day": d, **_nonzero(c)} for d, c in delta.daily.items() if _nonzero(c)]
-    monthly = [{"month": m, **_nonzero(c)} for m, c in delta.monthly.items() if _nonzero(c)]
+    # In key order, so that concurrent syncs lock the rows they share in the same order.
+    daily = [{"day": d, **_nonzero(c)} for d, c in sorted(delta.daily.items()) if _nonzero(c)]
+    monthly = [{"month": m, **_nonzero(c)} for m, c in sorted(delta.monthly.items()) if _nonzero(c)]
     cohorts = [
-        {"cohort": c, "month": m, "active_members": n} for (c, m), n in delta.cohorts.items() if n
+        {"cohort": c, "month": m, "active_members": n}
+        for (c, m), n in sorted(delta.cohorts.items())
+        if n
     ]
     # Same shape per statement: executemany needs every row to name the same columns.
     _upsert_add(session, AnalyticsDaily, ("day",), _fill(daily, ("day",), AnalyticsDaily))
@@ -402,9 +463,11 @@ def on_events(ctx: JobContext, items: list[tuple[domain.DomainEvent, OutboxInfo]
     )
     for skipped in sorted(set(ids) - first):
         log.info("analytics_redelivery_skipped", outbox_id=skipped)
-    members = sorted({m.member_id for _, m in items if m.id in first and m.member_id is not None})
-    for member_id in members:
-        sync_member(session, member_id, now=ctx.now)
+    sync_members(
+        session,
+        (m.member_id for _, m in items if m.id in first and m.member_id is not None),
+        now=ctx.now,
+    )
 
 
 for _topic in TOPICS:
@@ -426,8 +489,7 @@ def sync_unseen(session: Session, *, now: datetime, limit: int = UNSEEN_BATCH) -
             .limit(limit)
         )
     )
-    for member_id in ids:
-        sync_member(session, member_id, now=now)
+    sync_members(session, ids, now=now)
     return len(ids)
 
 

@@ -396,7 +396,10 @@ def insert_ignoring(session: Session, table: Table) -> Any:
     return dialect_insert(session, table).on_conflict_do_nothing()
 
 
-def lock_for_update(stmt: Select[Any]) -> Select[Any]:
+_Selected = TypeVar("_Selected", bound="Select[*tuple[Any, ...]]")
+
+
+def lock_for_update(stmt: _Selected) -> _Selected:
     """Row lock on PostgreSQL; SQLite writers already hold the database lock (BEGIN IMMEDIATE).
 
     SQLAlchemy omits ``FOR UPDATE`` on SQLite by itself, so the same statement works on both.
