@@ -315,6 +315,25 @@ def test_totals_that_come_back_to_zero_leave_no_row(db: Database) -> None:
         assert session.scalars(select(AnalyticsDaily)).all() == []
 
 
+def import_history(
+    db: Database, clock: FixedClock, tmp_path: Path, *, customers: int, orders: int, hours: int
+) -> int:
+    """Import ``orders`` orders of ``customers`` customers, one every ``hours`` hours from
+    ``START``, under the FAST programme, and set the clock 90 days on; how many landed."""
+    with db.unit_of_work() as session:
+        programmes.apply(session, FAST, actor="test", now=START - timedelta(days=30))
+    lines = ["customer_id,order_id,occurred_at,amount,currency"]
+    for i in range(orders):
+        at = (START + timedelta(hours=i * hours)).isoformat()
+        lines.append(f"imp{i % customers},IO{i},{at},{20 + i}.50,EUR")
+    path = tmp_path / "history.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    clock.set(START + timedelta(days=90))
+    with db.unit_of_work(write=False) as session:
+        programme = programmes.current(session)
+    return import_orders(db, path, programme=programme, now=clock.now(), actor="test").imported
+
+
 def test_an_imported_history_reaches_the_roll_ups_in_batches_each_member_once(
     db: Database,
     clock: FixedClock,
@@ -324,19 +343,8 @@ def test_an_imported_history_reaches_the_roll_ups_in_batches_each_member_once(
 ) -> None:
     """Backfilled rows go to the roll-ups as one job per dispatched batch (not a job per row),
     which re-syncs each member of the batch once; the totals equal a full rebuild."""
-    with db.unit_of_work() as session:
-        programmes.apply(session, FAST, actor="test", now=START - timedelta(days=30))
-    lines = ["customer_id,order_id,occurred_at,amount,currency"]
-    for i in range(60):  # 6 customers, 10 orders each, over two months
-        at = (START + timedelta(hours=i * 23)).isoformat()
-        lines.append(f"imp{i % 6},IO{i},{at},{20 + i}.50,EUR")
-    path = tmp_path / "history.csv"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    clock.set(START + timedelta(days=90))
-    with db.unit_of_work(write=False) as session:
-        programme = programmes.current(session)
-    report = import_orders(db, path, programme=programme, now=clock.now(), actor="test")
-    assert report.imported == 60
+    # 6 customers, 10 orders each, over two months
+    assert import_history(db, clock, tmp_path, customers=6, orders=60, hours=23) == 60
 
     synced: list[int] = []
     calls: list[list[int]] = []
@@ -381,18 +389,8 @@ def test_syncing_many_members_is_a_few_statements_whatever_their_number(
 ) -> None:
     """``sync_members`` brings 40 members in from nothing with the same handful of statements
     as 4 would take, lands on what a rebuild computes, and a second sync changes nothing."""
-    with db.unit_of_work() as session:
-        programmes.apply(session, FAST, actor="test", now=START - timedelta(days=30))
-    lines = ["customer_id,order_id,occurred_at,amount,currency"]
-    for i in range(120):  # 40 customers, 3 orders each, some refunded below
-        at = (START + timedelta(hours=i * 17)).isoformat()
-        lines.append(f"bulk{i % 40},BO{i},{at},{15 + i}.25,EUR")
-    path = tmp_path / "history.csv"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    clock.set(START + timedelta(days=90))
-    with db.unit_of_work(write=False) as session:
-        programme = programmes.current(session)
-    assert import_orders(db, path, programme=programme, now=clock.now(), actor="test").imported
+    # 40 customers, 3 orders each
+    assert import_history(db, clock, tmp_path, customers=40, orders=120, hours=17) == 120
     rebuild(db, clock)
     expected = snapshot(db)
     with db.unit_of_work() as session:
