@@ -7,7 +7,7 @@ UV_VERSION := 0.13.8
 VENV := .venv
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: run test test-sqlite test-postgres bench lint format setup clean
+.PHONY: run test test-sqlite test-postgres bench lint format setup clean docs-shots
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -26,9 +26,15 @@ run: setup  ## Start Lealta on the embedded SQLite default, with the demo progra
 	$(VENV)/bin/lealta demo up
 	$(VENV)/bin/lealta run
 
-test: setup  ## The whole suite, on SQLite and then on PostgreSQL (browser tests included)
+test: setup  ## The whole suite, on SQLite and on PostgreSQL side by side (browser tests included)
 	bash scripts/ensure-chromium.sh
 	bash scripts/test.sh
+
+docs-shots: setup  ## Retake the README's screenshots (docs/*.png) with the browser tests that take them
+	bash scripts/ensure-chromium.sh
+	LEALTA_UPDATE_DOCS=1 LEALTA_TEST_DATABASE_URL= $(VENV)/bin/python -m pytest -p no:cacheprovider \
+		tests/browser/test_dashboard_page.py tests/browser/test_gamification_pages.py \
+		tests/browser/test_referrals_pages.py
 
 bench: setup  ## Hot-path benchmarks with same-run baselines
 	$(VENV)/bin/python -m bench

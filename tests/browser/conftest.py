@@ -153,6 +153,19 @@ def page(browser: Browser) -> Iterator[Page]:
     context.close()
 
 
+DOCS = Path(__file__).parents[2] / "docs"
+
+
+def readme_shot(page: Page, name: str) -> None:
+    """Save the current page, full length, as a README picture: into ``docs/`` when
+    ``LEALTA_UPDATE_DOCS=1`` (``make docs-shots``), else beside the other screenshots, so a
+    test run leaves the checkout as it was (and the two passes of ``make test``, side by
+    side, never write the same file)."""
+    folder = DOCS if os.environ.get("LEALTA_UPDATE_DOCS") == "1" else ARTIFACTS / "docs"
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(folder / name), full_page=True)
+
+
 def shoot(page: Page, name: str) -> None:
     """Save the current page at phone and desktop widths (full page)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)

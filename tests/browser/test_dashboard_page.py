@@ -6,17 +6,15 @@ README's picture) and the usual phone/desktop screenshots."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from playwright.sync_api import Page, expect
 
 from lealta.analytics import rollups
 from lealta.demo import service as demo
 from lealta.staff import service as staff_users
-from tests.browser.conftest import DESKTOP, PHONE, LiveServer, shoot
+from tests.browser.conftest import DESKTOP, PHONE, LiveServer, readme_shot, shoot
 
 PASSWORD = "correct horse battery"
-DOCS = Path(__file__).parents[2] / "docs"
 
 
 def test_the_dashboard_over_the_demo_history(live_server: LiveServer, page: Page) -> None:
@@ -54,9 +52,8 @@ def test_the_dashboard_over_the_demo_history(live_server: LiveServer, page: Page
     start = end - timedelta(days=181)
     months = (end.year - start.year) * 12 + end.month - start.month + 1  # 6 or 7 touched
     assert bars.count() == months, bars.count()
-    DOCS.mkdir(exist_ok=True)
     page.set_viewport_size({"width": 1280, "height": 900})
-    page.screenshot(path=str(DOCS / "dashboard.png"), full_page=True)
+    readme_shot(page, "dashboard.png")
     shoot(page, "admin-dashboard")
 
     # Phone width: the page itself never scrolls sideways.

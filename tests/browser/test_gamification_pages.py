@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from playwright.sync_api import Page, expect
 
@@ -13,11 +12,9 @@ from lealta.gamification import maths, service
 from lealta.ledger import operations as ledger_ops
 from lealta.models import ChallengeProgress, Member, MemberBadge, StreakState
 from lealta.programme import service as programmes
-from tests.browser.conftest import PHONE, LiveServer, shoot, sign_in_member
+from tests.browser.conftest import PHONE, LiveServer, readme_shot, shoot, sign_in_member
 from tests.factories import add_member
 from tests.test_rewards import DEMO
-
-DOCS = Path(__file__).parents[2] / "docs"
 
 
 def _seed(live_server: LiveServer) -> None:
@@ -73,7 +70,7 @@ def _no_sideways_scroll(page: Page) -> None:
 
 
 def _save(page: Page, name: str) -> None:
-    page.screenshot(path=str(DOCS / name), full_page=True)
+    readme_shot(page, name)
 
 
 def test_earn_badges_and_leaderboard_in_spanish_at_phone_width(

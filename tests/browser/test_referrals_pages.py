@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from pathlib import Path
 
 from playwright.sync_api import Page, expect
 from sqlalchemy import select
@@ -19,10 +18,9 @@ from lealta.models import Member
 from lealta.programme import service as programmes
 from lealta.referrals import service
 from lealta.staff import service as staff_users
-from tests.browser.conftest import DESKTOP, PHONE, LiveServer, shoot, sign_in_member
+from tests.browser.conftest import DESKTOP, PHONE, LiveServer, readme_shot, shoot, sign_in_member
 from tests.test_referrals import _programme
 
-DOCS = Path(__file__).parents[2] / "docs"
 PASSWORD = "correct horse battery"
 
 
@@ -82,8 +80,7 @@ def test_the_referral_page_and_the_landing_page_at_phone_width_in_both_languages
         "href", re.compile(rf"^https://wa\.me/\?text=.*r/{code}$")
     )
     _no_sideways_scroll(page)
-    DOCS.mkdir(exist_ok=True)
-    page.screenshot(path=str(DOCS / "cockpit-referrals.png"), full_page=True)
+    readme_shot(page, "cockpit-referrals.png")
     shoot(page, "cockpit-referrals")
 
     page.goto(f"{live_server.url}/me/referrals?lang=en")
