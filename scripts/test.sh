@@ -27,6 +27,7 @@ start_pg() {
 
 status=0
 sqlite_pass() { LEALTA_TEST_DATABASE_URL= "$PY" -m pytest -p no:cacheprovider "${PYTEST_ARGS[@]}"; }
+pg_pass() { LEALTA_TEST_DATABASE_URL="$1" "$PY" -m pytest "${PYTEST_ARGS[@]}"; }
 
 if start_pg; then
   db="lealta_test_$$_$(date +%s)"
@@ -36,7 +37,7 @@ if start_pg; then
     echo "=== Lealta test suite on SQLite ==="
     sqlite_pass || status=1
     echo "=== Lealta test suite on PostgreSQL ($db) ==="
-    LEALTA_TEST_DATABASE_URL="$url" "$PY" -m pytest "${PYTEST_ARGS[@]}" || status=1
+    pg_pass "$url" || status=1
   else
     # The two passes side by side: each is mostly one busy core (pytest, or pytest and its
     # PostgreSQL backend), so on a machine of two or more cores together they take little
@@ -47,7 +48,7 @@ if start_pg; then
     sqlite_pass >"$sqlite_log" 2>&1 &
     sqlite_pid=$!
     echo "=== Lealta test suite on PostgreSQL ($db) ==="
-    LEALTA_TEST_DATABASE_URL="$url" "$PY" -m pytest "${PYTEST_ARGS[@]}" || status=1
+    pg_pass "$url" || status=1
     wait "$sqlite_pid" || status=1
     echo "=== Lealta test suite on SQLite: its output ==="
     cat "$sqlite_log"
