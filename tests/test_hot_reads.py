@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from lealta.kit.clock import FixedClock
-from lealta.kit.db import HOT_READS_APPLICATION, Database, HotReads
+from lealta.kit.db import HOT_READS_APPLICATION, CoalescedReads, Database, HotReads
 from lealta.members import service
 from tests.factories import order_paid
 from tests.test_client_support import in_thread, run_async
@@ -188,3 +188,88 @@ def test_a_statement_timeout_is_an_operational_error(database_url: str) -> None:
     start = time.perf_counter()
     run_async(scenario)
     assert time.perf_counter() - start < 2.5
+
+
+# --- reads that arrive together go together --------------------------------------------------
+
+
+@pytest.mark.postgres_only
+def test_concurrent_balance_reads_share_statements_and_answer_each_its_own(
+    shopped: Database, client: TestClient, clock: FixedClock, database_url: str
+) -> None:
+    for name, total in (("bea", "40.00"), ("carl", "999.00")):
+        post(client, clock, order_paid(f"{name}-e", name, f"{name}-O", total, clock.now()))
+    client.get("/v1/members/ana/balance")  # this process reads the programme once
+    with shopped.unit_of_work(write=False) as session:
+        expected = {
+            name: service.read_balance(
+                session, name, now=clock.now(), programme_at=datetime.now(UTC)
+            ).model_dump()
+            for name in ("ana", "bea", "carl")
+        }
+    assert len({out["available"] for out in expected.values()}) == 3
+    names = ["ana", "bea", "carl", "nobody"] * 10
+    other = Database(database_url)  # a pool of its own, opened in this test's loop
+    assert other.hot_reads is not None
+    seen: list[str] = []
+    other.hot_reads.observers.append(seen.append)
+
+    async def scenario() -> list[Any]:
+        assert other.hot_reads is not None
+        await other.hot_reads.open()
+        try:
+            reads = [
+                service.read_balance_hot(
+                    other, name, now=clock.now(), programme_at=datetime.now(UTC)
+                )
+                for name in names
+            ]
+            return await asyncio.gather(*reads, return_exceptions=True)
+        finally:
+            await other.hot_reads.close()
+
+    try:
+        answers = run_async(scenario)
+    finally:
+        other.dispose()
+    for name, answer in zip(names, answers, strict=True):
+        if name == "nobody":
+            assert isinstance(answer, service.MemberNotFound)
+        else:
+            assert answer is not None and answer.model_dump() == expected[name], name
+    # The 40 reads arrived in one turn of the loop: one statement answered them all.
+    assert len(seen) == 1, seen
+
+
+@pytest.mark.postgres_only
+def test_a_failing_batch_fails_its_reads_and_the_next_batch_answers(database_url: str) -> None:
+    reads = HotReads(database_url, size=2, timeout=2.0, connect_timeout=2.0, statement_timeout=None)
+    coalesced = reads.coalesced(
+        text("SELECT k, 100 / k AS q FROM unnest(CAST(:keys AS int[])) AS k"), column="k"
+    )
+
+    async def read(key: int) -> Any:
+        row = await coalesced.row(key, {})
+        return None if row is None else row.q
+
+    async def scenario() -> tuple[list[Any], list[Any], Any]:
+        with pytest.raises(CoalescedReads.Unavailable):  # not open in this loop yet
+            await read(1)
+        await reads.open()
+        try:
+            together = await asyncio.gather(*(read(k) for k in (1, 2, 4, 5, 10)))
+            # 0 divides by zero: its batch fails, every read of it with the error.
+            failing = await asyncio.gather(
+                *(read(k) for k in (1, 2, 0, 4, 5)), return_exceptions=True
+            )
+            return together, failing, await read(20)
+        finally:
+            await reads.close()
+
+    together, failing, after = run_async(scenario)
+    assert together == [100, 50, 25, 20, 10]
+    # Reads that arrive in the same turn of the loop go as one statement.
+    assert coalesced.batches == 3
+    assert all(isinstance(f, DBAPIError) for f in failing)
+    assert "division by zero" in str(failing[0])
+    assert after == 5

@@ -1,5 +1,5 @@
-"""The plan PostgreSQL picks for an online event's write (one statement, see
-``events.store._send_as_one``).
+"""The plans PostgreSQL picks for an online event's write (one statement, see
+``events.store._send_as_one``) and for the balance reads of many members at once.
 
 An event updates one account row and its own event row. Read from a JSON recordset, that
 one row is estimated at a hundred, and the planner joined them to the accounts and events
@@ -11,15 +11,18 @@ sends and asks PostgreSQL for its plan over tables of a few thousand rows.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any
 
+import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event as sa_event
 from sqlalchemy import text
 
-from lealta.kit.db import Database
+from lealta.kit.db import Database, PgStatement, psycopg_conninfo
+from lealta.members.service import BALANCE_READ_MANY
 from tests.conftest import T0
 from tests.factories import order_paid
 
@@ -83,3 +86,43 @@ def test_an_online_event_updates_its_account_and_event_rows_by_key(
     assert "Seq Scan on events" not in plan, plan
     assert "Index Scan using accounts_pkey on accounts" in plan, plan
     assert "Index Scan using events_pkey on events" in plan, plan
+
+
+def test_the_balance_reads_of_many_members_go_through_the_keys(
+    db: Database, client: TestClient
+) -> None:
+    """The balance reads that arrive together run as one statement on the keys
+    (``BALANCE_READ_MANY``), on connections that plan it once (``force_generic_plan``): the
+    one plan must reach members and accounts by their keys, whatever the number of keys."""
+    _enrol_many(client)
+    with db.engine.begin() as conn:
+        conn.execute(text("ANALYZE"))
+    compiled = PgStatement(BALANCE_READ_MANY)
+    names: list[str] = []
+
+    def numbered(found: re.Match[str]) -> str:
+        if found.group(1) not in names:
+            names.append(found.group(1))
+        return f"${names.index(found.group(1)) + 1}"
+
+    sql = re.sub(r"%\((\w+)\)s", numbered, compiled.sql)
+    now = T0 + timedelta(days=1)
+    values = {**compiled.defaults, "keys": ["c-7", "c-8"], "now": now, "programme_at": now,
+              "horizon": now + timedelta(days=30)}  # fmt: skip
+    raw = psycopg.connect(psycopg_conninfo(db.url), autocommit=True)
+    try:
+        raw.execute("SET plan_cache_mode = force_generic_plan")
+        raw.execute(f"PREPARE balances AS {sql}")
+        args = ", ".join(["%s"] * len(names))
+        cursor = psycopg.ClientCursor(raw)
+        cursor.execute(f"EXPLAIN EXECUTE balances({args})", [values[n] for n in names])
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+        cursor.execute(f"EXECUTE balances({args})", [values[n] for n in names])
+        found = sorted(row[-1] for row in cursor.fetchall())
+    finally:
+        raw.close()
+    assert found == ["c-7", "c-8"]
+    assert "Seq Scan on members" not in plan, plan
+    assert "Seq Scan on accounts" not in plan, plan
+    assert "Index Cond: ((external_id)::text = (wanted.external_id)::text)" in plan, plan
+    assert "Index Scan using accounts_pkey on accounts" in plan, plan

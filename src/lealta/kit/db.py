@@ -518,8 +518,12 @@ class HotReads:
         statement_timeout: float | None,
     ) -> None:
         self._conninfo = psycopg_conninfo(url)
+        args = pg_connect_args(connect_timeout, statement_timeout)
+        # The hot statements are planned once per connection: a plan for "any" of an array
+        # of keys is otherwise made again at every run (0.2 ms of PostgreSQL's CPU each).
+        args["options"] += " -c plan_cache_mode=force_generic_plan"
         self._kwargs: dict[str, Any] = {
-            **pg_connect_args(connect_timeout, statement_timeout),
+            **args,
             "autocommit": True,
             "application_name": HOT_READS_APPLICATION,  # in pg_stat_activity
         }
@@ -529,6 +533,7 @@ class HotReads:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.observers: list[Callable[[str], None]] = []
         """Called with each statement's SQL before it runs (the tests count statements)."""
+        self._coalesced: dict[int, CoalescedReads] = {}
 
     async def open(self) -> None:
         """Open the pool in the running event loop (no connection yet). While it is open in
@@ -555,6 +560,17 @@ class HotReads:
             return
         pool, self._pool, self._loop = self._pool, None, None
         await pool.close(timeout=1.0)
+
+    def open_in(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Whether the pool is open in ``loop`` (where :meth:`rows` reads)."""
+        return self._pool is not None and self._loop is loop
+
+    def coalesced(self, statement: Any, *, column: str) -> CoalescedReads:
+        """The one :class:`CoalescedReads` of ``statement`` (many keys) on this pool."""
+        found = self._coalesced.get(id(statement))
+        if found is None:
+            found = self._coalesced[id(statement)] = CoalescedReads(self, statement, column=column)
+        return found
 
     async def rows(
         self, statement: Any, params: Mapping[str, Any], *, named: bool = False
@@ -587,3 +603,86 @@ class HotReads:
                     sql, values, exc, psycopg.Error, dialect=_PG_DIALECT
                 ) from exc
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+_UNAVAILABLE: Any = object()
+
+
+class CoalescedReads:
+    """One hot statement read for many keys at once: the reads of one key each that arrive
+    while earlier ones are at the database wait and go together, as one statement.
+
+    Under load, concurrent requests for the same kind of row (8 clients reading balances)
+    each paid psycopg's query (about 80 µs of CPU) and PostgreSQL's (about 90 µs): more than
+    the rest of the request. Here a read that finds fewer than ``max_in_flight`` statements
+    at the database starts one at once (no added wait when idle); the others queue, and the
+    next statement takes everything queued, so a read never waits for more than the
+    statements ahead of it and one of its own, and always sees what was committed before it
+    arrived.
+
+    ``statement`` reads many keys: it takes them as the array parameter ``keys`` (``= ANY``)
+    and answers, in the column ``column``, the key of each row. A batch runs with the other
+    parameters of its latest read (the reads' clock moves on by less than a statement's
+    time). :meth:`row` answers the row of a key or None (no such row), or raises
+    :class:`Unavailable` where the pool is not open in the running loop (the caller reads
+    otherwise); an error reaches every read of the batch.
+    """
+
+    class Unavailable(Exception):
+        """The pool of :class:`HotReads` is not open in the running event loop."""
+
+    def __init__(
+        self, reads: HotReads, statement: Any, *, column: str, max_in_flight: int = 1
+    ) -> None:
+        self._reads = reads
+        self._statement = statement
+        self._column = column
+        self._max = max_in_flight
+        self._queued: list[tuple[Any, Mapping[str, Any], asyncio.Future[Any]]] = []
+        self._in_flight = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.batches = 0
+        """Statements sent (the tests and the benchmark compare it with the reads)."""
+
+    async def row(self, key: Any, params: Mapping[str, Any]) -> Any:
+        loop = asyncio.get_running_loop()
+        if not self._reads.open_in(loop):  # the queue serves the pool's own loop only
+            raise CoalescedReads.Unavailable
+        waiter: asyncio.Future[Any] = loop.create_future()
+        self._queued.append((key, params, waiter))
+        if self._in_flight < self._max:
+            self._in_flight += 1
+            task = loop.create_task(self._send())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        found = await waiter
+        if found is _UNAVAILABLE:
+            raise CoalescedReads.Unavailable
+        return found
+
+    async def _send(self) -> None:
+        try:
+            while self._queued:
+                batch, self._queued = self._queued, []
+                keys = list(dict.fromkeys(key for key, _, _ in batch))
+                self.batches += 1
+                try:
+                    rows = await self._reads.rows(
+                        self._statement, {**batch[-1][1], "keys": keys}, named=True
+                    )
+                except Exception as exc:  # every read of the batch fails as its own would
+                    for _, _, waiter in batch:
+                        if not waiter.done():
+                            waiter.set_exception(exc)
+                    continue
+                if rows is None:
+                    by_key: dict[Any, Any] = {}
+                    default = _UNAVAILABLE
+                else:
+                    by_key = {getattr(row, self._column): row for row in rows}
+                    default = None
+                for key, _, waiter in batch:
+                    if not waiter.done():
+                        waiter.set_result(by_key.get(key, default))
+        finally:
+            self._in_flight -= 1

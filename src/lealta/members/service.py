@@ -6,13 +6,13 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol, cast
 
-from sqlalchemy import Select, Table, and_, bindparam, func, select
+from sqlalchemy import ARRAY, Select, String, Table, and_, bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
 from lealta.events import store
-from lealta.kit.db import Database, UTCDateTime, fetch
+from lealta.kit.db import CoalescedReads, Database, UTCDateTime, fetch
 from lealta.kit.errors import Conflict, NotFound
 from lealta.kit.money import from_minor
 from lealta.kit.timestamps import check_birthday
@@ -86,36 +86,52 @@ _NEXT_EXPIRY_AT = (
     .correlate(_members)
     .scalar_subquery()
 )
+_BALANCE_COLUMNS = (
+    _members.c.id,
+    _accounts.c.points_available,
+    _accounts.c.points_pending,
+    _accounts.c.lifetime_earned,
+    _accounts.c.lifetime_spent,
+    _accounts.c.points_expired,
+    _accounts.c.points_shortfall,
+    _accounts.c.qualifying_spend_minor,
+    _accounts.c.tier_id,
+    _DIGEST,
+    _NEXT_EXPIRY_AT.label("next_expiry_at"),
+    select(func.sum(_lots.c.remaining))
+    .where(_open_lots(_lots), _lots.c.expires_at == _NEXT_EXPIRY_AT)
+    .correlate(_members)
+    .scalar_subquery()
+    .label("next_expiry_points"),
+    select(func.coalesce(func.sum(_lots.c.remaining), 0))
+    .where(_open_lots(_lots), _lots.c.expires_at <= bindparam("horizon", type_=UTCDateTime()))
+    .correlate(_members)
+    .scalar_subquery()
+    .label("expiring_soon"),
+)
 BALANCE_READ: Select[Any] = (
-    select(
-        _members.c.id,
-        _accounts.c.points_available,
-        _accounts.c.points_pending,
-        _accounts.c.lifetime_earned,
-        _accounts.c.lifetime_spent,
-        _accounts.c.points_expired,
-        _accounts.c.points_shortfall,
-        _accounts.c.qualifying_spend_minor,
-        _accounts.c.tier_id,
-        _DIGEST,
-        _NEXT_EXPIRY_AT.label("next_expiry_at"),
-        select(func.sum(_lots.c.remaining))
-        .where(_open_lots(_lots), _lots.c.expires_at == _NEXT_EXPIRY_AT)
-        .correlate(_members)
-        .scalar_subquery()
-        .label("next_expiry_points"),
-        select(func.coalesce(func.sum(_lots.c.remaining), 0))
-        .where(_open_lots(_lots), _lots.c.expires_at <= bindparam("horizon", type_=UTCDateTime()))
-        .correlate(_members)
-        .scalar_subquery()
-        .label("expiring_soon"),
-    )
+    select(*_BALANCE_COLUMNS)
     .join_from(_members, _accounts, _accounts.c.member_id == _members.c.id)
     .where(_members.c.external_id == bindparam("external_id"))
 )
 """A member's balance in one statement: the account, the programme in force, the next expiry
 (date and points) and the points expiring by ``horizon`` (``external_id``, ``programme_at``,
 ``now``, ``horizon``)."""
+# The keys as rows to join (``unnest``): PostgreSQL's one plan for "= ANY" of an array of
+# unknown length scans small tables whole.
+_wanted = (
+    func.unnest(bindparam("keys", type_=ARRAY(String)))
+    .table_valued("external_id")
+    .render_derived(name="wanted")
+)
+BALANCE_READ_MANY: Select[Any] = (
+    select(*_BALANCE_COLUMNS, _members.c.external_id)
+    .join_from(_wanted, _members, _members.c.external_id == _wanted.c.external_id)
+    .join(_accounts, _accounts.c.member_id == _members.c.id)
+)
+""":data:`BALANCE_READ` of several members at once (PostgreSQL: ``keys``, an array of
+external ids), each row with its ``external_id``: the balance reads that arrive together
+(:class:`~lealta.kit.db.CoalescedReads`)."""
 
 _EXPIRING = (
     select(_lots.c.expires_at, func.sum(_lots.c.remaining).label("points"))
@@ -187,20 +203,20 @@ async def read_balance_hot(
     db: Database, external_id: str, *, now: datetime, programme_at: datetime
 ) -> BalanceOut | None:
     """:func:`read_balance` on the event loop (PostgreSQL, :class:`~lealta.kit.db.HotReads`),
-    the same statement and answer; or None where it takes the session: on SQLite, while the
+    the same answer, read together with the balance reads that arrive meanwhile
+    (:data:`BALANCE_READ_MANY`); or None where it takes the session: on SQLite, while the
     pool is not open in this loop, or under a programme version or warning window this
     process has not read yet (:func:`read_balance` reads it, and the next read is hot)."""
     if db.hot_reads is None:
         return None
     warn_days = _warn_days
-    rows = await db.hot_reads.rows(
-        BALANCE_READ, _balance_params(external_id, now, programme_at, warn_days), named=True
-    )
-    if rows is None:
+    reads = db.hot_reads.coalesced(BALANCE_READ_MANY, column="external_id")
+    try:
+        row = await reads.row(external_id, _balance_params(None, now, programme_at, warn_days))
+    except CoalescedReads.Unavailable:
         return None
-    if not rows:
+    if row is None:
         raise _not_found(external_id)
-    row = rows[0]
     programme = programmes.cached(row.digest)
     if programme is None or programme.expiry.warn_days != warn_days:
         return None
@@ -208,14 +224,17 @@ async def read_balance_hot(
 
 
 def _balance_params(
-    external_id: str, now: datetime, programme_at: datetime, warn_days: int
+    external_id: str | None, now: datetime, programme_at: datetime, warn_days: int
 ) -> dict[str, Any]:
-    return {
-        "external_id": external_id,
+    """The parameters of :data:`BALANCE_READ` (of :data:`BALANCE_READ_MANY` without an id)."""
+    params: dict[str, Any] = {
         "programme_at": programme_at,
         "now": now,
         "horizon": now + timedelta(days=warn_days),
     }
+    if external_id is not None:
+        params["external_id"] = external_id
+    return params
 
 
 def _balance_read(external_id: str, row: Any, programme: Programme) -> BalanceOut:
