@@ -21,8 +21,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import event as sa_event
 from sqlalchemy import text
 
+from lealta.events.schemas import EventIn
+from lealta.events.service import IngestContext, ingest
 from lealta.kit.db import Database, PgStatement, psycopg_conninfo
 from lealta.members.service import BALANCE_READ_MANY
+from lealta.programme.schema import DEFAULT_PROGRAMME
 from tests.conftest import T0
 from tests.factories import order_paid
 
@@ -126,3 +129,34 @@ def test_the_balance_reads_of_many_members_go_through_the_keys(
     assert "Seq Scan on accounts" not in plan, plan
     assert "Index Cond: ((external_id)::text = (wanted.external_id)::text)" in plan, plan
     assert "Index Scan using accounts_pkey on accounts" in plan, plan
+
+
+def test_the_statement_that_locks_the_member_is_planned_once(database_url: str) -> None:
+    """The first statement of an online event (``store.lock_and_load``: the member locked,
+    the event claimed, ids reserved) is prepared, and PostgreSQL keeps one plan for it after
+    its first five runs. It counted a thousand rows for the ids it reserves (a
+    ``generate_series`` of unknown length), which made its one plan look dearer than a
+    fresh one, so it was planned again at every event."""
+    one = Database(database_url, pool_size=1, max_overflow=0)  # one connection: one session
+    try:
+        for n in range(12):
+            event = EventIn.model_validate(
+                order_paid(f"plan-{n}", f"c-{n % 3}", f"O-plan-{n}", "12.00", T0)
+            )
+            with one.unit_of_work() as session:
+                ctx = IngestContext(
+                    programme=DEFAULT_PROGRAMME, now=T0, actor="test", programme_in_force=True
+                )
+                assert ingest(session, event, ctx, key=None).status_code == 201
+        with one.unit_of_work(write=False) as session:
+            plans = session.execute(
+                text(
+                    "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+                    " WHERE statement LIKE 'WITH claim AS%'"
+                )
+            ).all()
+    finally:
+        one.dispose()
+    assert len(plans) == 1, plans
+    generic, custom = plans[0]
+    assert custom == 5 and generic == 12 - 5, plans
