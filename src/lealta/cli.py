@@ -126,7 +126,7 @@ def run(
     count = worker_count(workers, settings.workers, settings.database_url)
     if count <= 1:
         uvicorn.run(
-            "lealta.app:create_app",
+            "lealta.app:serving_app",
             factory=True,
             host=host or settings.host,
             port=port or settings.port,
@@ -136,7 +136,7 @@ def run(
         return
     # Several workers: our supervisor (lealta.serve) precompiles, waits longer, and logs.
     config = uvicorn.Config(
-        "lealta.app:create_app",
+        "lealta.app:serving_app",
         factory=True,
         host=host or settings.host,
         port=port or settings.port,
