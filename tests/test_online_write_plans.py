@@ -21,6 +21,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import event as sa_event
 from sqlalchemy import text
 
+from lealta.events import store
 from lealta.events.schemas import EventIn
 from lealta.events.service import IngestContext, ingest
 from lealta.kit.db import Database, PgStatement, psycopg_conninfo
@@ -160,3 +161,35 @@ def test_the_statement_that_locks_the_member_is_planned_once(database_url: str) 
     assert len(plans) == 1, plans
     generic, custom = plans[0]
     assert custom == 5 and generic == 12 - 5, plans
+
+
+def test_one_members_lots_are_read_by_a_statement_planned_once(
+    database_url: str, db: Database, client: TestClient
+) -> None:
+    """A refund or a redemption loads one member's lots (``store.open_lots``). As "any" of
+    an array of ids, the statement's one plan counted ten members and PostgreSQL planned it
+    afresh at every run; for one member it takes the id alone. Many members (the batch
+    driver) still go as one array."""
+    _enrol_many(client)
+    with db.unit_of_work(write=False) as session:
+        member_ids = list(session.scalars(text("SELECT id FROM members ORDER BY id LIMIT 3")))
+    one = Database(database_url, pool_size=1, max_overflow=0)
+    try:
+        for n in range(12):
+            with one.unit_of_work(write=False) as session:
+                assert list(store.open_lots(session, [member_ids[n % 3]])) == [member_ids[n % 3]]
+        with one.unit_of_work(write=False) as session:
+            many = store.open_lots(session, member_ids)
+            plans = session.execute(
+                text(
+                    "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements"
+                    " WHERE statement LIKE '%FROM point_lots%'"
+                )
+            ).all()
+    finally:
+        one.dispose()
+    assert sorted(many) == member_ids and all(len(lots) == 1 for lots in many.values())
+    alone = [p for p in plans if "point_lots.member_id = $1" in p.statement]
+    array = [p for p in plans if "point_lots.member_id = ANY ($1" in p.statement]
+    assert len(alone) == 1 and len(array) == 1, plans
+    assert (alone[0].custom_plans, alone[0].generic_plans) == (5, 12 - 5), plans
