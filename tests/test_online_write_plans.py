@@ -163,33 +163,45 @@ def test_the_statement_that_locks_the_member_is_planned_once(database_url: str) 
     assert custom == 5 and generic == 12 - 5, plans
 
 
-def test_one_members_lots_are_read_by_a_statement_planned_once(
+def test_one_members_lots_and_one_order_are_read_by_statements_planned_once(
     database_url: str, db: Database, client: TestClient
 ) -> None:
-    """A refund or a redemption loads one member's lots (``store.open_lots``). As "any" of
-    an array of ids, the statement's one plan counted ten members and PostgreSQL planned it
-    afresh at every run; for one member it takes the id alone. Many members (the batch
-    driver) still go as one array."""
+    """A refund or a redemption loads one member's lots (``store.open_lots``) and a refund
+    its order (``store.orders``). As "any" of an array, the statement's one plan counted ten
+    values and PostgreSQL planned it afresh at every run; one value goes alone. Many (the
+    batch driver) still go as one array."""
     _enrol_many(client)
     with db.unit_of_work(write=False) as session:
-        member_ids = list(session.scalars(text("SELECT id FROM members ORDER BY id LIMIT 3")))
+        member_ids = list(
+            session.scalars(
+                text(
+                    "SELECT id FROM members WHERE external_id IN ('c-0', 'c-1', 'c-2')"
+                    " ORDER BY external_id"
+                )
+            )
+        )
     one = Database(database_url, pool_size=1, max_overflow=0)
     try:
         for n in range(12):
             with one.unit_of_work(write=False) as session:
                 assert list(store.open_lots(session, [member_ids[n % 3]])) == [member_ids[n % 3]]
+                found = store.orders(session, [f"O-{n % 3}"])[f"O-{n % 3}"]
+                assert found is not None and found.member_id == member_ids[n % 3]
         with one.unit_of_work(write=False) as session:
             many = store.open_lots(session, member_ids)
             plans = session.execute(
                 text(
                     "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements"
-                    " WHERE statement LIKE '%FROM point_lots%'"
+                    " WHERE statement LIKE '%FROM point_lots%' OR statement LIKE '%FROM orders%'"
                 )
             ).all()
     finally:
         one.dispose()
-    assert sorted(many) == member_ids and all(len(lots) == 1 for lots in many.values())
+    assert sorted(many) == sorted(member_ids) and all(len(lots) == 1 for lots in many.values())
     alone = [p for p in plans if "point_lots.member_id = $1" in p.statement]
     array = [p for p in plans if "point_lots.member_id = ANY ($1" in p.statement]
-    assert len(alone) == 1 and len(array) == 1, plans
+    order = [p for p in plans if "orders.external_id = $1" in p.statement]
+    assert len(alone) == 1 and len(array) == 1 and len(order) == 1, plans
     assert (alone[0].custom_plans, alone[0].generic_plans) == (5, 12 - 5), plans
+    # psycopg prepares this one from its sixth run (SQLAlchemy's statement, not ``fetch``).
+    assert (order[0].custom_plans, order[0].generic_plans) == (5, 12 - 5 - 5), plans

@@ -236,8 +236,11 @@ def one_of(session: Session, column: Any, values: Iterable[Any]) -> ColumnElemen
     """``column IN (values)``; on PostgreSQL ``column = ANY(array)``: one bound array whatever
     the number of values, so the statement's text is the same every time (psycopg converts
     and prepares it once, where an IN list of a thousand ids is a new statement of a
-    thousand placeholders to parse on every call)."""
+    thousand placeholders to parse on every call). One value alone is ``column = value``
+    (see :func:`_among`: a prepared array form is planned afresh at every call)."""
     wanted = list(values)
+    if _is_pg(session) and len(wanted) == 1:
+        return cast(ColumnElement[bool], column == bindparam(None, wanted[0], type_=column.type))
     if _is_pg(session):
         return cast(
             ColumnElement[bool],
