@@ -161,8 +161,10 @@ def demo_mix() -> list[Case]:
         _custom(7, _member(7, "basico", review=RuleUsage(points_day=50, times_day=1)),
                 "review.posted", {"product": "CAM-7", "stars": 5},
                 set(), "review with stars, daily cap reached"),
-        _custom(8, _member(8, "platino"), "referral.converted", {"referred": "rules-9999"},
-                {"referral", "referral-top-tier"}, "referral by a Platino member"),
+        # Referrals earn through the programme's referral scheme (not its rules) since the
+        # referrals issue; an attended store event is the third kind of engagement here.
+        _custom(8, _member(8, "platino"), "event.attended", {"store": "Valencia"},
+                {"event-attendance"}, "store event attended by a Platino member"),
     ]  # fmt: skip
 
 

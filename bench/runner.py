@@ -235,8 +235,9 @@ def notes(args: argparse.Namespace, total: float) -> dict[str, str]:
         "rules": "(vi) `evaluate()` of the compiled demo programme in-process (no server, no"
         " database) over 8 events: orders of 120 € and 79.90 € with shoes, 155.60 € and"
         " 35.50 € without, a 210 € Black-Friday order with shoes, two reviews with stars (one"
-        " over its daily cap) and a Platino referral; baseline: `EventIn.model_validate` of"
-        " the same 8 JSON payloads in the same loop; ratio: rate (µs per event).",
+        " over its daily cap) and a Platino member at a store event; baseline:"
+        " `EventIn.model_validate` of the same 8 JSON payloads in the same loop; ratio: rate"
+        " (µs per event).",
         "redemption": f"(vii) on its own throwaway database: the demo programme applied by PUT"
         f" /v1/programme with pending.days 0, {args.redeem_members} new members each earning"
         f" on one {args.redeem_order} € order (batch endpoint), then {args.clients} clients"
