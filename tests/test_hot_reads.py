@@ -273,3 +273,27 @@ def test_a_failing_batch_fails_its_reads_and_the_next_batch_answers(database_url
     assert all(isinstance(f, DBAPIError) for f in failing)
     assert "division by zero" in str(failing[0])
     assert after == 5
+
+
+@pytest.mark.postgres_only
+def test_coalesced_reads_go_on_after_the_pool_reopens_in_another_loop(database_url: str) -> None:
+    reads = HotReads(database_url, size=2, timeout=2.0, connect_timeout=2.0, statement_timeout=None)
+    statement = text("SELECT k, k * 2 AS double FROM unnest(CAST(:keys AS int[])) AS k")
+
+    def in_a_loop_of_its_own(keys: list[int]) -> list[int]:
+        async def scenario() -> list[int]:
+            await reads.open()
+            try:
+                coalesced = reads.coalesced(statement, column="k")
+                return [
+                    r.double for r in await asyncio.gather(*(coalesced.row(k, {}) for k in keys))
+                ]
+            finally:
+                await reads.close()
+
+        return run_async(scenario)
+
+    first = reads.coalesced(statement, column="k")
+    assert in_a_loop_of_its_own([1, 2, 3]) == [2, 4, 6]
+    assert in_a_loop_of_its_own([4, 5]) == [8, 10]  # a fresh queue for the new loop
+    assert reads.coalesced(statement, column="k") is not first

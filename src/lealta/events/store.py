@@ -239,9 +239,10 @@ def one_of(session: Session, column: Any, values: Iterable[Any]) -> ColumnElemen
     thousand placeholders to parse on every call). One value alone is ``column = value``
     (see :func:`_among`: a prepared array form is planned afresh at every call)."""
     wanted = list(values)
-    if _is_pg(session) and len(wanted) == 1:
+    pg = _is_pg(session)
+    if pg and len(wanted) == 1:
         return cast(ColumnElement[bool], column == bindparam(None, wanted[0], type_=column.type))
-    if _is_pg(session):
+    if pg:
         return cast(
             ColumnElement[bool],
             column == any_(bindparam(None, wanted, type_=ARRAY(column.type))),

@@ -553,6 +553,7 @@ class HotReads:
         )
         await pool.open()
         self._pool, self._loop = pool, asyncio.get_running_loop()
+        self._coalesced.clear()  # queues of a loop that ended stay with it
 
     async def close(self) -> None:
         """Close the pool, from the event loop that opened it (elsewhere: nothing to do)."""
@@ -620,8 +621,8 @@ class CoalescedReads:
     statements ahead of it and one of its own, and always sees what was committed before it
     arrived.
 
-    ``statement`` reads many keys: it takes them as the array parameter ``keys`` (``= ANY``)
-    and answers, in the column ``column``, the key of each row. A batch runs with the other
+    ``statement`` reads many keys: it takes them as the array parameter ``keys`` and
+    answers, in the column ``column``, the key of each row. A batch runs with the other
     parameters of its latest read (the reads' clock moves on by less than a statement's
     time). :meth:`row` answers the row of a key or None (no such row), or raises
     :class:`Unavailable` where the pool is not open in the running loop (the caller reads
