@@ -615,11 +615,11 @@ class CoalescedReads:
 
     Under load, concurrent requests for the same kind of row (8 clients reading balances)
     each paid psycopg's query (about 80 µs of CPU) and PostgreSQL's (about 90 µs): more than
-    the rest of the request. Here a read that finds fewer than ``max_in_flight`` statements
-    at the database starts one at once (no added wait when idle); the others queue, and the
-    next statement takes everything queued, so a read never waits for more than the
-    statements ahead of it and one of its own, and always sees what was committed before it
-    arrived.
+    the rest of the request. Here a read that finds no statement at the database starts one
+    at once (no added wait when idle); the others queue, and the next statement takes
+    everything queued, so a read waits for at most the statement ahead of it and its own,
+    and always sees what was committed before it arrived. (Two statements at a time served
+    fewer reads per second: smaller batches.)
 
     ``statement`` reads many keys: it takes them as the array parameter ``keys`` and
     answers, in the column ``column``, the key of each row. A batch runs with the other
@@ -632,16 +632,13 @@ class CoalescedReads:
     class Unavailable(Exception):
         """The pool of :class:`HotReads` is not open in the running event loop."""
 
-    def __init__(
-        self, reads: HotReads, statement: Any, *, column: str, max_in_flight: int = 1
-    ) -> None:
+    def __init__(self, reads: HotReads, statement: Any, *, column: str) -> None:
         self._reads = reads
         self._statement = statement
         self._column = column
-        self._max = max_in_flight
         self._queued: list[tuple[Any, Mapping[str, Any], asyncio.Future[Any]]] = []
-        self._in_flight = 0
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._sender: asyncio.Task[None] | None = None
+        """The task sending the queued reads (kept referenced while it runs), if any."""
         self.batches = 0
         """Statements sent (the tests and the benchmark compare it with the reads)."""
 
@@ -651,11 +648,8 @@ class CoalescedReads:
             raise CoalescedReads.Unavailable
         waiter: asyncio.Future[Any] = loop.create_future()
         self._queued.append((key, params, waiter))
-        if self._in_flight < self._max:
-            self._in_flight += 1
-            task = loop.create_task(self._send())
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        if self._sender is None:
+            self._sender = loop.create_task(self._send())
         found = await waiter
         if found is _UNAVAILABLE:
             raise CoalescedReads.Unavailable
@@ -686,4 +680,4 @@ class CoalescedReads:
                     if not waiter.done():
                         waiter.set_result(by_key.get(key, default))
         finally:
-            self._in_flight -= 1
+            self._sender = None

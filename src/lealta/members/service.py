@@ -186,7 +186,7 @@ def read_balance(
     member_not_found``."""
     global _warn_days
     warn_days = _warn_days
-    params = _balance_params(external_id, now, programme_at, warn_days)
+    params = {**_balance_params(now, programme_at, warn_days), "external_id": external_id}
     rows = fetch(session, BALANCE_READ, params, named=True)
     if not rows:
         raise _not_found(external_id)
@@ -212,7 +212,7 @@ async def read_balance_hot(
     warn_days = _warn_days
     reads = db.hot_reads.coalesced(BALANCE_READ_MANY, column="external_id")
     try:
-        row = await reads.row(external_id, _balance_params(None, now, programme_at, warn_days))
+        row = await reads.row(external_id, _balance_params(now, programme_at, warn_days))
     except CoalescedReads.Unavailable:
         return None
     if row is None:
@@ -223,18 +223,10 @@ async def read_balance_hot(
     return _balance_read(external_id, row, programme)
 
 
-def _balance_params(
-    external_id: str | None, now: datetime, programme_at: datetime, warn_days: int
-) -> dict[str, Any]:
-    """The parameters of :data:`BALANCE_READ` (of :data:`BALANCE_READ_MANY` without an id)."""
-    params: dict[str, Any] = {
-        "programme_at": programme_at,
-        "now": now,
-        "horizon": now + timedelta(days=warn_days),
-    }
-    if external_id is not None:
-        params["external_id"] = external_id
-    return params
+def _balance_params(now: datetime, programme_at: datetime, warn_days: int) -> dict[str, Any]:
+    """The parameters of :data:`BALANCE_READ` (with ``external_id``) and of
+    :data:`BALANCE_READ_MANY` but the member's id."""
+    return {"programme_at": programme_at, "now": now, "horizon": now + timedelta(days=warn_days)}
 
 
 def _balance_read(external_id: str, row: Any, programme: Programme) -> BalanceOut:
