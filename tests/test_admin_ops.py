@@ -126,7 +126,7 @@ def issue_coupon(db: Database, clock: FixedClock, external_id: str, reward_id: s
             reward_id,
             now=clock.now(),
             actor="test",
-        )
+        ).redemption
         coupon = session.get(Coupon, redemption.coupon_id)
         assert coupon is not None
         return coupon.code

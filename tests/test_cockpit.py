@@ -563,7 +563,7 @@ class TestOwnDataOnly:
             assert bea_row is not None
             done = rewards.redeem(
                 session, programme, bea_row, "coupon-5", now=clock.now(), actor="t"
-            )
+            ).redemption
             bea_row.avatar_path = "0" * 32 + ".png"
             coupon = session.get(Coupon, done.coupon_id)
             assert coupon is not None

@@ -531,7 +531,7 @@ class TestIssuing:
             now=T0,
         )
 
-    def test_a_clash_is_retried_in_a_savepoint_until_a_free_code_is_drawn(
+    def test_a_clash_inserts_nothing_and_draws_again_until_a_free_code_is_drawn(
         self, db: Database
     ) -> None:
         every = [f"X{ch}" for ch in codes.ALPHABET]

@@ -64,7 +64,9 @@ def _rich_member(db: Database, now: Any) -> str:
             now=now,
             programme=programme,
         )
-        done = rewards.redeem(session, programme, member, "coupon-5", now=now, actor="test")
+        done = rewards.redeem(
+            session, programme, member, "coupon-5", now=now, actor="test"
+        ).redemption
         rewards.redeem(session, programme, member, "tote-bag", now=now, actor="test")
         rewards.rollback(session, done.id, now=now, actor="test")
         rewards.redeem(session, programme, member, "coupon-5", now=now, actor="test")

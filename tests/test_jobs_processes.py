@@ -66,7 +66,9 @@ def _award_and_redeem(ctx: JobContext, session: Any, external_id: str) -> None:
             actor="job", now=ctx.now, programme=programme,
         )  # fmt: skip
         member = members.get(session, external_id)
-        done = rewards.redeem(session, programme, member, "coupon-5", now=ctx.now, actor="job")
+        done = rewards.redeem(
+            session, programme, member, "coupon-5", now=ctx.now, actor="job"
+        ).redemption
         return 201, {"redemption": done.id}
 
     run_once(

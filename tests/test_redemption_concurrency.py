@@ -51,7 +51,7 @@ def _redeem(db: Database, clock: FixedClock, customer: str, reward_id: str) -> i
         member = members.get(session, customer)
         redemption = rewards.redeem(
             session, programme, member, reward_id, now=clock.now(), actor="test"
-        )
+        ).redemption
         return redemption.id
 
 
@@ -142,7 +142,7 @@ def test_parallel_redemptions_with_one_idempotency_key_redeem_once(
                             "coupon-5",
                             now=clock.now(),
                             actor="test",
-                        ).id
+                        ).redemption.id
                     },
                 ),
             )

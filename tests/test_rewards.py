@@ -35,6 +35,7 @@ from lealta.programme.schema import Programme, Reward
 from lealta.rewards import service as rewards
 from tests.conftest import T0
 from tests.factories import order_paid
+from tests.test_read_paths import recording
 
 _DOCUMENT = yaml.safe_load(
     Path(__file__).parents[1].joinpath("src/lealta/demo/programme.yaml").read_text()
@@ -304,6 +305,38 @@ class TestRedeem:
         reused = redeem(client, "ana", "free-shipping", "same")
         assert reused.status_code == 409
         assert reused.json()["error"]["code"] == "idempotency_key_reused"
+
+    def test_a_redemption_writes_each_row_once_and_answers_from_what_it_wrote(
+        self, db: Database, client: TestClient
+    ) -> None:
+        use(db)
+        ana = enrol(db, "ana", points=1500)
+        assert redeem(client, "ana", "coupon-5", "first").status_code == 201  # key verified
+        with recording(db) as seen:
+            response = redeem(client, "ana", "coupon-5", "second")
+        assert response.status_code == 201, response.text
+        body = response.json()
+        statements = [" ".join(sql.split()) for sql in seen["statements"]]
+        # The key, the programme, the member and its state, the debit (one statement on
+        # PostgreSQL, one per table on SQLite), the coupon, the redemption and their
+        # announcements: each row written once, no savepoint, nothing read back.
+        assert len(statements) <= (12 if db.dialect == "postgresql" else 16), statements
+        for table in ("coupons", "redemptions"):
+            assert sum(sql.startswith(f"INSERT INTO {table} ") for sql in statements) == 1
+        assert not [sql for sql in statements if "SAVEPOINT" in sql.upper()]
+        read_back = ("FROM coupons", "FROM accounts", "FROM redemptions", "FROM reward_counters")
+        assert not [
+            sql
+            for sql in statements
+            if (sql.startswith("SELECT") and sql.endswith(read_back))
+            or any(f"{table} WHERE" in sql for table in read_back)
+        ], statements
+        # What it answered is what it stored.
+        assert body["points_available"] == available(db, ana) == 500
+        wallet = client.get("/v1/members/ana/coupons").json()["items"]
+        assert body["coupon"] in wallet
+        history = client.get("/v1/members/ana/redemptions").json()["items"]
+        assert history[0] == {**body, "points_available": None}
 
     def test_an_idempotency_key_is_required(self, db: Database, client: TestClient) -> None:
         use(db)

@@ -71,14 +71,14 @@ def shop(live_server: LiveServer) -> Shop:
         session.flush()  # the sessions do not autoflush: make the new lot visible to debits
         redemption = rewards.redeem(
             session, DEMO, member, "coupon-5", now=now - timedelta(days=1), actor="test"
-        )
+        ).redemption
         rewards.redeem(session, DEMO, member, "tote-bag", now=now - timedelta(days=1), actor="t")
         coupon = session.get(Coupon, redemption.coupon_id)
         assert coupon is not None
         # A used coupon, so the look-up page has a use to show.
         used = rewards.redeem(
             session, DEMO, member, "free-shipping", now=now - timedelta(days=1), actor="test"
-        )
+        ).redemption
         used_coupon = session.get(Coupon, used.coupon_id)
         assert used_coupon is not None
         coupons.redeem(

@@ -85,10 +85,10 @@ def seed(server: LiveServer) -> Seed:
         session.flush()
         redemption = rewards.redeem(
             session, DEMO, member, "coupon-5", now=now - timedelta(days=1), actor="test"
-        )
+        ).redemption
         used = rewards.redeem(
             session, DEMO, member, "free-shipping", now=now - timedelta(days=1), actor="test"
-        )
+        ).redemption
         used_coupon = session.get(Coupon, used.coupon_id)
         assert used_coupon is not None
         _, use, _ = coupons.redeem(

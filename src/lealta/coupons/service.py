@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from lealta.coupons import codes
 from lealta.coupons.schemas import CartIn, CouponOut, CouponUseOut, ValidationOut
 from lealta.events import store
-from lealta.kit.db import lock_for_update
+from lealta.kit.db import insert_returning, lock_for_update
 from lealta.kit.errors import Conflict, NotFound
 from lealta.kit.money import from_minor, normalise_currency, to_minor
 from lealta.models import Coupon, CouponUse, Member
@@ -216,17 +216,16 @@ def issue(
     """Create a coupon with a fresh unique code from ``spec.code_pattern``; a member's coupon
     is announced as ``coupon.issued`` in the outbox.
 
-    Each attempt inserts inside a savepoint; a clash with an existing code (the unique index)
-    rolls back only that savepoint and draws again.
+    Each attempt is one ``INSERT … ON CONFLICT DO NOTHING``: a clash with an existing code
+    (either unique index) inserts nothing and draws again. The coupon returned is in the
+    session as if loaded (no statement reads it back).
     """
     wanted = Issue(spec, reward_id, member_id, source, currency, valid_from)
     for _ in range(MAX_CODE_ATTEMPTS):
-        coupon = Coupon(**_values(wanted, codes.generate(spec.code_pattern), now))
-        try:
-            with session.begin_nested():
-                session.add(coupon)
-                session.flush()
-        except IntegrityError:
+        values = _values(wanted, codes.generate(spec.code_pattern), now)
+        values["code_key"] = normalise(values["code"])
+        coupon = insert_returning(session, Coupon, values, ignore_conflicts=True)
+        if coupon is None:
             continue
         if member_id is not None:
             emit(session, _issued(coupon.id, coupon.code, wanted, coupon.valid_until),

@@ -28,7 +28,7 @@ from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError, SQLAlchemyError
-from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Session, make_transient_to_detached, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 if TYPE_CHECKING:
@@ -382,6 +382,28 @@ def insert_ignore(
     stmt = stmt.on_conflict_do_nothing(index_elements=conflict)
     new_id: int | None = session.execute(stmt.returning(table.c.id)).scalar_one_or_none()
     return new_id
+
+
+_Row = TypeVar("_Row", bound="Base")
+
+
+def insert_returning(
+    session: Session, model: type[_Row], values: dict[str, Any], *, ignore_conflicts: bool = False
+) -> _Row | None:
+    """One Core ``INSERT … RETURNING id`` of ``values`` (every column but the id), and the row
+    as an object of ``model`` in the session as if loaded: nothing writes or reads it back,
+    where the unit of work would flush it alone and re-read it once expired. With
+    ``ignore_conflicts``, ``ON CONFLICT DO NOTHING`` (any unique key): None when a row with
+    one of its unique values exists."""
+    table = cast(Table, model.__table__)
+    stmt = insert_ignoring(session, table) if ignore_conflicts else table.insert()
+    new_id = session.execute(stmt.values(**values).returning(table.c.id)).scalar_one_or_none()
+    if new_id is None:
+        return None
+    row = model(id=new_id, **values)
+    make_transient_to_detached(row)
+    session.add(row)
+    return row
 
 
 def dialect_insert(session: Session, table: Table) -> Any:

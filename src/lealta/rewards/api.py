@@ -94,7 +94,7 @@ def redeem_reward(
         def effect() -> tuple[int, dict[str, object]]:
             programme = programmes.current(session)
             member = members.get(session, external_id)
-            redemption = service.redeem(
+            done = service.redeem(
                 session,
                 programme,
                 member,
@@ -103,7 +103,15 @@ def redeem_reward(
                 actor=principal.actor,
                 points=data.points,
             )
-            return 201, _out(session, redemption, member, now).model_dump(mode="json")
+            out = service.redemption_out(
+                session,
+                done.redemption,
+                customer_id=member.external_id,
+                now=now,
+                points_available=done.points_available,
+                coupon=done.coupon,
+            )
+            return 201, out.model_dump(mode="json")
 
         outcome = run_once(
             session,

@@ -24,6 +24,7 @@ from lealta.coupons import service as coupons
 from lealta.engine import core as engine
 from lealta.events import store
 from lealta.events.service import no_crossings, run_loading
+from lealta.kit.db import insert_returning
 from lealta.kit.errors import Conflict, InvalidInput, NotFound
 from lealta.kit.money import exponent, from_minor
 from lealta.ledger import service as ledger
@@ -84,6 +85,16 @@ class LockedReason:
     code: str
     message: str
     details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Redeemed:
+    """What :func:`redeem` did: the redemption, its coupon (if any) and the member's points
+    available after it."""
+
+    redemption: Redemption
+    coupon: Coupon | None
+    points_available: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,7 +347,7 @@ def redeem(
     now: datetime,
     actor: str,
     points: int | None = None,
-) -> Redemption:
+) -> Redeemed:
     """Redeem ``reward_id`` for the member, all or nothing.
 
     ``404 reward_not_found``; ``409`` with the first locked reason's code (``tier_required``,
@@ -355,22 +366,29 @@ def redeem(
             f"No reward '{reward_id}' in the programme.", details={"reward_id": reward_id}
         )
     cost = _cost(reward, points)
-    issued = session.scalar(
-        select(RewardCounter.issued).where(RewardCounter.reward_id == reward.id)
+    # The units issued and the member's redemptions so far matter only to a stock and to a
+    # per-member limit (the catalogue reads them for every reward; here they cost a
+    # statement each only where the reward has one).
+    issued = (
+        session.scalar(select(RewardCounter.issued).where(RewardCounter.reward_id == reward.id))
+        if reward.stock is not None
+        else None
     )
+    mine = _redeemed_by(session, member.id, reward.id) if reward.per_member_limit is not None else 0
     state = _state(
         programme,
         reward,
         account,
         _env(session, programme, member, account, now),
         issued or 0,
-        _redeemed_by(session, member.id, reward.id),
+        mine,
         now,
     )
     for lock in state.locked:
         if lock.code != "insufficient_points":  # the ledger refuses that with exact figures
             raise RewardLocked(lock)
     entry_id: int | None = None
+    points_available = account.points_available
     if cost > 0:
         outcome = run_loading(
             session,
@@ -393,6 +411,7 @@ def redeem(
             session, [(member.id, outcome)], now=now, backfill=False, on_crossing=no_crossings
         )
         entry_id = written.id(member.id, outcome.postings[0])
+        points_available = outcome.state.figures.points_available
     _take_stock(session, reward)
     coupon: Coupon | None = None
     value_minor: int | None = None
@@ -418,22 +437,25 @@ def redeem(
         status = "fulfilled"
     else:
         fulfilment["state"] = "awaiting_fulfilment"
-    redemption = Redemption(
-        member_id=member.id,
-        reward_id=reward.id,
-        reward_type=reward.type,
-        points=cost,
-        status=status,
-        entry_id=entry_id,
-        coupon_id=coupon.id if coupon is not None else None,
-        value_minor=value_minor,
-        currency=programme.currency,
-        fulfilment=fulfilment,
-        created_at=now,
-        rolled_back_at=None,
+    redemption = insert_returning(
+        session,
+        Redemption,
+        {
+            "member_id": member.id,
+            "reward_id": reward.id,
+            "reward_type": reward.type,
+            "points": cost,
+            "status": status,
+            "entry_id": entry_id,
+            "coupon_id": coupon.id if coupon is not None else None,
+            "value_minor": value_minor,
+            "currency": programme.currency,
+            "fulfilment": fulfilment,
+            "created_at": now,
+            "rolled_back_at": None,
+        },
     )
-    session.add(redemption)
-    session.flush()
+    assert redemption is not None
     emit(
         session,
         RewardRedeemed(
@@ -447,7 +469,7 @@ def redeem(
         now=now,
         backfill=False,
     )
-    return redemption
+    return Redeemed(redemption, coupon, points_available)
 
 
 def rollback(session: Session, redemption_id: int, *, now: datetime, actor: str) -> Redemption:
@@ -537,15 +559,17 @@ def _redeemed_by(session: Session, member_id: int, reward_id: str) -> int:
 def _take_stock(session: Session, reward: Reward) -> None:
     """Count one unit out; with a stock, only while ``issued < stock`` (a conditional update,
     so concurrent redemptions by different members can never take more than there is)."""
+    if _count_one(session, reward):
+        return
+    if reward.stock is None:
+        # No counter row: unlimited from the start, so redemptions of a popular reward do
+        # not all queue on one row. Should a stock be set later, the counter starts from
+        # the redemptions made until then (below).
+        return
     exists = session.scalar(
         select(RewardCounter.reward_id).where(RewardCounter.reward_id == reward.id)
     )
     if exists is None:
-        if reward.stock is None:
-            # Unlimited from the start: no counter row, so redemptions of a popular reward
-            # do not all queue on one row. Should a stock be set later, the counter starts
-            # from the redemptions made until then (below).
-            return
         live = session.scalar(
             select(func.count())
             .select_from(Redemption)
@@ -557,12 +581,19 @@ def _take_stock(session: Session, reward: Reward) -> None:
                 session.flush()
         except IntegrityError:
             pass  # created by a concurrent redemption; the update below sees it
+        if _count_one(session, reward):
+            return
+    raise OutOfStock(f"Reward '{reward.id}' is out of stock.", details={"reward_id": reward.id})
+
+
+def _count_one(session: Session, reward: Reward) -> bool:
+    """One more unit on the reward's counter row, if it has one (and, with a stock, one is
+    left): False when no row was updated."""
     stmt = update(RewardCounter).where(RewardCounter.reward_id == reward.id)
     if reward.stock is not None:
         stmt = stmt.where(RewardCounter.issued < reward.stock)
     taken = session.execute(stmt.values(issued=RewardCounter.issued + 1))
-    if taken.rowcount != 1:  # type: ignore[attr-defined]
-        raise OutOfStock(f"Reward '{reward.id}' is out of stock.", details={"reward_id": reward.id})
+    return bool(taken.rowcount == 1)  # type: ignore[attr-defined]
 
 
 # --- output -------------------------------------------------------------------------------
@@ -612,8 +643,11 @@ def redemption_out(
     customer_id: str,
     now: datetime,
     points_available: int | None = None,
+    coupon: Coupon | None = None,
 ) -> RedemptionOut:
-    coupon = session.get(Coupon, redemption.coupon_id) if redemption.coupon_id else None
+    """The redemption as the API shows it (``coupon``: its coupon, when at hand; else read)."""
+    if coupon is None and redemption.coupon_id is not None:
+        coupon = session.get(Coupon, redemption.coupon_id)
     return RedemptionOut(
         id=redemption.id,
         customer_id=customer_id,

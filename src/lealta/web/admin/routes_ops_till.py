@@ -347,7 +347,7 @@ def till_redeem_reward(
                     now=now,
                     actor=staff.actor,
                     points=chosen,
-                )
+                ).redemption
                 audit.record(
                     session,
                     actor=staff.actor,

@@ -577,7 +577,7 @@ def redeem(
                 done = rewards.redeem(
                     session, programme, me, reward_id, now=now, actor=f"member:{me.external_id}"
                 )
-                return 201, {"redemption_id": done.id, "reward_id": reward_id}
+                return 201, {"redemption_id": done.redemption.id, "reward_id": reward_id}
 
             run_once(
                 session,
