@@ -317,10 +317,11 @@ class TestRedeem:
         assert response.status_code == 201, response.text
         body = response.json()
         statements = [" ".join(sql.split()) for sql in seen["statements"]]
-        # The key, the programme, the member and its state, the debit (one statement on
-        # PostgreSQL, one per table on SQLite), the coupon, the redemption and their
-        # announcements: each row written once, no savepoint, nothing read back.
-        assert len(statements) <= (12 if db.dialect == "postgresql" else 16), statements
+        # The key; the member, its locked state and the programme in one statement; its
+        # lots; the debit (one statement on PostgreSQL, one per table on SQLite); the
+        # coupon, the redemption and their announcements: each row written once, no
+        # savepoint, nothing read back.
+        assert len(statements) <= (9 if db.dialect == "postgresql" else 14), statements
         for table in ("coupons", "redemptions"):
             assert sum(sql.startswith(f"INSERT INTO {table} ") for sql in statements) == 1
         assert not [sql for sql in statements if "SAVEPOINT" in sql.upper()]
@@ -337,6 +338,22 @@ class TestRedeem:
         assert body["coupon"] in wallet
         history = client.get("/v1/members/ana/redemptions").json()["items"]
         assert history[0] == {**body, "points_available": None}
+
+    def test_a_redemption_takes_the_programme_in_force_at_the_clocks_moment(
+        self, db: Database, client: TestClient, clock: FixedClock
+    ) -> None:
+        use(db)
+        with db.unit_of_work() as session:  # a version with a new reward, from tomorrow
+            later = with_rewards(reward("scarf", cost=100))
+            programmes.apply(
+                session, later, actor="test", now=T0, activate_at=T0 + timedelta(days=1)
+            )
+        enrol(db, "ana", points=1000)
+        early = redeem(client, "ana", "scarf", "today")
+        assert early.status_code == 404
+        assert early.json()["error"]["code"] == "reward_not_found"
+        clock.set(T0 + timedelta(days=2))
+        assert redeem(client, "ana", "scarf", "later").status_code == 201
 
     def test_an_idempotency_key_is_required(self, db: Database, client: TestClient) -> None:
         use(db)

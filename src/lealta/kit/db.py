@@ -377,10 +377,8 @@ def insert_ignore(
     """``INSERT … ON CONFLICT (conflict) DO NOTHING RETURNING id``: the new id, or None if a
     row with the same unique key exists (on PostgreSQL, after waiting for a concurrent
     inserter to commit). One statement instead of a savepoint, insert and release."""
-    table = cast(Table, model.__table__)
-    stmt = dialect_insert(session, table).values(**values)
-    stmt = stmt.on_conflict_do_nothing(index_elements=conflict)
-    new_id: int | None = session.execute(stmt.returning(table.c.id)).scalar_one_or_none()
+    stmt = _inserting(session, cast(Table, model.__table__), tuple(conflict))
+    new_id: int | None = session.execute(stmt, values).scalar_one_or_none()
     return new_id
 
 
@@ -395,15 +393,30 @@ def insert_returning(
     where the unit of work would flush it alone and re-read it once expired. With
     ``ignore_conflicts``, ``ON CONFLICT DO NOTHING`` (any unique key): None when a row with
     one of its unique values exists."""
-    table = cast(Table, model.__table__)
-    stmt = insert_ignoring(session, table) if ignore_conflicts else table.insert()
-    new_id = session.execute(stmt.values(**values).returning(table.c.id)).scalar_one_or_none()
+    stmt = _inserting(session, cast(Table, model.__table__), () if ignore_conflicts else None)
+    new_id = session.execute(stmt, values).scalar_one_or_none()
     if new_id is None:
         return None
     row = model(id=new_id, **values)
     make_transient_to_detached(row)
     session.add(row)
     return row
+
+
+def _inserting(session: Session, table: Table, conflict: tuple[str, ...] | None) -> Any:
+    """``INSERT INTO table … RETURNING id``, the values given when it runs (built once: a
+    statement holding its values is traversed whole for its cache key at every run). With
+    ``conflict``, ``ON CONFLICT (conflict) DO NOTHING`` (``()``: any unique key)."""
+    return _insert_statement(session.get_bind().dialect.name, table, conflict)
+
+
+@functools.lru_cache(maxsize=128)
+def _insert_statement(dialect: str, table: Table, conflict: tuple[str, ...] | None) -> Any:
+    if conflict is None:
+        return table.insert().returning(table.c.id)
+    stmt = (pg_insert if dialect == "postgresql" else sqlite_insert)(table)
+    stmt = stmt.on_conflict_do_nothing(index_elements=list(conflict) or None)
+    return stmt.returning(table.c.id)
 
 
 def dialect_insert(session: Session, table: Table) -> Any:

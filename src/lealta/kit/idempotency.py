@@ -12,10 +12,10 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import orjson
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from lealta.kit.db import insert_ignore
@@ -23,6 +23,14 @@ from lealta.kit.errors import Conflict, InvalidInput, LealtaError
 from lealta.models import IdempotencyRecord
 
 MAX_KEY_LENGTH = 200
+
+_records = cast(Table, IdempotencyRecord.__table__)
+_ANSWERED = (
+    update(_records)
+    .where(_records.c.id == bindparam("claimed"))
+    .values(status_code=bindparam("answer_status"), response=bindparam("answer_body"))
+)
+"""The claim's answer, stored (a Core statement of the table, built once)."""
 
 
 class MissingIdempotencyKey(LealtaError):
@@ -97,9 +105,7 @@ def run_once(
     if claimed is not None:
         status_code, body = effect()
         session.execute(
-            update(IdempotencyRecord)
-            .where(IdempotencyRecord.id == claimed)
-            .values(status_code=status_code, response=body)
+            _ANSWERED, {"claimed": claimed, "answer_status": status_code, "answer_body": body}
         )
         return Outcome(status_code, body, replayed=False)
     existing = _find(session, scope, key)

@@ -92,12 +92,9 @@ def redeem_reward(
         now = clock.now()
 
         def effect() -> tuple[int, dict[str, object]]:
-            programme = programmes.current(session)
-            member = members.get(session, external_id)
-            done = service.redeem(
+            done = service.redeem_for(
                 session,
-                programme,
-                member,
+                external_id,
                 data.reward_id,
                 now=now,
                 actor=principal.actor,
@@ -106,7 +103,7 @@ def redeem_reward(
             out = service.redemption_out(
                 session,
                 done.redemption,
-                customer_id=member.external_id,
+                customer_id=external_id,
                 now=now,
                 points_available=done.points_available,
                 coupon=done.coupon,

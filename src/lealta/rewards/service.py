@@ -10,11 +10,11 @@ list and the button never disagree.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_DOWN, Decimal
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from sqlalchemy import Table, bindparam, false, func, select, true, union_all, update
 from sqlalchemy.exc import IntegrityError
@@ -22,13 +22,14 @@ from sqlalchemy.orm import Session
 
 from lealta.coupons import service as coupons
 from lealta.engine import core as engine
+from lealta.engine.state import MemberState
 from lealta.events import store
 from lealta.events.service import no_crossings, run_loading
 from lealta.kit.db import insert_returning
 from lealta.kit.errors import Conflict, InvalidInput, NotFound
 from lealta.kit.money import exponent, from_minor
 from lealta.ledger import service as ledger
-from lealta.members.service import AccountView, MemberNotFound, MemberView
+from lealta.members.service import AccountView, MemberNotFound
 from lealta.models import (
     Coupon,
     LedgerEntry,
@@ -38,6 +39,7 @@ from lealta.models import (
 )
 from lealta.outbox.events import RedemptionRolledBack, RewardRedeemed
 from lealta.outbox.service import emit
+from lealta.programme import service as programmes
 from lealta.programme.schema import CouponSpec, Programme, Reward
 from lealta.rewards.schemas import CouponTermsOut, LockedReasonOut, RedemptionOut, RewardOut
 from lealta.rules.engine import EventFacts, MemberSnapshot, activation, compiled_for
@@ -114,6 +116,24 @@ class RewardState:
 # --- reading ------------------------------------------------------------------------------
 
 
+class Holder(Protocol):
+    """The member as eligibility expressions see it: a ``Member``, a row of a member read,
+    or a redemption's loaded state."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def external_id(self) -> str: ...
+    @property
+    def attributes(self) -> Mapping[str, Any] | None: ...
+    @property
+    def tags(self) -> Sequence[str] | None: ...
+    @property
+    def timezone(self) -> str: ...
+    @property
+    def language(self) -> str: ...
+
+
 def effective_tier(programme: Programme, account: AccountView) -> str | None:
     """The tier the member holds; the first tier when none was recorded yet."""
     tier = programme.tier(account.tier_id)
@@ -124,7 +144,7 @@ def effective_tier(programme: Programme, account: AccountView) -> str | None:
 
 def snapshot(
     programme: Programme,
-    member: MemberView,
+    member: Holder,
     account: AccountView,
     segments: tuple[str, ...] = (),
 ) -> MemberSnapshot:
@@ -174,7 +194,7 @@ one Core statement (``member_id``)."""
 def catalogue(
     session: Session,
     programme: Programme,
-    member: MemberView,
+    member: Holder,
     account: AccountView,
     *,
     now: datetime,
@@ -305,7 +325,7 @@ def locked_reasons(
 def _env(
     session: Session,
     programme: Programme,
-    member: MemberView,
+    member: Holder,
     account: AccountView,
     now: datetime,
 ) -> dict[str, Any]:
@@ -359,6 +379,76 @@ def redeem(
         raise MemberNotFound(
             "The member has no points account.", details={"external_id": member.external_id}
         )
+    return _redeem(session, programme, locked, reward_id, now=now, actor=actor, points=points)
+
+
+def redeem_for(
+    session: Session,
+    external_id: str,
+    reward_id: str,
+    *,
+    now: datetime,
+    actor: str,
+    points: int | None = None,
+) -> Redeemed:
+    """:func:`redeem` for the shop's ``external_id`` under the programme in force at ``now``:
+    the member, its locked state and the programme's digest come from one statement (the
+    API's path); ``404 member_not_found``."""
+    loaded = store.lock_and_load(session, external_id, now, programme_at=now, reserve=_SPEND)
+    if loaded.state is None:
+        raise MemberNotFound(
+            f"No member with external id '{external_id}'.", details={"external_id": external_id}
+        )
+    programme = programmes.by_digest(session, loaded.digest)
+    return _redeem(
+        session,
+        programme,
+        loaded.state,
+        reward_id,
+        now=now,
+        actor=actor,
+        points=points,
+        reserved=loaded.reserved,
+    )
+
+
+_SPEND = {"entries": 2}
+"""Ids reserved with the state on PostgreSQL: the debit's entry and one more (a release or an
+expiry caught up on the way); a spend that needs more reserves the rest when it writes."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Holder:
+    """The member as eligibility sees it, from its loaded state."""
+
+    id: int
+    external_id: str
+    attributes: Mapping[str, Any]
+    tags: tuple[str, ...]
+    timezone: str
+    language: str
+
+
+def _redeem(
+    session: Session,
+    programme: Programme,
+    locked: MemberState,
+    reward_id: str,
+    *,
+    now: datetime,
+    actor: str,
+    points: int | None,
+    reserved: Mapping[str, list[int]] | None = None,
+) -> Redeemed:
+    profile = locked.profile
+    member = _Holder(
+        locked.member_id,
+        profile.external_id,
+        profile.attributes,
+        profile.tags,
+        profile.timezone,
+        profile.language,
+    )
     account = locked.figures
     reward = programme.reward(reward_id)
     if reward is None:
@@ -407,9 +497,9 @@ def redeem(
             ),
             at=now,
         )
-        written = store.write_all(
-            session, [(member.id, outcome)], now=now, backfill=False, on_crossing=no_crossings
-        )
+        outcomes = [(member.id, outcome)]
+        written = store.assign_ids(session, outcomes, reserved)
+        store.write(session, outcomes, written, now=now, backfill=False, on_crossing=no_crossings)
         entry_id = written.id(member.id, outcome.postings[0])
         points_available = outcome.state.figures.points_available
     _take_stock(session, reward)
@@ -586,13 +676,22 @@ def _take_stock(session: Session, reward: Reward) -> None:
     raise OutOfStock(f"Reward '{reward.id}' is out of stock.", details={"reward_id": reward.id})
 
 
+_counters = cast(Table, RewardCounter.__table__)
+_COUNT_ONE = (
+    update(_counters)
+    .where(_counters.c.reward_id == bindparam("reward"))
+    .values(issued=_counters.c.issued + 1)
+)
+_COUNT_ONE_IN_STOCK = _COUNT_ONE.where(_counters.c.issued < bindparam("stock"))
+
+
 def _count_one(session: Session, reward: Reward) -> bool:
     """One more unit on the reward's counter row, if it has one (and, with a stock, one is
-    left): False when no row was updated."""
-    stmt = update(RewardCounter).where(RewardCounter.reward_id == reward.id)
-    if reward.stock is not None:
-        stmt = stmt.where(RewardCounter.issued < reward.stock)
-    taken = session.execute(stmt.values(issued=RewardCounter.issued + 1))
+    left): False when no row was updated. A Core statement of the table, built once."""
+    if reward.stock is None:
+        taken = session.execute(_COUNT_ONE, {"reward": reward.id})
+    else:
+        taken = session.execute(_COUNT_ONE_IN_STOCK, {"reward": reward.id, "stock": reward.stock})
     return bool(taken.rowcount == 1)  # type: ignore[attr-defined]
 
 
