@@ -5,7 +5,7 @@ character of :data:`ALPHABET`, which leaves out the look-alikes ``0 O 1 I L`` so
 aloud or typed from a receipt is not mistaken. Randomness comes from :mod:`secrets`; the
 database's unique indexes on ``coupons.code`` and on its dash-less ``code_key`` (see
 :func:`lealta.models.coupon.normalise`) settle the rare collision (see
-``coupons.service.issue``, which retries inside a savepoint).
+``coupons.service.issue``, whose insert skips a clash and draws again).
 """
 
 from __future__ import annotations

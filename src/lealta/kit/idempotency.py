@@ -2,7 +2,8 @@
 
 The claim is an INSERT on a unique ``(scope, key)``. A concurrent duplicate blocks on the
 unique index until the first transaction ends; if that one committed, the duplicate's insert
-fails, its savepoint rolls back, and it returns the stored response instead of acting again.
+(``ON CONFLICT DO NOTHING``) inserts nothing, and it returns the stored response instead of
+acting again.
 """
 
 from __future__ import annotations

@@ -392,8 +392,10 @@ def redeem_for(
     points: int | None = None,
 ) -> Redeemed:
     """:func:`redeem` for the shop's ``external_id`` under the programme in force at ``now``:
-    the member, its locked state and the programme's digest come from one statement (the
-    API's path); ``404 member_not_found``."""
+    the member, its locked state, the programme's digest and the debit's ids come from one
+    statement (the API's path); its open lots from the next, read once the lock is held (the
+    locking statement's other rows are those of its snapshot, which a concurrent spend may
+    have changed before the lock was granted); ``404 member_not_found``."""
     loaded = store.lock_and_load(session, external_id, now, programme_at=now, reserve=_SPEND)
     if loaded.state is None:
         raise MemberNotFound(
