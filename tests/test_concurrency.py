@@ -25,9 +25,11 @@ from lealta.ledger import operations
 from lealta.ledger import service as ledger
 from lealta.ledger.schemas import SpendIn
 from lealta.models import Account, LedgerEntry, Member
+from lealta.programme import service as programmes
 from lealta.programme.schema import DEFAULT_PROGRAMME
 from tests.conftest import T0
 from tests.factories import order_paid
+from tests.test_rules_engine import DEMO
 
 WORKERS = 50
 
@@ -237,3 +239,49 @@ def test_a_credit_then_a_debit_in_one_unit_of_work_sees_the_new_lot(
         assert entry.points == -200 and entry.shortfall == 0
     assert _account(db, "flo").points_available == 100
     _assert_consistent(db)
+
+
+def test_racing_events_catch_up_a_members_due_lots_once(db: Database) -> None:
+    """Events of one member that queue for its lock each catch it up first (pending points
+    released, points expired). On PostgreSQL the statement that waited for the lock reads
+    the account as the last holder left it but the member's other rows as of when it
+    began: the lots the holder had just released or expired read as still due, and were
+    released or expired again (a check constraint stopped some of those writes, with a 500;
+    with points enough, the ledger was silently wrong). The racing member must end where the
+    same events sent one after another leave a twin."""
+    now = T0
+
+    def ingest(at: Any, payload: dict[str, Any]) -> events.Outcome:
+        with db.unit_of_work() as session:
+            ctx = events.IngestContext(programme=DEMO, now=at, actor="test")
+            return events.ingest(session, EventIn.model_validate(payload), ctx, key=None)
+
+    with db.unit_of_work() as session:  # as shipped: 14 days pending, 12 months to expiry
+        programmes.apply(session, DEMO, actor="test", now=now - timedelta(days=800))
+    history = [(500, "100.00"), (300, "2000.00"), (20, "50.00")]  # expired; released; both
+    for who in ("ana", "twin"):
+        for n, (days, total) in enumerate(history):
+            at = now - timedelta(days=days)
+            ingest(at, order_paid(f"{who}-h{n}", who, f"{who}-H{n}", total, at))
+
+    def event(who: str, i: int) -> dict[str, Any]:
+        return order_paid(f"{who}-e{i}", who, f"{who}-E{i}", "10.00", now)
+
+    results = _race(30, lambda i: ingest(now, event("ana", i)))
+    assert all(isinstance(r, events.Outcome) for r in results), results
+    for i in range(30):
+        ingest(now, event("twin", i))
+    _assert_consistent(db)
+    with db.unit_of_work(write=False) as session:
+        expired = dict(
+            session.execute(
+                select(Member.external_id, func.count())
+                .join(LedgerEntry, LedgerEntry.member_id == Member.id)
+                .where(LedgerEntry.entry_type == "expire")
+                .group_by(Member.external_id)
+            ).all()
+        )
+    assert expired == {"ana": 1, "twin": 1}
+    ana, twin = _account(db, "ana"), _account(db, "twin")
+    figures = ("points_available", "points_pending", "points_expired", "lifetime_earned")
+    assert [getattr(ana, f) for f in figures] == [getattr(twin, f) for f in figures]

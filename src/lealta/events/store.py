@@ -35,6 +35,7 @@ from sqlalchemy import (
     bindparam,
     func,
     insert,
+    literal_column,
     or_,
     select,
 )
@@ -327,6 +328,12 @@ def lock_and_load(
     PostgreSQL both ride in the same statement (a data-modifying CTE and ``nextval``
     subqueries); on SQLite the claim is a second statement and ids are reserved when written.
     ``programme_at`` reads the digest of the programme in force at that moment as well.
+
+    On PostgreSQL, a statement that waited for the lock sees the account as the transaction
+    that held it left it, but every other row as of when the statement began: lots that
+    transaction expired, released or spent would read as they were (and be expired twice).
+    The statement tells whether the account moved meanwhile (its row version against the
+    one it began with); if it did, the due lots are read again, under the lock.
     """
     pg = _is_pg(session)
     kinds = tuple(k for k, n in (reserve or {}).items() if n > 0) if pg else ()
@@ -340,7 +347,7 @@ def lock_and_load(
     if claim is not None and pg:
         params.update({f"c_{k}": claim.get(k) for k in CLAIM_COLUMNS})
     params.update({f"n_{kind}": (reserve or {})[kind] for kind in kinds})
-    extra_count = int(with_digest) + int(claim is not None and pg) + len(kinds)
+    extra_count = int(pg) + int(with_digest) + int(claim is not None and pg) + len(kinds)
     if pg and claim is not None:
         params["c_payload"] = _jsonb(params["c_payload"], dumps=json_bytes)
     rows = fetch(session, stmt, params)
@@ -360,6 +367,9 @@ def lock_and_load(
         lots_complete=False,
     )
     tail = list(first[width : width + extra_count])
+    if pg and tail.pop(0):  # the account moved while this statement waited for its lock
+        fresh = fetch(session, _DUE_LOTS, {"member_id": state.member_id, "at": at})
+        state = msgspec.structs.replace(state, lots=tuple(_lot(row) for row in fresh))
     digest = tail.pop(0) if with_digest else None
     claimed: int | None = None
     if claim is not None:
@@ -391,7 +401,9 @@ def _load_statement(
         if by_id
         else _members.c.external_id == bindparam("external_id")
     )
-    extra: list[Any] = [_DIGEST] if digest else []
+    extra: list[Any] = [_MOVED] if pg else []
+    if digest:
+        extra.append(_DIGEST)
     claim_cte = None
     if claim:
         source = select(
@@ -407,6 +419,9 @@ def _load_statement(
         )
         extra.append(select(claim_cte.c.id).scalar_subquery().label("claimed"))
     extra.extend(_reserved(kind) for kind in kinds)
+    members = _members.join(_accounts, _accounts.c.member_id == _members.c.id)
+    if pg:
+        members = members.join(_AS_BEGUN, _AS_BEGUN.c.member_id == _members.c.id)
     stmt = (
         select(
             *_MEMBER_COLUMNS,
@@ -414,7 +429,7 @@ def _load_statement(
             *_LOT_COLUMNS,
         )
         .select_from(
-            _members.join(_accounts, _accounts.c.member_id == _members.c.id).outerjoin(
+            members.outerjoin(
                 _lots,
                 and_(
                     _lots.c.member_id == _members.c.id,
@@ -429,6 +444,18 @@ def _load_statement(
     if pg:
         stmt = stmt.with_for_update(of=_accounts)
     return stmt
+
+
+_AS_BEGUN = _accounts.alias("as_begun")
+_MOVED: Any = literal_column("accounts.xmin <> as_begun.xmin").label("moved")
+"""Whether the locked account row is another version than the one the statement began with
+(the same row joined again without a lock keeps the statement's snapshot): the lock was held
+by a transaction that changed it, and committed, while this statement waited."""
+_DUE_LOTS = select(*_LOT_COLUMNS).where(
+    _lots.c.member_id == bindparam("member_id"),
+    _due_lots(bindparam("at", type_=_lots.c.expires_at.type)),
+)
+"""The member's lots due by ``at`` (read again by :func:`lock_and_load` after a wait)."""
 
 
 def _claim(session: Session, values: Mapping[str, Any]) -> int | None:
