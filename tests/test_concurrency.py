@@ -24,11 +24,12 @@ from lealta.kit.idempotency import run_once
 from lealta.ledger import operations
 from lealta.ledger import service as ledger
 from lealta.ledger.schemas import SpendIn
-from lealta.models import Account, LedgerEntry, Member
+from lealta.models import Account, LedgerEntry, LotAllocation, Member
 from lealta.programme import service as programmes
 from lealta.programme.schema import DEFAULT_PROGRAMME
+from lealta.rewards import service as rewards
 from tests.conftest import T0
-from tests.factories import order_paid
+from tests.factories import order_paid, order_refunded
 from tests.test_rules_engine import DEMO
 
 WORKERS = 50
@@ -285,3 +286,57 @@ def test_racing_events_catch_up_a_members_due_lots_once(db: Database) -> None:
     ana, twin = _account(db, "ana"), _account(db, "twin")
     figures = ("points_available", "points_pending", "points_expired", "lifetime_earned")
     assert [getattr(ana, f) for f in figures] == [getattr(twin, f) for f in figures]
+
+
+def test_a_mix_racing_on_members_with_due_lots_keeps_every_lot_and_balance_exact(
+    db: Database,
+) -> None:
+    """Orders, partial refunds, spends and redemptions race on two members whose history
+    leaves lots to release and to expire when the first of them runs: the only refusals are
+    the ledger's (``insufficient_points``), every balance re-derives from the ledger, and no
+    lot is expired twice."""
+    now = T0
+
+    def ingest(at: Any, payload: dict[str, Any]) -> events.Outcome:
+        with db.unit_of_work() as session:
+            ctx = events.IngestContext(programme=DEMO, now=at, actor="test")
+            return events.ingest(session, EventIn.model_validate(payload), ctx, key=None)
+
+    with db.unit_of_work() as session:
+        programmes.apply(session, DEMO, actor="test", now=now - timedelta(days=800))
+    history = [(500, "100.00"), (400, "300.00"), (300, "2000.00"), (100, "900.00"), (20, "50.00")]
+    for who in ("a", "b"):
+        for n, (days, total) in enumerate(history):
+            at = now - timedelta(days=days)
+            ingest(at, order_paid(f"{who}-h{n}", who, f"{who}-H{n}", total, at))
+
+    def work(i: int) -> Any:
+        who, kind = "ab"[i % 2], i % 5
+        later = now + timedelta(seconds=i)
+        if kind == 0:
+            return ingest(later, order_paid(f"{who}-e{i}", who, f"{who}-E{i}", "25.00", later))
+        if kind == 1:
+            order = f"{who}-H{(i // 5) % len(history)}"
+            return ingest(later, order_refunded(f"{who}-r{i}", who, order, later, "5.00"))
+        with db.unit_of_work() as session:
+            if kind == 2:
+                return operations.spend(
+                    session, who, SpendIn(points=40), actor="t", now=later, programme=DEMO
+                )
+            return rewards.redeem_for(session, who, "coupon-5", now=later, actor="t")
+
+    outcomes = [r for n in range(3) for r in _race(40, lambda i, n=n: work(i + 40 * n))]
+    refused = {r.code for r in outcomes if isinstance(r, LealtaError)}
+    assert refused <= {"insufficient_points"}
+    _assert_consistent(db)
+    with db.unit_of_work(write=False) as session:
+        twice = session.execute(
+            select(LotAllocation.lot_id)
+            .join(LedgerEntry, LedgerEntry.id == LotAllocation.entry_id)
+            .where(LedgerEntry.entry_type == "expire")
+            .group_by(LotAllocation.lot_id)
+            .having(func.count() > 1)
+        ).all()
+        expired = session.scalar(select(func.count()).where(LedgerEntry.entry_type == "expire"))
+    assert twice == []
+    assert expired == 2 * 2  # each member's two oldest orders, once

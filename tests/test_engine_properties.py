@@ -561,3 +561,38 @@ def test_a_full_refund_after_spending_records_the_shortfall() -> None:
     assert [(e.points, e.shortfall) for e in reverse] == [(-100, 100)]
     assert run.state.figures.points_shortfall == 100
     assert run.state.figures.balance == 0
+
+
+@pytest.mark.parametrize("how", ["spend", "debit"])
+def test_a_spend_or_a_debit_catches_up_first_and_never_takes_expired_points(how: str) -> None:
+    """Points that expired before a spend (or a manual debit) are expired by it, then the
+    spend draws on live points only: it is refused when only expired points would cover it."""
+    programme = PROGRAMMES["fast"]  # no return window, points expire after 3 months
+    run = Run(programme, datetime(2026, 1, 10, tzinfo=UTC))
+    run.step(Pay(20_000, ()))
+    run.step(Jump(timedelta(days=60)))
+    run.step(Pay(5_000, ()))
+    run.step(Jump(timedelta(days=40)))  # the first order's points expired 10 days ago
+    old, new = run.state.lots
+    assert old.expires_at is not None and old.expires_at < run.clock < new.expires_at  # type: ignore[operator]
+
+    def take(points: int) -> Outcome:
+        if how == "spend":
+            return engine.spend(
+                programme, run.state, points=points, reason="t", actor="t", at=run.clock,
+                source_type="spend", source_ref=None,
+            )  # fmt: skip
+        return engine.adjust(
+            programme, run.state, points=-points, reason="t", actor="t", at=run.clock
+        )
+
+    outcome = take(new.remaining)
+    assert [(e.entry_type, e.points) for e in outcome.entries] == [
+        ("expire", -old.remaining),
+        ("redeem" if how == "spend" else "adjust", -new.remaining),
+    ]
+    assert outcome.state.figures.points_available == 0
+    assert outcome.state.figures.points_expired == old.remaining
+    with pytest.raises(LealtaError) as refused:
+        take(new.remaining + 1)
+    assert refused.value.code == "insufficient_points"

@@ -913,9 +913,13 @@ def adjust(
     source_ref: str | None = None,
 ) -> Outcome:
     """A manual credit (``points`` > 0, a lot that never expires) or debit (< 0, refused with
-    ``insufficient_points`` beyond what is available), dated ``at``. ``source_type`` and
-    ``source_ref`` name what asked for it when it is not a person (``survey`` and its key)."""
+    ``insufficient_points`` beyond what is available), dated ``at``, once the member is caught
+    up to ``at`` (as for an event: a debit never takes points that expired before it).
+    ``source_type`` and ``source_ref`` name what asked for it when it is not a person
+    (``survey`` and its key)."""
     work = _Work(programme, state, Context(actor=actor))
+    work.catch_up(at)
+    work.review(at)
     if points > 0:
         entry = work.credit(
             entry_type="adjust",
@@ -952,8 +956,12 @@ def spend(
     details: Mapping[str, Any] | None = None,
 ) -> Outcome:
     """Spend ``points`` (> 0) from available lots, soonest-expiring first, or refuse with
-    ``insufficient_points``: a balance never goes below zero."""
+    ``insufficient_points``: a balance never goes below zero. The member is first caught up
+    to ``at`` (pending points released, expired points gone, tier reviewed), as for an
+    event: points that expired before ``at`` are never spent."""
     work = _Work(programme, state, Context(actor=actor))
+    work.catch_up(at)
+    work.review(at)
     entry = work.debit(
         entry_type="redeem",
         points=points,

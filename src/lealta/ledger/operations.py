@@ -76,9 +76,12 @@ def award(
     source_ref: str,
     now: datetime,
     programme: Programme,
+    backfill: bool = False,
 ) -> WriteResult:
     """Credit ``points`` (> 0) earned by something other than an order (a survey answered),
-    named by ``source_type`` and ``source_ref`` in the entry; in the caller's transaction."""
+    named by ``source_type`` and ``source_ref`` in the entry; in the caller's transaction.
+    ``backfill``: history loaded from the past (what the catch-up on the way announces is
+    marked so, as the answer's own announcement is)."""
     if points <= 0:
         raise InvalidInput("An award must be of at least 1 point.", code="zero_points")
     return _apply(
@@ -97,6 +100,7 @@ def award(
         ),
         at=now,
         now=now,
+        backfill=backfill,
     )
 
 
@@ -137,13 +141,14 @@ def _apply(
     *,
     at: datetime,
     now: datetime,
+    backfill: bool = False,
 ) -> WriteResult:
     member = members.get(session, external_id)
     state = store.lock_and_load(session, None, at, member_id=member.id).state
     assert state is not None
     outcome = run_loading(session, programme, state, step, at=at)
     written = store.write_all(
-        session, [(member.id, outcome)], now=now, backfill=False, on_crossing=no_crossings
+        session, [(member.id, outcome)], now=now, backfill=backfill, on_crossing=no_crossings
     )
     entry = next(e for e in outcome.entries if e.id == outcome.postings[0])
     return WriteResult(

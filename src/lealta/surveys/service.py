@@ -229,6 +229,7 @@ def answer(
             source_ref=survey.key,
             now=now,
             programme=programme,
+            backfill=backfill,
         )
         response.ledger_entry_id = result.entry.id
     nps_question = next((q for q in data.questions if q.kind == "nps"), None)
