@@ -914,9 +914,11 @@ def write_all(
     backfill: bool,
     on_crossing: CrossingHandler,
     bulk: bool = False,
+    reserved: Mapping[str, list[int]] | None = None,
 ) -> Written:
-    """:func:`assign_ids`, then :func:`write`."""
-    written = assign_ids(session, outcomes)
+    """:func:`assign_ids` (from ``reserved`` first, see :func:`lock_and_load`), then
+    :func:`write`."""
+    written = assign_ids(session, outcomes, reserved)
     write(
         session, outcomes, written, now=now, backfill=backfill, on_crossing=on_crossing, bulk=bulk
     )

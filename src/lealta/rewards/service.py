@@ -499,9 +499,14 @@ def _redeem(
             ),
             at=now,
         )
-        outcomes = [(member.id, outcome)]
-        written = store.assign_ids(session, outcomes, reserved)
-        store.write(session, outcomes, written, now=now, backfill=False, on_crossing=no_crossings)
+        written = store.write_all(
+            session,
+            [(member.id, outcome)],
+            now=now,
+            backfill=False,
+            on_crossing=no_crossings,
+            reserved=reserved,
+        )
         entry_id = written.id(member.id, outcome.postings[0])
         points_available = outcome.state.figures.points_available
     _take_stock(session, reward)
