@@ -893,12 +893,18 @@ class _Usage(Mapping[str, RuleUsage]):
 # --- entry points ----------------------------------------------------------------------------
 
 
-def catch_up(programme: Programme, state: MemberState, at: datetime) -> Outcome:
-    """Bring the member to ``at``: releases, expiries and tier reviews due by then."""
-    work = _Work(programme, state, Context())
+def _caught_up(programme: Programme, state: MemberState, ctx: Context, at: datetime) -> _Work:
+    """The engine's work on ``state``, the member first brought to ``at`` (releases, expiries
+    and tier reviews due by then): where every entry point starts."""
+    work = _Work(programme, state, ctx)
     work.catch_up(at)
     work.review(at)
-    return work.outcome()
+    return work
+
+
+def catch_up(programme: Programme, state: MemberState, at: datetime) -> Outcome:
+    """Bring the member to ``at``: releases, expiries and tier reviews due by then."""
+    return _caught_up(programme, state, Context(), at).outcome()
 
 
 def adjust(
@@ -917,9 +923,7 @@ def adjust(
     up to ``at`` (as for an event: a debit never takes points that expired before it).
     ``source_type`` and ``source_ref`` name what asked for it when it is not a person
     (``survey`` and its key)."""
-    work = _Work(programme, state, Context(actor=actor))
-    work.catch_up(at)
-    work.review(at)
+    work = _caught_up(programme, state, Context(actor=actor), at)
     if points > 0:
         entry = work.credit(
             entry_type="adjust",
@@ -959,9 +963,7 @@ def spend(
     ``insufficient_points``: a balance never goes below zero. The member is first caught up
     to ``at`` (pending points released, expired points gone, tier reviewed), as for an
     event: points that expired before ``at`` are never spent."""
-    work = _Work(programme, state, Context(actor=actor))
-    work.catch_up(at)
-    work.review(at)
+    work = _caught_up(programme, state, Context(actor=actor), at)
     entry = work.debit(
         entry_type="redeem",
         points=points,
@@ -981,9 +983,7 @@ def plan_changed(
     """The member's paid plan started, renewed or ended at ``at`` (``state.profile`` already
     says which plan holds and until when): catch up, then lift the member to the plan's tier
     floor, or, when a plan whose floor was ``ended_floor`` ended, review a tier only it held."""
-    work = _Work(programme, state, Context())
-    work.catch_up(at)
-    work.review(at)
+    work = _caught_up(programme, state, Context(), at)
     if ended_floor is not None:
         work.plan_ended(ended_floor, at)
         return work.outcome()
@@ -1007,10 +1007,7 @@ def apply(
     Raises a :class:`~lealta.kit.errors.LealtaError` when the event is refused (nothing of
     it applies) and :class:`StateIncomplete` when ``state`` lacks a part it needs.
     """
-    work = _Work(programme, state, ctx or Context())
-    at = event.occurred_at
-    work.catch_up(at)
-    work.review(at)
+    work = _caught_up(programme, state, ctx or Context(), event.occurred_at)
     if isinstance(event, PaidOrder):
         postings, forfeited = _order_paid(work, event)
         work.events.append(domain.OrderPaid(event.key, state.profile.external_id, _sum(postings)))
