@@ -63,6 +63,7 @@ from lealta.engine.state import (
 from lealta.kit.db import (
     UTCDateTime,
     fetch,
+    insert_ignore,
     insert_ignoring,
     json_bytes,
     run_on_psycopg,
@@ -460,9 +461,7 @@ _DUE_LOTS = select(*_LOT_COLUMNS).where(
 
 def _claim(session: Session, values: Mapping[str, Any]) -> int | None:
     """Insert an event row unless its key or id is taken; its id, or None."""
-    stmt = insert_ignoring(session, _events).values(**values).returning(_events.c.id)
-    new_id: int | None = session.execute(stmt).scalar_one_or_none()
-    return new_id
+    return insert_ignore(session, Event, values)
 
 
 def members_due(session: Session, *, at: datetime, limit: int) -> list[int]:

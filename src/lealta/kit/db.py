@@ -372,11 +372,16 @@ class Database:
 
 
 def insert_ignore(
-    session: Session, model: type[Base], values: dict[str, Any], *, conflict: list[str]
+    session: Session,
+    model: type[Base],
+    values: Mapping[str, Any],
+    *,
+    conflict: Sequence[str] = (),
 ) -> int | None:
-    """``INSERT … ON CONFLICT (conflict) DO NOTHING RETURNING id``: the new id, or None if a
-    row with the same unique key exists (on PostgreSQL, after waiting for a concurrent
-    inserter to commit). One statement instead of a savepoint, insert and release."""
+    """``INSERT … ON CONFLICT (conflict) DO NOTHING RETURNING id`` (no ``conflict``: any
+    unique key): the new id, or None if a row with the same unique key exists (on
+    PostgreSQL, after waiting for a concurrent inserter to commit). One statement instead of
+    a savepoint, insert and release."""
     stmt = _inserting(session, cast(Table, model.__table__), tuple(conflict))
     new_id: int | None = session.execute(stmt, values).scalar_one_or_none()
     return new_id
@@ -414,16 +419,17 @@ def _inserting(session: Session, table: Table, conflict: tuple[str, ...] | None)
 def _insert_statement(dialect: str, table: Table, conflict: tuple[str, ...] | None) -> Any:
     if conflict is None:
         return table.insert().returning(table.c.id)
-    stmt = (pg_insert if dialect == "postgresql" else sqlite_insert)(table)
-    stmt = stmt.on_conflict_do_nothing(index_elements=list(conflict) or None)
+    stmt = _insert_of(dialect, table).on_conflict_do_nothing(index_elements=list(conflict) or None)
     return stmt.returning(table.c.id)
 
 
 def dialect_insert(session: Session, table: Table) -> Any:
     """The session's dialect's ``INSERT`` (PostgreSQL or SQLite), which has ``ON CONFLICT``."""
-    if session.get_bind().dialect.name == "postgresql":
-        return pg_insert(table)
-    return sqlite_insert(table)
+    return _insert_of(session.get_bind().dialect.name, table)
+
+
+def _insert_of(dialect: str, table: Table) -> Any:
+    return pg_insert(table) if dialect == "postgresql" else sqlite_insert(table)
 
 
 def insert_ignoring(session: Session, table: Table) -> Any:
